@@ -1,0 +1,48 @@
+"""arraynn: neural networks written once against the Python Array API standard.
+
+The same backpropagation code trains on NumPy, CuPy, PyTorch, JAX or
+array-api-strict. Importing arraynn imports no optional array library: a backend's
+library is imported when the backend is first selected.
+"""
+
+from .backend import (
+    BACKEND_NAMES,
+    Backend,
+    BackendError,
+    BackendInfo,
+    BackendNotInstalledError,
+    DeviceUnavailableError,
+    DtypeNotSupportedError,
+    UnknownBackendError,
+    available_backends,
+    backend_for,
+    count_transfers,
+    get_backend,
+)
+from .classifier import ModelFileError, NNClassifier, NotFittedError, TrainingDivergedError
+from .loader import DataLoader
+from .mlp import MLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "BackendError",
+    "BackendInfo",
+    "BackendNotInstalledError",
+    "DataLoader",
+    "DeviceUnavailableError",
+    "DtypeNotSupportedError",
+    "MLP",
+    "ModelFileError",
+    "NNClassifier",
+    "NotFittedError",
+    "TrainingDivergedError",
+    "UnknownBackendError",
+    "available_backends",
+    "backend_for",
+    "count_transfers",
+    "get_backend",
+    "__version__",
+]

@@ -1,0 +1,236 @@
+"""The device-aware minibatch loader.
+
+Resident mode (the default) copies the data set to the backend's device **once**:
+images travel as they are (uint8 for Fashion-MNIST, a quarter of the bytes of
+float32) and are converted to the backend's float dtype there, then an optional
+``transform`` (e.g. a fitted :class:`arraynn.preprocessing.Standardizer`) runs on
+the device. Each epoch then costs one host-to-device copy: the epoch's permutation,
+drawn on the host with NumPy (the standard has no RNG) and uploaded as one index
+array. Minibatches are cut on the device with ``take``; unshuffled batches are plain
+slices.
+
+Streaming mode (``stream=True``) is for data larger than device memory: the data
+stays on the host, and each epoch is sent in chunks of whole minibatches. A
+background thread gathers and uploads the next chunk while the current one trains
+(on CPU backends the overlap is the gather and conversion; on GPU backends also the
+copy). Batches are identical to resident mode for the same seed.
+
+Batching follows either ``batch_size`` (the last batch may be smaller, unless
+``drop_last``) or ``n_batches`` (NumPy's ``array_split`` sizes: the article's fixed
+minibatches). The permutation of epoch ``e`` is
+``numpy.random.default_rng([seed, e]).permutation(n)``: it depends only on the seed
+and the epoch number, so a run resumed at epoch ``e`` sees the same batches, and the
+same seed gives the same batches on every backend.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+
+__all__ = ["DataLoader", "batch_bounds"]
+
+
+def batch_bounds(n: int, batch_size: int | None = None, n_batches: int | None = None,
+                 drop_last: bool = False) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each minibatch of ``n`` samples.
+
+    Exactly one of ``batch_size`` and ``n_batches`` is given. ``n_batches`` follows
+    ``numpy.array_split``: the first ``n % n_batches`` batches hold one extra sample.
+    """
+    if (batch_size is None) == (n_batches is None):
+        raise ValueError("give exactly one of batch_size and n_batches")
+    if batch_size is not None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        bs = int(batch_size)
+        bounds = [(i * bs, min((i + 1) * bs, n)) for i in range(math.ceil(n / bs))]
+        if drop_last and bounds and bounds[-1][1] - bounds[-1][0] < bs:
+            bounds.pop()
+        return bounds
+    k = int(n_batches)
+    if k < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+    if k > n:
+        raise ValueError(f"n_batches={k} is more than the {n} samples; lower n_batches")
+    base, extra = divmod(n, k)
+    bounds, start = [], 0
+    for i in range(k):
+        stop = start + base + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+class DataLoader:
+    """Minibatches of ``(X, y)`` on a backend's device.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Host NumPy data (any dtype; uint8 images travel as uint8), or an array that
+        is already on the backend (then it is used as it is).
+    y : array of shape (n_samples,), optional
+        Integer labels (class indices). Uploaded once as the device's index dtype.
+    backend : Backend
+        Where the batches live, and their float dtype.
+    batch_size, n_batches : int
+        Give one (``n_batches`` is the article's ``array_split`` batching).
+    shuffle : bool
+        Draw a new permutation every epoch (default True).
+    drop_last : bool
+        With ``batch_size``, skip a last, smaller batch.
+    seed : int
+        Seed of the permutations (see the module docstring). Default 0.
+    transform : callable, optional
+        Applied on the device to the float data: once to the whole set in resident
+        mode, to each chunk in streaming mode (so it must act row by row).
+    stream : bool
+        Keep the data on the host and stream it in chunks.
+    chunk_size : int, optional
+        Rows per chunk in streaming mode (rounded to whole batches); default about
+        64 MiB of float data.
+    """
+
+    def __init__(self, X: Any, y: Any = None, *, backend: Backend, batch_size: int | None = None,
+                 n_batches: int | None = None, shuffle: bool = True, drop_last: bool = False,
+                 seed: int | None = 0, transform: Callable[[Any], Any] | None = None,
+                 stream: bool = False, chunk_size: int | None = None) -> None:
+        if batch_size is None and n_batches is None:
+            batch_size = 32
+        n = int(X.shape[0])
+        if y is not None and int(y.shape[0]) != n:
+            raise ValueError(f"X has {n} samples but y has {y.shape[0]}; they must match")
+        self.backend = backend
+        self.n_samples = n
+        self.shuffle = bool(shuffle)
+        self.seed = 0 if seed is None else int(seed)
+        self.transform = transform
+        self.stream = bool(stream)
+        self.bounds = batch_bounds(n, batch_size, n_batches, drop_last)
+        if not self.bounds:
+            raise ValueError(f"no batch of size {batch_size} fits in {n} samples with drop_last")
+        xp, be = backend.xp, backend
+        if self.stream:
+            if not isinstance(X, np.ndarray):
+                raise TypeError("stream=True reads the data from the host: pass NumPy arrays")
+            self._X_host = X
+            self._y_host = None if y is None else np.asarray(y)
+            row_bytes = max(1, int(np.prod(X.shape[1:])) * 4)
+            rows = int(chunk_size) if chunk_size else max(1, (64 << 20) // row_bytes)
+            self.chunks = _group_bounds(self.bounds, rows)
+            self.X = self.y = None
+        else:
+            Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
+            if Xd.dtype != be.dtype:
+                Xd = xp.astype(Xd, be.dtype)
+            self.X = transform(Xd) if transform is not None else Xd
+            if y is None:
+                self.y = None
+            elif isinstance(y, np.ndarray):
+                self.y = be.asarray(_labels_host(y), dtype=be.index_dtype)
+            else:
+                self.y = be.asarray(y, dtype=be.index_dtype)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def permutation(self, epoch: int) -> np.ndarray | None:
+        """The host permutation of ``epoch`` (``None`` without shuffling)."""
+        if not self.shuffle:
+            return None
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(self.n_samples)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[Any, Any]]:
+        """The minibatches ``(X_batch, y_batch)`` of one epoch (``y_batch`` may be None)."""
+        if self.stream:
+            yield from self._stream_epoch(epoch)
+            return
+        xp, be = self.backend.xp, self.backend
+        perm = self.permutation(epoch)
+        if perm is None:
+            for s, e in self.bounds:
+                yield self.X[s:e, ...], (None if self.y is None else self.y[s:e])
+            return
+        idx = be.asarray(perm, dtype=be.index_dtype)  # the epoch's one upload
+        for s, e in self.bounds:
+            sel = idx[s:e]
+            yield (xp.take(self.X, sel, axis=0),
+                   None if self.y is None else xp.take(self.y, sel, axis=0))
+
+    __iter__ = epoch
+
+    # ---- streaming -------------------------------------------------------------
+    def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
+        be, xp = self.backend, self.backend.xp
+        rows = slice(s, e) if order is None else order[s:e]
+        Xh = self._X_host[rows]
+        Xd = be.asarray(Xh, dtype=None if _is_integer(Xh) else be.dtype)
+        if Xd.dtype != be.dtype:
+            Xd = xp.astype(Xd, be.dtype)
+        if self.transform is not None:
+            Xd = self.transform(Xd)
+        yd = None
+        if self._y_host is not None:
+            yd = be.asarray(_labels_host(self._y_host[rows]), dtype=be.index_dtype)
+        return Xd, yd
+
+    def _stream_epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        order = self.permutation(epoch)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arraynn-prefetch")
+        pending = self._pool.submit(self._load_chunk, order, *self.chunks[0][0])
+        for c, (span, batches) in enumerate(self.chunks):
+            Xc, yc = pending.result()
+            if c + 1 < len(self.chunks):
+                pending = self._pool.submit(self._load_chunk, order, *self.chunks[c + 1][0])
+            base = span[0]
+            for s, e in batches:
+                yield Xc[s - base:e - base, ...], (None if yc is None else yc[s - base:e - base])
+
+    def close(self) -> None:
+        """Stop the prefetch thread (streaming mode)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _is_integer(X: Any) -> bool:
+    dt = getattr(X, "dtype", None)
+    if isinstance(X, np.ndarray):
+        return X.dtype.kind in "iub"
+    name = str(dt)
+    return any(k in name for k in ("int", "bool"))
+
+
+def _labels_host(y: Any) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
+    return y.astype(np.int64, copy=False)
+
+
+def _group_bounds(bounds: list[tuple[int, int]], rows: int):
+    """Group consecutive batches into chunks of about ``rows`` rows (whole batches)."""
+    chunks, cur = [], []
+    for b in bounds:
+        if cur and b[1] - cur[0][0] > rows:
+            chunks.append(((cur[0][0], cur[-1][1]), cur))
+            cur = []
+        cur.append(b)
+    if cur:
+        chunks.append(((cur[0][0], cur[-1][1]), cur))
+    return chunks
