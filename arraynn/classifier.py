@@ -514,8 +514,9 @@ class NNClassifier:
     def _proba_on_model(self, X: Any) -> Any:
         be, xp = self.backend_, self.backend_.xp
         out = []
-        for s in range(0, X.shape[0], _PREDICT_CHUNK):
-            Xc = be.asarray(X[s:s + _PREDICT_CHUNK, ...])
+        n = X.shape[0]
+        for s in range(0, n, _PREDICT_CHUNK):
+            Xc = be.asarray(X[s:min(s + _PREDICT_CHUNK, n), ...])
             if Xc.dtype != be.dtype:
                 Xc = xp.astype(Xc, be.dtype)
             p = self._mlp.predict_proba(self._params, Xc)

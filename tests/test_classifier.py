@@ -1,0 +1,292 @@
+"""NNClassifier: the article's estimator, its conventions, its errors, on every backend."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import assert_on_backend
+
+import arraynn
+from arraynn import NNClassifier
+
+
+def _blobs(n=300, d=8, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    X = centers[y] + rng.normal(size=(n, d))
+    return X, y
+
+
+def _small(**kw):
+    params = dict(n_hidden_units=12, epochs=30, learning_rate=0.01, n_batches=5, random_seed=1)
+    params.update(kw)
+    return NNClassifier(**params)
+
+
+# --- the article's call ---------------------------------------------------------------
+
+def test_articles_call_runs_unchanged_on_synthetic_data():
+    rng = np.random.default_rng(42)
+    n_features, n_classes = 784, 10
+    prototypes = rng.uniform(0, 255, size=(n_classes, n_features))
+    y_train = rng.integers(0, n_classes, size=500)
+    X_train = np.clip(prototypes[y_train] + rng.normal(0, 40, size=(500, n_features)), 0, 255)
+    X_train = (X_train - X_train.mean(axis=0)) / (X_train.std(axis=0) + 1e-12)
+    RANDOM_SEED = 42
+    nn = NNClassifier(n_classes=10, n_features=784, n_hidden_units=50, l2=0.5, l1=0.0,
+                      epochs=30, learning_rate=0.001, n_batches=25, random_seed=RANDOM_SEED)
+    assert nn.fit(X_train, y_train) is nn
+    assert len(nn.error_) == 30
+    assert nn.error_[-1] < nn.error_[0]
+    assert nn.score(X_train, y_train) > 0.9
+    proba = nn.predict_proba(X_train)
+    assert proba.shape == (500, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert nn.predict(X_train).shape == (500,)
+
+
+def test_raw_pixels_give_no_overflow_warning():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(200, 784)).astype(np.float64)
+    y = rng.integers(0, 10, size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn = NNClassifier(n_classes=10, n_features=784, n_hidden_units=50, l2=0.5, epochs=3,
+                          learning_rate=0.001, n_batches=4, random_seed=0).fit(X, y)
+        nn.predict_proba(X)
+    assert all(np.isfinite(nn.error_))
+
+
+def test_xor_is_learned():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    y = np.array([0, 1, 1, 0])
+    nn = NNClassifier(n_hidden_units=3, epochs=4000, learning_rate=0.5, random_seed=3,
+                      bias=True).fit(X, y)
+    np.testing.assert_array_equal(nn.predict(X), y)
+
+
+# --- every backend ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("output,optimizer", [("sigmoid", "sgd"), ("softmax", "adam"),
+                                              ("softmax", "momentum")])
+def test_fit_on_backend_arrays_returns_backend_arrays(backend, output, optimizer):
+    X, y = _blobs()
+    Xd, yd = backend.asarray(X), backend.asarray(y)
+    lr = 0.01 if optimizer != "momentum" else 0.002
+    nn = _small(output=output, optimizer=optimizer, learning_rate=lr, bias=True).fit(Xd, yd)
+    assert nn.backend_.name == backend.name and nn.backend_.device == backend.device
+    pred = nn.predict(Xd)
+    proba = nn.predict_proba(Xd)
+    assert_on_backend(pred, backend)
+    assert_on_backend(proba, backend)
+    assert proba.dtype == backend.dtype
+    np.testing.assert_allclose(backend.to_numpy(backend.xp.sum(proba, axis=1)), 1.0, rtol=1e-5)
+    assert nn.score(Xd, yd) > 0.9
+    for w in nn.coefs_:
+        assert_on_backend(w, backend)
+
+
+def test_backend_argument_moves_numpy_inputs(backend):
+    X, y = _blobs()
+    nn = _small(backend=backend.name, device=_device_arg(backend)).fit(X, y)
+    assert nn.backend_.name == backend.name
+    out = nn.predict_proba(X)
+    assert isinstance(out, np.ndarray)  # NumPy in, NumPy out
+    assert isinstance(nn.predict(X), np.ndarray)
+
+
+def _device_arg(be):
+    if be.name == "array_api_strict":
+        return be.device_name if be.device_name != "CPU_DEVICE" else None
+    return None if be.name == "numpy" else be.device_name
+
+
+def test_same_seed_same_training_on_every_backend(backend):
+    X, y = _blobs(n=120)
+    kw = dict(n_hidden_units=(10, 7), epochs=3, learning_rate=0.005, batch_size=16,
+              random_seed=5, activation="tanh", output="softmax", optimizer="adam", bias=True)
+    ref = NNClassifier(**kw).fit(X, y)
+    other = NNClassifier(**kw, backend=backend.name, device=_device_arg(backend)).fit(X, y)
+    for a, b in zip(ref.coefs_, other.coefs_):
+        np.testing.assert_allclose(backend.to_numpy(b), a, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(other.loss_curve_, ref.loss_curve_, rtol=1e-4)
+
+
+def test_float64_training(backend64):
+    X, y = _blobs()
+    nn = _small(backend=backend64.name, device=_device_arg(backend64), dtype="float64").fit(X, y)
+    assert nn.coefs_[0].dtype == backend64.xp.float64
+
+
+def test_initial_weights_are_the_same_everywhere(backend):
+    X, y = _blobs(n=20)
+    a = _small(epochs=1, learning_rate=1e-12).fit(X, y)
+    b = _small(epochs=1, learning_rate=1e-12, backend=backend.name,
+               device=_device_arg(backend)).fit(X, y)
+    np.testing.assert_allclose(backend.to_numpy(b.coefs_[0]), a.coefs_[0], rtol=1e-6)
+    assert np.abs(a.coefs_[0]).max() <= 1.0  # the article's uniform(-1, 1)
+
+
+# --- estimator conventions --------------------------------------------------------------
+
+def test_get_set_params_and_clone():
+    nn = NNClassifier(n_hidden_units=(5, 4), activation="relu", l2=0.1)
+    params = nn.get_params()
+    assert params["n_hidden_units"] == (5, 4) and params["l2"] == 0.1
+    assert nn.set_params(epochs=7) is nn and nn.epochs == 7
+    with pytest.raises(ValueError, match="invalid parameter 'epoch'"):
+        nn.set_params(epoch=3)
+    sklearn_base = pytest.importorskip("sklearn.base")
+    twin = sklearn_base.clone(nn)
+    assert twin is not nn and twin.get_params() == nn.get_params()
+    assert "activation='relu'" in repr(nn)
+
+
+def test_learned_attributes():
+    X, y = _blobs()
+    nn = _small(bias=True, n_hidden_units=(6, 5)).fit(X, y)
+    assert nn.n_features_in_ == 8
+    np.testing.assert_array_equal(nn.classes_, [0, 1, 2])
+    assert [w.shape for w in nn.coefs_] == [(8, 6), (6, 5), (5, 3)]
+    assert [b.shape for b in nn.intercepts_] == [(6,), (5,), (3,)]
+    assert nn.n_iter_ == 30 and len(nn.loss_curve_) == 30 and nn.error_ is nn.loss_curve_
+    assert isinstance(nn.random_seed_, int)
+    no_bias = _small().fit(X, y)
+    assert no_bias.intercepts_ == []
+
+
+def test_string_labels():
+    X, y = _blobs()
+    names = np.array(["cat", "dog", "emu"])[y]
+    nn = _small().fit(X, names)
+    assert set(nn.predict(X)) <= {"cat", "dog", "emu"}
+    assert nn.score(X, names) > 0.9
+
+
+def test_partial_fit_counts_epochs():
+    X, y = _blobs()
+    nn = _small(batch_size=32)
+    nn.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    nn.partial_fit(X[100:], y[100:])
+    assert nn.n_iter_ == 2 and len(nn.loss_curve_) == 2
+    with pytest.raises(ValueError, match="features"):
+        nn.partial_fit(X[:, :3], y)
+
+
+def test_warm_start_resume_reproduces_the_uninterrupted_run(tmp_path):
+    X, y = _blobs()
+    kw = dict(epochs=12, batch_size=32, optimizer="adam", output="softmax", bias=True)
+    full = _small(**kw).fit(X, y)
+
+    stopped = _small(**kw)
+    stopped.fit(X, y, callback=lambda clf, info: info["epoch"] == 5)
+    assert stopped.n_iter_ == 5
+    stopped.save(tmp_path / "ckpt.npz")
+    resumed = NNClassifier.load(tmp_path / "ckpt.npz").set_params(warm_start=True).fit(X, y)
+    assert resumed.n_iter_ == 12
+    for a, b in zip(full.coefs_ + full.intercepts_, resumed.coefs_ + resumed.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.loss_curve_ == full.loss_curve_
+
+
+def test_save_load_onto_another_backend(tmp_path, backend):
+    X, y = _blobs()
+    nn = _small(bias=True).fit(X, y)
+    path = nn.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        assert "meta.json" in data.files
+    loaded = NNClassifier.load(path, backend=backend.name, device=_device_arg(backend))
+    assert loaded.backend_.name == backend.name
+    np.testing.assert_allclose(loaded.predict_proba(X), nn.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert loaded.get_params()["n_hidden_units"] == 12
+
+
+def test_corrupt_model_files_are_clear_errors(tmp_path):
+    X, y = _blobs()
+    path = _small(epochs=2).fit(X, y).save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(arraynn.ModelFileError, match="trunc.npz.*truncated or corrupt"):
+        NNClassifier.load(tmp_path / "trunc.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(arraynn.ModelFileError, match="not an arraynn model"):
+        NNClassifier.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        NNClassifier.load(tmp_path / "missing.npz")
+
+
+def test_save_leaves_no_temporary_file(tmp_path):
+    X, y = _blobs()
+    _small(epochs=1).fit(X, y).save(tmp_path / "m.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_reported():
+    X, y = _blobs()
+    with pytest.raises(arraynn.TrainingDivergedError, match="learning rate"):
+        _small(learning_rate=1e30, optimizer="sgd", output="softmax", activation="relu",
+               init="he").fit(X * 1e6, y)
+
+
+# --- bad input, refused before any work -----------------------------------------------
+
+@pytest.mark.parametrize(("X", "y", "match"), [
+    (np.zeros(5), np.zeros(5), "2-D"),
+    (np.zeros((5, 3)), np.zeros(4), "5 samples but y has 4"),
+    (np.zeros((0, 3)), np.zeros(0), "empty"),
+    (np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN or infinity"),
+    (np.array([[1.0, np.inf], [0, 1]]), np.array([0, 1]), "NaN or infinity"),
+    (np.ones((4, 2)), np.zeros(4), "single class"),
+    (np.ones((4, 2)), np.zeros((4, 1)), "1-D"),
+])
+def test_bad_training_input(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        _small().fit(X, y)
+
+
+def test_nan_on_a_device_is_caught(backend):
+    X, y = _blobs(n=20)
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _small().fit(backend.asarray(X), y)
+
+
+def test_predict_before_fit():
+    with pytest.raises(arraynn.NotFittedError, match="fit"):
+        NNClassifier().predict(np.zeros((2, 2)))
+
+
+def test_feature_count_must_match():
+    X, y = _blobs()
+    nn = _small(epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features.*fitted with 8"):
+        nn.predict(X[:, :3])
+    with pytest.raises(ValueError, match="n_features=5"):
+        _small(n_features=5).fit(X, y)
+
+
+def test_labels_must_fit_n_classes():
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="0..1"):
+        _small(n_classes=2).fit(X, y)
+
+
+@pytest.mark.parametrize(("param", "value"), [("epochs", 0), ("learning_rate", -1.0),
+                                              ("n_batches", 0), ("batch_size", 0),
+                                              ("l2", -0.1), ("activation", "gelu"),
+                                              ("output", "linear"), ("optimizer", "rmsprop"),
+                                              ("n_hidden_units", (4, 0)), ("dtype", "float16")])
+def test_bad_hyperparameters(param, value):
+    X, y = _blobs(n=20)
+    with pytest.raises(ValueError, match=param if param != "n_hidden_units" else "n_hidden_units"):
+        _small(**{param: value}).fit(X, y)
+
+
+def test_unknown_backend_is_refused_before_work():
+    X, y = _blobs(n=20)
+    with pytest.raises(arraynn.UnknownBackendError, match="choose one of"):
+        _small(backend="tensorflow").fit(X, y)
