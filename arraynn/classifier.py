@@ -445,7 +445,7 @@ class NNClassifier:
 
     def _run_epochs(self, loader: DataLoader, end_epoch: int,
                     callback: Callable[[NNClassifier, dict], Any] | None) -> None:
-        be, xp, mlp, opt = self.backend_, self.backend_.xp, self._mlp, self._opt
+        be, mlp, opt = self.backend_, self._mlp, self._opt
         l1, l2 = float(self.l1), float(self.l2)
         n_classes, dtype = len(self.classes_), be.dtype
         n, n_batches = loader.n_samples, len(loader)
@@ -566,7 +566,8 @@ class NNClassifier:
         target = backend_for(X)
         if target.name == self.backend_.name and target.device == self.backend_.device:
             return result
-        return target.asarray(self.backend_.to_numpy(result), dtype=None if _int_like(result) else target.dtype)
+        host = self.backend_.to_numpy(result)
+        return target.asarray(host, dtype=None if _int_like(result) else target.dtype)
 
     # ------------------------------------------------------------------------------
     # Saving and loading: .npz holding arrays plus a JSON document, no pickle
@@ -594,7 +595,8 @@ class NNClassifier:
             classes = classes.astype(str)
         arrays["classes"] = classes
         params = self.get_params()
-        params["backend"] = params["backend"].name if isinstance(params["backend"], Backend) else params["backend"]
+        if isinstance(params["backend"], Backend):
+            params["backend"] = params["backend"].name
         params["device"] = None if params["device"] is None else str(params["device"])
         if not isinstance(params["n_hidden_units"], (int, np.integer)):
             params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]

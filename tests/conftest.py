@@ -24,17 +24,22 @@ from arraynn.backend import BACKEND_NAMES, BackendError
 # (backend name, device) pairs each backend name expands to.
 _EXPANSION = {
     "numpy": [("numpy", None)],
-    "array_api_strict": [("array_api_strict", None), ("array_api_strict", "device1"),
-                         ("array_api_strict", "no_float64")],
+    "array_api_strict": [
+        ("array_api_strict", None),
+        ("array_api_strict", "device1"),
+        ("array_api_strict", "no_float64"),
+    ],
     "torch": [("torch", "cpu"), ("torch", "cuda")],
     "cupy": [("cupy", None)],
     "jax": [("jax", None)],
 }
 _OPTIONAL_DEVICES = {("torch", "cuda")}  # tried when torch is requested, used if it works
 
-SHARED_DATA = Path(os.environ.get(
-    "ARRAYNN_FASHION_MNIST_DIR",
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"))
+SHARED_DATA = Path(
+    os.environ.get(
+        "ARRAYNN_FASHION_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+    )
+)
 
 
 def _requested() -> tuple[list[str], bool]:
@@ -47,7 +52,8 @@ def _requested() -> tuple[list[str], bool]:
     unknown = [n for n in names if n not in _EXPANSION]
     if unknown:
         raise pytest.UsageError(
-            f"ARRAYNN_TEST_BACKENDS names unknown backends {unknown}; valid: {list(_EXPANSION)}")
+            f"ARRAYNN_TEST_BACKENDS names unknown backends {unknown}; valid: {list(_EXPANSION)}"
+        )
     return names, True
 
 
@@ -86,8 +92,11 @@ def pytest_report_header(config):
 def _make(spec: tuple[str, str | None], dtype: str) -> arraynn.Backend:
     name, device = spec
     if _spec_id(name, device) in BACKEND_PROBLEMS:
-        pytest.fail(f"backend {_spec_id(name, device)} was requested but cannot run: "
-                    f"{BACKEND_PROBLEMS[_spec_id(name, device)]}", pytrace=False)
+        pytest.fail(
+            f"backend {_spec_id(name, device)} was requested but cannot run: "
+            f"{BACKEND_PROBLEMS[_spec_id(name, device)]}",
+            pytrace=False,
+        )
     return arraynn.get_backend(name, device, dtype)
 
 
@@ -116,7 +125,7 @@ def rng() -> np.random.Generator:
 def shared_fashion_mnist() -> Path:
     """The real Fashion-MNIST directory; skips where it is absent."""
     if not (SHARED_DATA / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real Fashion-MNIST files not found (set ARRAYNN_FASHION_MNIST_DIR)")
+        pytest.skip("real Fashion-MNIST files not found (set ARRAYNN_FASHION_MNIST_DIR)")
     return SHARED_DATA
 
 
