@@ -199,7 +199,8 @@ class Standardizer:
         """Return ``(X - mean_) / scale_``.
 
         The learned statistics are cast to ``X``'s dtype and moved to its device
-        if they differ; they must come from the same array library.
+        if they differ (and converted if ``X`` comes from another array library,
+        e.g. fitted on NumPy arrays and applied to torch tensors).
 
         Parameters
         ----------
@@ -215,7 +216,8 @@ class Standardizer:
         RuntimeError
             If the standardizer is not fitted.
         TypeError
-            If ``X`` is not floating or not of the fitted array library.
+            If ``X`` is not floating, or the statistics cannot be converted to
+            ``X``'s array library and device.
         ValueError
             If ``X`` has a different number of features.
         """
@@ -236,19 +238,30 @@ class Standardizer:
         """Fit on ``X`` and return ``X`` standardized; see :meth:`fit`."""
         return self.fit(X).transform(X)
 
+    def __call__(self, X: Any) -> Any:
+        """Same as :meth:`transform`, so a fitted standardizer can be passed
+        wherever a ``transform`` callable is expected (e.g. the data loader)."""
+        return self.transform(X)
+
     @staticmethod
     def _like(p: Any, X: Any, xp: Any) -> Any:
+        """``p`` in ``X``'s namespace, dtype and device."""
+        dev = array_api_compat.device(X)
         try:
             array_api_compat.array_namespace(p, X)
-        except TypeError as exc:
-            raise TypeError(
-                "Standardizer.transform: X comes from another array library than "
-                "the data the standardizer was fitted on; fit and transform arrays "
-                "of the same backend"
-            ) from exc
+        except TypeError:
+            # Fitted with another library (e.g. NumPy on the host): convert.
+            try:
+                return xp.asarray(p, dtype=X.dtype, device=dev)
+            except Exception as exc:
+                raise TypeError(
+                    f"Standardizer.transform: cannot move the statistics learned from "
+                    f"{type(p).__module__} arrays to {type(X).__module__} arrays on "
+                    f"{dev} ({type(exc).__name__}: {exc}); fit and transform arrays of "
+                    "the same backend"
+                ) from exc
         if p.dtype != X.dtype:
             p = xp.astype(p, X.dtype)
-        dev = array_api_compat.device(X)
         if array_api_compat.device(p) != dev:
             p = array_api_compat.to_device(p, dev)
         return p
