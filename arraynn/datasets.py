@@ -288,6 +288,10 @@ def _fetch_once(url: str, dest: Path, expected: tuple[int, str], timeout: float)
         raise _Retry(f"cannot connect: {getattr(exc, 'reason', exc)}") from exc
     except ValueError as exc:  # a malformed URL
         raise _NextMirror(f"invalid URL: {exc}") from exc
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) != exp_size:
+        response.close()
+        raise _NextMirror(f"the server announces {announced} bytes, the published size is {exp_size} bytes")
     with response, _atomic_open(dest) as out:
         md5 = hashlib.md5(usedforsecurity=False)
         size = 0

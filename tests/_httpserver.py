@@ -21,12 +21,15 @@ class Reply:
 
     ``status`` is the HTTP status; ``body`` the payload. With ``truncate_at``
     the server announces ``len(body)`` bytes but sends only the first
-    ``truncate_at`` and closes the connection (a broken transfer).
+    ``truncate_at`` and closes the connection (a broken transfer). With
+    ``send_length=False`` no Content-Length is sent: the body ends when the
+    connection closes.
     """
 
     status: int = 200
     body: bytes = b""
     truncate_at: int | None = None
+    send_length: bool = True
 
 
 @dataclasses.dataclass
@@ -85,7 +88,8 @@ class ScriptedServer:
                 reply = replies[0]
         handler.send_response(reply.status)
         handler.send_header("Content-Type", "application/octet-stream")
-        handler.send_header("Content-Length", str(len(reply.body)))
+        if reply.send_length:
+            handler.send_header("Content-Length", str(len(reply.body)))
         handler.end_headers()
         body = reply.body if reply.truncate_at is None else reply.body[: reply.truncate_at]
         handler.wfile.write(body)

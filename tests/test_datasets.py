@@ -464,8 +464,21 @@ def test_checksum_mismatch_on_all_mirrors(server, published, table, tmp_path) ->
 
 def test_oversized_download_rejected(server, published, table, tmp_path) -> None:
     serve(server, "fm", {**published, TEST_LABELS: published[TEST_LABELS] + b"extra"})
-    with pytest.raises(DownloadError, match="more than the published"):
+    with pytest.raises(DownloadError, match="announces .* bytes, the published size is"):
         load(tmp_path / "h", table, [server.url("fm")])
+    assert leftovers(tmp_path / "h" / "fashion-mnist") == []
+
+
+def test_size_checked_without_content_length(server, published, table, tmp_path) -> None:
+    serve(server, "fm", published)
+    long = published[TEST_LABELS] + b"extra"
+    server.add(f"/fm/{TEST_LABELS}", Reply(200, long, send_length=False))
+    with pytest.raises(DownloadError, match="sent more than the published"):
+        load(tmp_path / "h", table, [server.url("fm")])
+    short = published[TEST_LABELS][:-5]
+    server.add(f"/fm/{TEST_LABELS}", Reply(200, short, send_length=False))
+    with pytest.raises(DownloadError, match=r"got \d+ of the published \d+ bytes"):
+        load(tmp_path / "h", table, [server.url("fm")], retries=0)
     assert leftovers(tmp_path / "h" / "fashion-mnist") == []
 
 
