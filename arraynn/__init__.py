@@ -20,8 +20,19 @@ from .backend import (
     get_backend,
 )
 from .classifier import ModelFileError, NNClassifier, NotFittedError, TrainingDivergedError
+from .datasets import (
+    FASHION_MNIST_CLASSES,
+    DatasetError,
+    DatasetNotFoundError,
+    DownloadError,
+    fashion_mnist_source,
+    get_data_home,
+    load_fashion_mnist,
+)
+from .idx import IDXError, read_idx, write_idx
 from .loader import DataLoader
 from .mlp import MLP
+from .preprocessing import PREPROCESSORS, Preprocessor, Standardizer, make_preprocessor
 
 __version__ = "0.1.0"
 
@@ -32,6 +43,14 @@ __all__ = [
     "BackendInfo",
     "BackendNotInstalledError",
     "DataLoader",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "FASHION_MNIST_CLASSES",
+    "IDXError",
+    "PREPROCESSORS",
+    "Preprocessor",
+    "Standardizer",
     "DeviceUnavailableError",
     "DtypeNotSupportedError",
     "MLP",
@@ -43,6 +62,12 @@ __all__ = [
     "available_backends",
     "backend_for",
     "count_transfers",
+    "fashion_mnist_source",
+    "get_data_home",
+    "load_fashion_mnist",
+    "make_preprocessor",
+    "read_idx",
+    "write_idx",
     "get_backend",
     "__version__",
 ]
