@@ -38,6 +38,7 @@ __all__ = [
     "BackendInfo",
     "BackendNotInstalledError",
     "DeviceUnavailableError",
+    "DeviceMemoryError",
     "DtypeNotSupportedError",
     "UnknownBackendError",
     "TransferCounter",
@@ -79,6 +80,11 @@ class DeviceUnavailableError(BackendError):
 
 class DtypeNotSupportedError(BackendError, TypeError):
     """The requested floating dtype is not available on the device."""
+
+
+class DeviceMemoryError(BackendError, MemoryError):
+    """The device ran out of memory; the message names the batch size, the memory in use
+    and the fix."""
 
 
 # --------------------------------------------------------------------------------------
@@ -246,6 +252,57 @@ class Backend:
             return float(x)
         return float(self.to_numpy(x))
 
+    def memory_in_use(self) -> int | None:
+        """Bytes of device memory held by the library's allocator (``None`` if unknown)."""
+        try:
+            if self.name == "cupy":
+                import cupy
+
+                with self.device:
+                    return int(cupy.get_default_memory_pool().total_bytes())
+            if self.name == "torch" and self.device.type == "cuda":
+                import torch
+
+                return int(torch.cuda.memory_reserved(self.device))
+            if self.name == "jax":
+                stats = self.device.memory_stats() or {}
+                return int(stats["bytes_in_use"]) if "bytes_in_use" in stats else None
+        except Exception:  # pragma: no cover - informational only
+            return None
+        return None
+
+    def set_tf32(self, enabled: bool) -> bool:
+        """Allow (or forbid) TF32 tensor cores for float32 matmuls on this library.
+
+        TF32 rounds matmul inputs to 10 mantissa bits: much faster on NVIDIA Ampere and
+        newer, slightly less exact. It is off by default and changes a process-wide
+        setting of the library. Returns whether TF32 is now in effect (always ``False``
+        on CPUs and for float64).
+        """
+        enabled = bool(enabled)
+        if self.name == "cupy":
+            import cupy
+            from cupy._core import _routines_linalg as linalg
+
+            mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+            linalg.set_compute_type(cupy.float32, mode)
+        elif self.name == "torch":
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = enabled
+            torch.backends.cudnn.allow_tf32 = enabled
+            if self.device.type != "cuda":
+                return False
+        elif self.name == "jax":
+            import jax
+
+            jax.config.update("jax_default_matmul_precision", "tensorfloat32" if enabled else "float32")
+            if getattr(self.device, "platform", "cpu") != "gpu":
+                return False
+        else:
+            return False
+        return enabled and self.dtype_name == "float32"
+
     def synchronize(self) -> None:
         """Wait for queued device work to finish (for timing)."""
         if self.name == "cupy":
@@ -260,6 +317,16 @@ class Backend:
             import jax
 
             jax.effects_barrier()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory error of any supported library."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    text = str(exc)
+    return name in ("OutOfMemoryError", "XlaRuntimeError") and (
+        name == "OutOfMemoryError" or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower())
 
 
 def _is_host(x: Any) -> bool:

@@ -14,6 +14,7 @@ and so do scikit-learn's conventions: ``get_params``/``set_params`` (``clone`` w
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, backend_for, get_backend
+from .backend import Backend, DeviceMemoryError, backend_for, get_backend, is_out_of_memory
 from .loader import DataLoader
 from .losses import OUTPUTS
 from .mlp import MLP, one_hot
@@ -107,6 +108,10 @@ class NNClassifier:
         Device of ``backend`` (``"cuda:0"``, ``"device1"``, ...).
     dtype : {"float32", "float64"}
         Dtype of the weights and computations.
+    tf32 : bool
+        Let float32 matmuls use TF32 tensor cores on NVIDIA GPUs (faster, 10-bit
+        mantissa inputs). Off by default; it sets the library's process-wide flag at
+        ``fit`` (and turns it off when ``False``). ``tf32_`` says whether it is in effect.
     warm_start : bool
         When fitted already, ``fit`` continues from the learned weights and optimizer
         state until ``n_iter_`` reaches ``epochs`` (a checkpoint resumes this way).
@@ -130,6 +135,8 @@ class NNClassifier:
         Epochs run.
     backend_ : Backend
         Where the model lives.
+    tf32_ : bool
+        Whether TF32 matmuls were in effect.
     random_seed_ : int
         The seed used.
     """
@@ -142,8 +149,8 @@ class NNClassifier:
                  shuffle: bool | None = None, bias: bool = False, init: str = "uniform",
                  momentum: float = 0.9, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, backend: str | Backend | None = None,
-                 device: Any = None, dtype: str = "float32", warm_start: bool = False,
-                 verbose: bool = False) -> None:
+                 device: Any = None, dtype: str = "float32", tf32: bool = False,
+                 warm_start: bool = False, verbose: bool = False) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -167,6 +174,7 @@ class NNClassifier:
         self.backend = backend
         self.device = device
         self.dtype = dtype
+        self.tf32 = tf32
         self.warm_start = warm_start
         self.verbose = verbose
 
@@ -335,11 +343,12 @@ class NNClassifier:
                 raise ValueError("warm_start needs the same classes as the first fit")
         else:
             self._initialize(X.shape[1], classes, self._compute_backend(X))
-        loader = self._make_loader(X, y_idx)
-        try:
-            self._run_epochs(loader, self.epochs, callback)
-        finally:
-            loader.close()
+        with self._memory_errors(X.shape[0]):
+            loader = self._make_loader(X, y_idx)
+            try:
+                self._run_epochs(loader, self.epochs, callback)
+            finally:
+                loader.close()
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NNClassifier:
@@ -364,12 +373,36 @@ class NNClassifier:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
         y_idx = self._encode_with(y, self.classes_, len(X))
-        loader = self._make_loader(X, y_idx)
-        try:
-            self._run_epochs(loader, self.n_iter_ + 1, None)
-        finally:
-            loader.close()
+        with self._memory_errors(X.shape[0]):
+            loader = self._make_loader(X, y_idx)
+            try:
+                self._run_epochs(loader, self.n_iter_ + 1, None)
+            finally:
+                loader.close()
         return self
+
+    @contextlib.contextmanager
+    def _memory_errors(self, n_samples: int):
+        """Turn any library's out-of-memory error into a DeviceMemoryError with the fix."""
+        try:
+            yield
+        except DeviceMemoryError:
+            raise
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            be = self.backend_
+            used = be.memory_in_use()
+            used_text = "unknown" if used is None else f"{used / 2**20:.0f} MiB"
+            batch = (f"batch_size={self.batch_size}" if self.batch_size is not None
+                     else f"n_batches={self.n_batches} (about {-(-n_samples // self.n_batches)} "
+                          "samples per batch)")
+            raise DeviceMemoryError(
+                f"{be.name} on {be.device_name} ran out of memory training with {batch} on "
+                f"{n_samples} samples (device memory in use: {used_text}); use a smaller "
+                "batch_size (or more n_batches), a smaller network, or stream the data "
+                f"with arraynn.DataLoader(stream=True). [{type(exc).__name__}: {exc}]"
+            ) from exc
 
     def _encode_labels(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         y_host = _labels_to_host(y)
@@ -418,6 +451,7 @@ class NNClassifier:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self.random_seed_ = int(seed)
         self.backend_ = backend
+        self.tf32_ = backend.set_tf32(bool(self.tf32))
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
         self._mlp = MLP((n_features, *self._hidden_sizes(), len(classes)),
@@ -644,6 +678,7 @@ class NNClassifier:
         be = get_backend(backend or "numpy", device, clf.dtype)
         clf._check_params()
         clf.backend_ = be
+        clf.tf32_ = be.set_tf32(bool(clf.tf32))
         clf.classes_ = arrays["classes"]
         clf.n_features_in_ = int(meta["n_features_in"])
         clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias)

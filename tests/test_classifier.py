@@ -290,3 +290,27 @@ def test_unknown_backend_is_refused_before_work():
     X, y = _blobs(n=20)
     with pytest.raises(arraynn.UnknownBackendError, match="choose one of"):
         _small(backend="tensorflow").fit(X, y)
+
+
+def test_out_of_memory_names_batch_size_and_fix(monkeypatch):
+    X, y = _blobs()
+    nn = _small(batch_size=64)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.00 GiB")
+
+    monkeypatch.setattr(arraynn.mlp.MLP, "train_step", exhausted)
+    with pytest.raises(arraynn.DeviceMemoryError) as info:
+        nn.fit(X, y)
+    msg = str(info.value)
+    assert "batch_size=64" in msg and "memory in use" in msg and "smaller batch_size" in msg
+
+
+def test_tf32_is_off_by_default_and_never_on_a_cpu(backend):
+    X, y = _blobs(n=40)
+    nn = _small(epochs=1, backend=backend.name, device=_device_arg(backend)).fit(X, y)
+    assert nn.tf32_ is False
+    on = _small(epochs=1, tf32=True, backend=backend.name, device=_device_arg(backend)).fit(X, y)
+    is_gpu = backend.name == "cupy" or "cuda" in backend.device_name or "gpu" in backend.device_name
+    assert on.tf32_ is is_gpu
+    on.backend_.set_tf32(False)
