@@ -41,7 +41,7 @@ BACKEND_ENV = {
 
 
 @nox.session
-@nox.parametrize("backend", list(BACKEND_PACKAGES))
+@nox.parametrize("backend", list(BACKEND_PACKAGES), ids=list(BACKEND_PACKAGES))
 def tests(session: nox.Session, backend: str) -> None:
     """The test suite on one backend."""
     session.install(*BACKEND_PACKAGES[backend], "-e", ".[test,plot]")
