@@ -19,7 +19,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fileio import atomic_open
 from .backend import Backend, DeviceMemoryError, backend_for, get_backend, is_out_of_memory
 from .loader import DataLoader
 from .losses import OUTPUTS
@@ -757,19 +757,8 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: the directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read_model_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

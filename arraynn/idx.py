@@ -18,16 +18,15 @@ and says what is wrong with it.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from ._fileio import atomic_open as _atomic_open
 
 __all__ = ["IDX_TYPES", "IDXError", "read_idx", "write_idx"]
 
@@ -203,38 +202,6 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     flat = np.frombuffer(data, dtype=disk_dtype, count=expected // disk_dtype.itemsize, offset=header)
     # Copy into native byte order: the result owns its memory and is writable.
     return flat.astype(disk_dtype.newbyteorder("="), copy=True).reshape(shape)
-
-
-@contextlib.contextmanager
-def _atomic_open(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a temporary file next to ``path``; move it onto ``path`` on success.
-
-    The temporary file lives in the same directory (so :func:`os.replace` is
-    atomic) and is named ``.<name>.<random>.part``. If the body raises
-    (including ``KeyboardInterrupt``) the temporary file is removed and
-    ``path`` is left untouched. The file is created with mode 0o666 minus the
-    umask, like any file written with :func:`open`.
-    """
-    path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_idx(path: str | os.PathLike[str], array: Any, *, compresslevel: int = 6) -> None:
