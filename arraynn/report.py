@@ -95,6 +95,12 @@ def _figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize, layout="constrained")
 
 
+def _integer_epochs(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -126,6 +132,7 @@ def plot_loss(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, *,
         values = list(values)
         ax.plot(range(1, len(values) + 1), values, label=name)
     ax.set_xlabel("epoch")
+    _integer_epochs(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if log_scale:
@@ -141,6 +148,7 @@ def plot_loss(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, *,
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, label=name)
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.set_ylabel("accuracy (%)")
         ax.set_title("Accuracy")
         ax.legend()
