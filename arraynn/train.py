@@ -408,17 +408,9 @@ def learning_rate_at(cfg: dict[str, Any], epoch: int) -> float:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from ._fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -636,10 +628,17 @@ class _Progress:
         self.total = total
         self.bar = None
         if not plain and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
+            try:
+                columns = os.get_terminal_size(sys.stderr.fileno()).columns
+            except (OSError, ValueError):
+                columns = 0
+            # A terminal that reports no size (some pseudo-terminals) gets 100 x 24;
+            # tqdm would draw nothing there.
+            size = {"dynamic_ncols": True} if columns > 0 else {"ncols": 100, "nrows": 24}
             self.bar = tqdm(total=total, initial=start, unit="epoch", file=sys.stderr,
-                            dynamic_ncols=True, desc="training")
+                            desc="training", **size)
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -794,6 +793,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = dict(saved["config"])
         if args.dtype and args.dtype != saved.get("dtype"):
             raise _UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
+        if args.data_dir is None and saved.get("data_dir"):
+            args.data_dir = saved["data_dir"]  # the run's own data, unless told otherwise
     else:
         cfg = resolve_config(args)
 
@@ -854,7 +855,7 @@ def run(args: argparse.Namespace) -> int:
             "format": _RUN_FORMAT, "config": cfg, "backend": be.name,
             "device": be.device_name, "device_arg": None if args.device is None else str(args.device),
             "dtype": be.dtype_name, "data_fingerprint": fingerprint,
-            "data_dir": None if args.data_dir is None else str(args.data_dir)})
+            "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve())})
 
     from .classifier import TrainingDivergedError
 

@@ -147,7 +147,7 @@ def test_smoke_run_writes_the_run_directory(data_dir, tmp_path):
     files = {p.name for p in out.iterdir()}
     assert {"config.json", "metrics.csv", "checkpoint.npz", "model.npz", "model.json",
             "summary.json"} <= files
-    assert not any(name.endswith(".tmp") or name.endswith(".png") for name in files)
+    assert not any(name.startswith(".") or name.endswith(".png") for name in files)  # no temporaries
 
     rows = read_metrics(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -176,6 +176,31 @@ def test_smoke_run_writes_the_run_directory(data_dir, tmp_path):
     model_json = json.loads((out / "model.json").read_text())
     assert model_json["preprocessing"]["scheme"] == "standardize"
     assert len(model_json["preprocessing"]["mean"]) == 784
+
+
+def test_progress_bar_on_a_terminal(data_dir, tmp_path):
+    """On a terminal (a pseudo-terminal here) the epochs show as a tqdm bar."""
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    primary, secondary = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "arraynn.train", "--data-dir", str(data_dir),
+                          "--out", str(tmp_path / "run"), "--epochs", "2", "--no-plots", "--hidden", "32",
+                          "--val-size", "100"], stdout=secondary, stderr=secondary, env=_env())
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert p.wait(timeout=120) == 0
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "2/2" in text and "epoch/s" in text and "loss" in text and "val" in text
+    assert "\nepoch 1/2" not in text  # the bar replaces the plain lines
 
 
 def test_evaluate_a_saved_model_on_another_backend(data_dir, tmp_path, capsys):
@@ -279,8 +304,8 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(data_dir, tmp
     assert 1 <= epoch_at_kill < 40
     assert not (killed / "model.npz").exists()
 
-    proc = run_cli("--resume", "--out", str(killed), "--data-dir", str(data_dir), "--no-progress",
-                   "--no-plots")
+    # No --data-dir: a resumed run reads the data its config.json names.
+    proc = run_cli("--resume", "--out", str(killed), "--no-progress", "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert "resuming after epoch" in proc.stdout
     a, b = _model_arrays(full / "model.npz"), _model_arrays(killed / "model.npz")
