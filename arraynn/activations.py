@@ -15,6 +15,10 @@ relu      max(z, 0)               1 where a > 0, else 0
 The sigmoid is evaluated as ``0.5 * tanh(z / 2) + 0.5``, which equals the
 logistic function, never overflows (the article's ``1 / (1 + exp(-z))`` does on
 raw 0-255 pixels) and costs one transcendental per element.
+
+Every function takes an optional ``xp`` (the array namespace) so that callers which
+already hold it, such as :mod:`arraynn.kernels` inside a training step, skip the
+lookup; without it the namespace is found from the arguments.
 """
 
 from __future__ import annotations
@@ -27,41 +31,44 @@ __all__ = ["ACTIVATIONS", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu"
            "get_activation", "Activation"]
 
 
-def sigmoid(z: Any) -> Any:
+def sigmoid(z: Any, xp: Any = None) -> Any:
     """The logistic function, overflow-free for any finite input."""
-    xp = array_namespace(z)
+    xp = xp or array_namespace(z)
     return 0.5 * xp.tanh(0.5 * z) + 0.5
 
 
-def sigmoid_grad(a: Any, g: Any) -> Any:
+def sigmoid_grad(a: Any, g: Any, xp: Any = None) -> Any:
     """``g * sigmoid'(z)`` given ``a = sigmoid(z)``."""
     return g * (a * (1.0 - a))
 
 
-def tanh(z: Any) -> Any:
+def tanh(z: Any, xp: Any = None) -> Any:
     """Hyperbolic tangent."""
-    return array_namespace(z).tanh(z)
+    return (xp or array_namespace(z)).tanh(z)
 
 
-def tanh_grad(a: Any, g: Any) -> Any:
+def tanh_grad(a: Any, g: Any, xp: Any = None) -> Any:
     """``g * tanh'(z)`` given ``a = tanh(z)``."""
     return g * (1.0 - a * a)
 
 
-def relu(z: Any) -> Any:
+def relu(z: Any, xp: Any = None) -> Any:
     """Rectified linear unit, ``max(z, 0)``."""
-    xp = array_namespace(z)
+    xp = xp or array_namespace(z)
     return xp.maximum(z, 0.0)
 
 
-def relu_grad(a: Any, g: Any) -> Any:
+def relu_grad(a: Any, g: Any, xp: Any = None) -> Any:
     """``g * relu'(z)`` given ``a = relu(z)`` (the subgradient at 0 is 0)."""
-    xp = array_namespace(a)
+    xp = xp or array_namespace(a)
     return xp.where(a > 0.0, g, 0.0)
 
 
 class Activation:
-    """A named pair ``(forward, grad)``; ``grad(a, g)`` returns ``g * f'(z)``."""
+    """A named pair ``(forward, grad)``; ``grad(a, g)`` returns ``g * f'(z)``.
+
+    Both accept the namespace as an optional last argument ``xp``.
+    """
 
     __slots__ = ("name", "forward", "grad")
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import array_api_compat
-from array_api_compat import array_namespace
-
 from .activations import get_activation
 from .initializers import INITIALIZERS, draw_weights
+from .kernels import Kernels, kernels_of
 from .losses import OUTPUTS, cross_entropy, output_probabilities
-from .regularizers import penalty, penalty_grad
+from .regularizers import penalty
 
 __all__ = ["MLP"]
 
@@ -91,17 +89,26 @@ class MLP:
         return params
 
     # ---- computation ------------------------------------------------------------
+    # The matrix products are written here; every other operation goes through the
+    # kernels of the arrays' namespace (arraynn.kernels), which may reuse the
+    # temporaries this code hands them ("consumed" arguments) but never the caller's
+    # arrays: params, X and Y are only read.
     def forward(self, params: list[Any], X: Any) -> tuple[Any, list[Any]]:
         """Logits of ``X`` and the list of each layer's input (for :meth:`backward`)."""
+        return self._forward(kernels_of(X), params, X)
+
+    def _forward(self, K: Kernels, params: list[Any], X: Any) -> tuple[Any, list[Any]]:
         inputs = []
         a = X
         last = self.n_layers - 1
+        act, bias = self.activation.name, self.bias
         for i in range(self.n_layers):
             inputs.append(a)
-            z = a @ params[self.weight_index(i)]
-            if self.bias:
-                z = z + params[self.weight_index(i) + 1]
-            a = self.activation.forward(z) if i < last else z
+            k = self.weight_index(i)
+            z = a @ params[k]
+            if bias:
+                z = K.add_bias(z, params[k + 1])
+            a = K.activate(act, z) if i < last else z
         return a, inputs
 
     def predict_proba(self, params: list[Any], X: Any) -> Any:
@@ -124,17 +131,23 @@ class MLP:
         ``z`` and ``inputs`` come from :meth:`forward`; ``Y`` is one-hot, the same
         dtype as ``z``.
         """
-        xp = array_namespace(z)
-        delta = output_probabilities(z, self.output) - Y
+        K = kernels_of(z)
+        return self._backward(K, params, K.output_delta(self.output, z, Y), inputs, l1, l2)
+
+    def _backward(self, K: Kernels, params: list[Any], delta: Any, inputs: list[Any],
+                  l1: float, l2: float) -> list[Any]:
+        """Backpropagate the output error term ``delta`` (consumed)."""
         grads: list[Any] = [None] * len(params)
+        act, bias, penalized = self.activation.name, self.bias, bool(l1 or l2)
         for i in range(self.n_layers - 1, -1, -1):
             k = self.weight_index(i)
             W = params[k]
-            grads[k] = penalty_grad(W, inputs[i].T @ delta, l1, l2)
-            if self.bias:
-                grads[k + 1] = xp.sum(delta, axis=0)
+            g = inputs[i].T @ delta
+            grads[k] = K.penalize(W, g, l1, l2) if penalized else g
+            if bias:
+                grads[k + 1] = K.bias_grad(delta)
             if i > 0:
-                delta = self.activation.grad(inputs[i], delta @ W.T)
+                delta = K.activate_grad(act, inputs[i], delta @ W.T)
         return grads
 
     def train_step(self, params: list[Any], optimizer: Any, state: Any, X: Any, Y: Any,
@@ -142,17 +155,17 @@ class MLP:
         """One minibatch: forward, backward, update.
 
         Returns ``(params, state, loss)`` where ``loss`` is the summed data loss of
-        the batch as a 0-d device array (nothing is copied to the host).
+        the batch as a 0-d device array (nothing is copied to the host). The loss
+        and the output error term are computed together.
         """
-        z, inputs = self.forward(params, X)
-        loss = self.loss(z, Y)
-        grads = self.backward(params, z, inputs, Y, l1, l2)
+        K = kernels_of(X)
+        z, inputs = self._forward(K, params, X)
+        loss, delta = K.loss_and_delta(self.output, z, Y)
+        grads = self._backward(K, params, delta, inputs, l1, l2)
         params, state = optimizer.update(params, grads, state)
         return params, state, loss
 
 
 def one_hot(labels: Any, n_classes: int, dtype: Any) -> Any:
     """One-hot rows for integer ``labels`` (on their device), in ``dtype``."""
-    xp = array_namespace(labels)
-    classes = xp.arange(n_classes, dtype=labels.dtype, device=array_api_compat.device(labels))
-    return xp.astype(labels[:, None] == classes[None, :], dtype)
+    return kernels_of(labels).one_hot(labels, n_classes, dtype)

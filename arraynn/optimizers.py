@@ -11,6 +11,9 @@ NumPy, CuPy and torch update those buffers in place, and immutable arrays (JAX)
 simply rebind, so the same code serves both. The parameter list passed in is updated
 entry by entry and returned. Hyperparameters are Python floats, so float32 stays
 float32.
+
+SGD and Adam run their elementwise update through :mod:`arraynn.kernels` (NumPy's
+fast path makes it in place, without temporaries). ``grads`` are only read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import math
 from typing import Any
 
 from array_api_compat import array_namespace
+
+from .kernels import kernels_of
 
 __all__ = ["OPTIMIZERS", "SGD", "Momentum", "Adam", "make_optimizer"]
 
@@ -37,11 +42,7 @@ class SGD:
 
     def update(self, params: list[Any], grads: list[Any], state: dict[str, Any]):
         """Apply one step; returns ``(params, state)``."""
-        lr = self.learning_rate
-        for i, g in enumerate(grads):
-            p = params[i]
-            p -= lr * g
-            params[i] = p
+        kernels_of(params[0]).sgd(params, grads, self.learning_rate)
         state["t"] += 1
         return params, state
 
@@ -97,7 +98,6 @@ class Adam(SGD):
                 "v": [xp.zeros_like(p) for p in params]}
 
     def update(self, params: list[Any], grads: list[Any], state: dict[str, Any]):
-        xp = array_namespace(*params)
         b1, b2 = self.beta_1, self.beta_2
         t = state["t"] + 1
         # Bias corrections as host scalars: lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t),
@@ -105,17 +105,7 @@ class Adam(SGD):
         c2 = math.sqrt(1.0 - b2**t)
         lr_t = self.learning_rate * c2 / (1.0 - b1**t)
         eps_t = self.epsilon * c2
-        ms, vs = state["m"], state["v"]
-        for i, g in enumerate(grads):
-            m, v = ms[i], vs[i]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            ms[i], vs[i] = m, v
-            p = params[i]
-            p -= lr_t * (m / (xp.sqrt(v) + eps_t))
-            params[i] = p
+        kernels_of(params[0]).adam(params, grads, state["m"], state["v"], lr_t, b1, b2, eps_t)
         state["t"] = t
         return params, state
 

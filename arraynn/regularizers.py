@@ -27,10 +27,10 @@ def penalty(weights: list[Any], l1: float, l2: float) -> Any:
     return total
 
 
-def penalty_grad(w: Any, g: Any, l1: float, l2: float) -> Any:
+def penalty_grad(w: Any, g: Any, l1: float, l2: float, xp: Any = None) -> Any:
     """``g`` plus the penalty's subgradient at ``w``."""
     if l2:
         g = g + l2 * w
     if l1:
-        g = g + l1 * array_namespace(w).sign(w)
+        g = g + l1 * (xp or array_namespace(w)).sign(w)
     return g
