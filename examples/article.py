@@ -1,6 +1,6 @@
 """The article, as a script: a neural network from scratch, on XOR and Fashion-MNIST.
 
-    python examples/article.py --data-dir DIR [--epochs 300] [--out article-figures]
+    python examples/article.py --data-dir DIR [--epochs 300] [--out runs/article-figures]
 
 It follows the article step by step with arraynn's ``NNClassifier`` (the article's
 estimator, with its parameters and defaults):
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=300, help="epochs of each Fashion-MNIST run (300)")
     parser.add_argument("--backend", default=None, help="array backend (default: NumPy)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N training images only")
-    parser.add_argument("--out", default="article-figures", help="directory of the figures")
+    parser.add_argument("--out", default="runs/article-figures",
+                        help="directory of the figures (default runs/article-figures)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     args = parser.parse_args(argv)
 

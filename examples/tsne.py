@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="map the last hidden layer of this model.npz instead of the pixels")
     parser.add_argument("--perplexity", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="tsne.png", help="the figure (default tsne.png)")
+    parser.add_argument("--out", default="runs/tsne.png", type=Path,
+                        help="the figure (default runs/tsne.png)")
     args = parser.parse_args(argv)
 
     missing = [m for m in ("sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_yticks([])
     ax.set_title(f"t-SNE of Fashion-MNIST test images ({what})")
     ax.legend(markerscale=3, fontsize=8, loc="best")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
     return 0
