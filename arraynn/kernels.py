@@ -276,6 +276,8 @@ class NumpyKernels(Kernels):
 #: namespaces with none get the generic :class:`Kernels`.
 FAST_PATHS: list[tuple[Callable[[Any], bool], type[Kernels]]] = [
     (array_api_compat.is_numpy_namespace, NumpyKernels),
+    (array_api_compat.is_cupy_namespace,  # fused CUDA kernels; imports CuPy only when selected
+     lambda xp: __import__(f"{__package__}._cupy_kernels", fromlist=["_"]).CupyKernels(xp)),
 ]
 
 _fast = os.environ.get("ARRAYNN_KERNELS", "auto").strip().lower() != "generic"
