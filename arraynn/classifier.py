@@ -40,6 +40,9 @@ _FORMAT = "arraynn.NNClassifier"
 _FORMAT_VERSION = 1
 _PREDICT_CHUNK = 8192
 
+#: Learning-rate schedules accepted by ``NNClassifier(schedule=...)``.
+SCHEDULES = ("constant", "cosine")
+
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
@@ -100,6 +103,10 @@ class NNClassifier:
         Momentum of the ``"momentum"`` optimizer.
     beta_1, beta_2, epsilon : float
         Adam's parameters.
+    schedule : {"constant", "cosine"}
+        Learning rate of epoch ``e`` (0-based): constant, or cosine decay
+        ``learning_rate * (1 + cos(pi * e / epochs)) / 2``. It depends only on the
+        epoch number, so a resumed run follows the same schedule.
     backend : str or Backend, optional
         Where to compute. ``None`` computes where the input lives (NumPy in, NumPy
         out). A name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
@@ -148,7 +155,8 @@ class NNClassifier:
                  output: str = "sigmoid", optimizer: str = "sgd", batch_size: int | None = None,
                  shuffle: bool | None = None, bias: bool = False, init: str = "uniform",
                  momentum: float = 0.9, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-8, backend: str | Backend | None = None,
+                 epsilon: float = 1e-8, schedule: str = "constant",
+                 backend: str | Backend | None = None,
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
                  warm_start: bool = False, verbose: bool = False) -> None:
         self.n_classes = n_classes
@@ -171,6 +179,7 @@ class NNClassifier:
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.schedule = schedule
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -251,6 +260,8 @@ class NNClassifier:
             raise ValueError(f"activation must be 'sigmoid', 'tanh' or 'relu', got {self.activation!r}")
         if self.init not in ("uniform", "glorot", "he"):
             raise ValueError(f"init must be 'uniform', 'glorot' or 'he', got {self.init!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -322,8 +333,8 @@ class NNClassifier:
             Labels of any values (integers, strings, ...).
         callback : callable, optional
             Called after every epoch as ``callback(self, info)`` with ``info`` a dict
-            holding ``epoch`` (1-based), ``loss`` and ``seconds``. Returning ``True``
-            stops training.
+            holding ``epoch`` (1-based), ``loss``, ``seconds`` and ``learning_rate``.
+            Returning ``True`` stops training.
 
         Returns
         -------
@@ -468,6 +479,13 @@ class NNClassifier:
                               beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                               epsilon=float(self.epsilon))
 
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based) under ``schedule``."""
+        lr = float(self.learning_rate)
+        if self.schedule == "cosine":
+            return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / int(self.epochs)))
+        return lr
+
     def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
         be = self.backend_
         shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
@@ -486,6 +504,7 @@ class NNClassifier:
         params, state = self._params, self._opt_state
         while self.n_iter_ < end_epoch:
             start = time.perf_counter()
+            lr = opt.learning_rate = self.learning_rate_at(self.n_iter_)
             total = None
             for Xb, yb in loader.epoch(self.n_iter_):
                 Yb = one_hot(yb, n_classes, dtype)
@@ -505,8 +524,8 @@ class NNClassifier:
             seconds = time.perf_counter() - start
             if self.verbose:
                 print(f"epoch {self.n_iter_}/{end_epoch}  loss {value:.6f}  {seconds:.2f}s")
-            if callback is not None and callback(self, {"epoch": self.n_iter_, "loss": value,
-                                                        "seconds": seconds}):
+            info = {"epoch": self.n_iter_, "loss": value, "seconds": seconds, "learning_rate": lr}
+            if callback is not None and callback(self, info):
                 break
 
     # ------------------------------------------------------------------------------

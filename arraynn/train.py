@@ -392,18 +392,6 @@ def _describe_config(cfg: dict[str, Any]) -> str:
             f"{', '.join(reg)}, {cfg['epochs']} epochs, {scale}, seed {cfg['seed']}")
 
 
-def learning_rate_at(cfg: dict[str, Any], epoch: int) -> float:
-    """The learning rate of epoch ``epoch`` (0-based) under the config's schedule.
-
-    ``cosine``: ``lr * (1 + cos(pi * epoch / epochs)) / 2``, from ``lr`` down to a small
-    positive value in the last epoch.
-    """
-    lr = float(cfg["learning_rate"])
-    if cfg["schedule"] == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / int(cfg["epochs"])))
-    return lr
-
-
 # --------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------
@@ -672,7 +660,7 @@ def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
 
     return NNClassifier(
         n_classes=10, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
-        epochs=cfg["epochs"], learning_rate=learning_rate_at(cfg, 0),
+        epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
         n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
         optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
@@ -688,44 +676,27 @@ def _train(clf: Any, cfg: dict[str, Any], be: Any, out: Path, X: Any, y: np.ndar
            progress: _Progress, elapsed0: float) -> tuple[Any, float]:
     """Run the remaining epochs; returns the classifier and the training wall time.
 
-    A learning-rate schedule is applied between epochs through the public API only:
-    the checkpoint written after an epoch records the next epoch's learning rate, and
-    when the rate changes the classifier is reloaded from that checkpoint (which
-    rebuilds its optimizer with the new rate and keeps its state). A resumed run takes
-    exactly the same path, so it ends with the same weights.
+    One ``fit`` call (``warm_start``: a resumed classifier continues at its epoch). The
+    learning-rate schedule is the classifier's own, a function of the epoch number, so a
+    resumed run takes exactly the same path and ends with the same weights. After every
+    epoch the metrics row is written first, then the checkpoint (see _read_metrics).
     """
-    from .classifier import NNClassifier
-
-    epochs = int(cfg["epochs"])
     ckpt, metrics = out / _CHECKPOINT, out / _METRICS
     start = time.perf_counter()
-    opt_lr = float(clf.learning_rate)  # the rate clf's optimizer was built with
 
     def callback(model: Any, info: dict[str, Any]) -> None:
-        n = int(info["epoch"])
-        row = {"epoch": n, "loss": float(info["loss"]),
+        row = {"epoch": int(info["epoch"]), "loss": float(info["loss"]),
                "train_subset_accuracy": model.score(*evals["train"]),
                "val_accuracy": model.score(*evals["val"]) if "val" in evals else None,
-               "learning_rate": opt_lr, "epoch_seconds": round(float(info["seconds"]), 4),
+               "learning_rate": float(info["learning_rate"]),
+               "epoch_seconds": round(float(info["seconds"]), 4),
                "elapsed_seconds": round(elapsed0 + time.perf_counter() - start, 3)}
         rows.append(row)
-        _write_metrics(metrics, rows)  # first the row, then the checkpoint: see _read_metrics
-        if n < epochs:
-            model.set_params(learning_rate=learning_rate_at(cfg, n))
+        _write_metrics(metrics, rows)
         model.save(ckpt)
         progress.epoch(row)
 
-    while getattr(clf, "n_iter_", 0) < epochs:
-        e = getattr(clf, "n_iter_", 0)
-        lr = learning_rate_at(cfg, e)
-        if lr != opt_lr:
-            clf = NNClassifier.load(ckpt, backend=be.name, device=_device_arg(be), dtype=be.dtype_name)
-            clf.set_params(warm_start=True)
-            opt_lr = float(clf.learning_rate)
-        end = e + 1
-        while end < epochs and learning_rate_at(cfg, end) == lr:
-            end += 1
-        clf.set_params(epochs=end)
+    if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
         clf.fit(X, y, callback=callback)
     return clf, elapsed0 + time.perf_counter() - start
 

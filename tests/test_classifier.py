@@ -314,3 +314,20 @@ def test_tf32_is_off_by_default_and_never_on_a_cpu(backend):
     is_gpu = backend.name == "cupy" or "cuda" in backend.device_name or "gpu" in backend.device_name
     assert on.tf32_ is is_gpu
     on.backend_.set_tf32(False)
+
+
+def test_cosine_schedule_and_resume_through_it(tmp_path):
+    X, y = _blobs()
+    kw = dict(epochs=6, batch_size=32, optimizer="adam", learning_rate=0.01, schedule="cosine")
+    rates = []
+    full = _small(**kw).fit(X, y, callback=lambda clf, info: rates.append(info["learning_rate"]))
+    expected = [0.01 * 0.5 * (1 + np.cos(np.pi * e / 6)) for e in range(6)]
+    np.testing.assert_allclose(rates, expected)
+    half = _small(**kw)
+    half.fit(X, y, callback=lambda clf, info: info["epoch"] == 3)
+    half.save(tmp_path / "c.npz")
+    resumed = NNClassifier.load(tmp_path / "c.npz").set_params(warm_start=True).fit(X, y)
+    for a, b in zip(full.coefs_, resumed.coefs_):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="schedule"):
+        _small(schedule="step").fit(X, y)
