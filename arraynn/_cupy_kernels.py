@@ -1,0 +1,452 @@
+"""CuPy's fast path: a training step's elementwise work as fused CUDA kernels.
+
+At small batches a step on the GPU costs kernel launches, not arithmetic: the generic
+Array API code launches one kernel per operation (an Adam update alone is twelve per
+parameter). :class:`CupyKernels` keeps the seam's contract (see :mod:`arraynn.kernels`)
+and replaces those chains with one ``cupy.ElementwiseKernel`` each:
+
+==========================  ===========================================  ==========
+operation                   fused kernel                                 generic
+==========================  ===========================================  ==========
+``activate``                the activation, in place                     1-3
+``activate_grad``           ``g * f'(a)``, in place                      2-3
+``add_bias``                ``z + b``, in place                          1
+``penalize``                ``g + l2*w + l1*sign(w)``, in place          2-5
+``loss_and_delta``          softmax: one kernel per row plus one sum;    11 / 10
+                            sigmoid: one kernel plus one sum
+``output_delta``            as above, without the loss                   5 / 4
+``one_hot``                 one kernel                                   3
+``sgd``                     ``p -= lr*g``, one kernel per parameter      2
+``adam``                    ``m``, ``v`` and ``p`` in one kernel         12
+==========================  ===========================================  ==========
+
+The matrix products and the bias gradient (a column sum) stay with cuBLAS and CuPy's
+reductions. A modern step (three layers, ReLU, softmax, Adam) goes from about 110
+launches to about 30.
+
+Every kernel is written twice, and the two are kept line by line parallel:
+
+* its CUDA source, a :class:`FusedKernel` in :data:`KERNELS` (parameter lists in
+  CuPy's ``ElementwiseKernel`` syntax, and the loop body);
+* its *twin*: an Array API function with the same arguments (after ``xp``), the same
+  formula and the same order of operations, returning the output parameters.
+
+The twins run on every backend, so the arithmetic of the GPU path is tested on
+machines without a GPU; for the straight-line kernels the tests also check that the
+CUDA body, read through :data:`CUDA_TO_ARRAY_API`, *is* the twin's body. The kernels
+are compiled with ``--fmad=false`` (no fused multiply-add contraction), so every
+``a * b + c`` rounds twice, as in the generic path; with CUDA's correctly rounded
+division and square root, the Adam, SGD, penalty and activation-derivative kernels
+give the generic CuPy path's values bit for bit (the transcendental functions are
+the CUDA math library's, the same that CuPy's own ``tanh``/``exp`` call).
+
+CuPy is imported when :class:`CupyKernels` is built (the seam selects it for CuPy
+arrays), never when this module is imported. The kernels are built once per process
+(:func:`compiled`); CuPy compiles each once per dtype and device and caches the
+binary on disk. Arrays that are not float32/float64 CuPy arrays of one dtype take
+the generic path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import device as _device
+
+from .kernels import Kernels
+
+__all__ = ["CUDA_TO_ARRAY_API", "CupyKernels", "FusedKernel", "KERNELS", "compiled"]
+
+#: NVRTC options of every kernel: no contraction of ``a * b + c`` into one FMA.
+OPTIONS = ("--fmad=false",)
+
+#: Device helpers. ``nn_maximum`` and ``nn_sign`` propagate NaN like ``xp.maximum``
+#: and ``xp.sign``; ``nn_where`` is ``xp.where`` for one element.
+PREAMBLE = r"""
+template <typename U> __device__ __forceinline__ U nn_where(bool c, U a, U b) {
+  return c ? a : b;
+}
+template <typename U> __device__ __forceinline__ U nn_maximum(U a, U b) {
+  return (a > b || a != a) ? a : b;
+}
+template <typename U> __device__ __forceinline__ U nn_abs(U a) {
+  return a < (U)0 ? -a : a;
+}
+template <typename U> __device__ __forceinline__ U nn_sign(U a) {
+  return a > (U)0 ? (U)1 : (a < (U)0 ? (U)-1 : a);
+}
+"""
+
+#: How a CUDA body reads as Array API code: function names (``(T)`` casts are
+#: dropped, ``;`` ends a statement). Used by the tests that compare sources and twins.
+CUDA_TO_ARRAY_API = {
+    "nn_where": "xp.where",
+    "nn_maximum": "xp.maximum",
+    "nn_abs": "xp.abs",
+    "nn_sign": "xp.sign",
+    "sqrt": "xp.sqrt",
+    "tanh": "xp.tanh",
+    "exp": "xp.exp",
+    "log1p": "xp.log1p",
+    "log": "xp.log",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedKernel:
+    """One fused kernel: CuPy ``ElementwiseKernel`` source and its Array API twin.
+
+    Attributes
+    ----------
+    name : str
+        The CUDA function name (shown by profilers).
+    in_params, out_params : str
+        Parameter lists in ``ElementwiseKernel`` syntax (``"T g, T lr"``). Output
+        parameters are read and written in place; ``raw`` arrays are indexed by hand.
+    body : str
+        The CUDA C++ loop body; ``i`` is the element index.
+    twin : callable
+        ``twin(xp, *in_args, *out_args)`` returning the tuple of output values.
+    straight : bool
+        Whether the body is straight-line code that reads as the twin's body
+        statement for statement (checked by the tests).
+    """
+
+    name: str
+    in_params: str
+    out_params: str
+    body: str
+    twin: Callable[..., tuple[Any, ...]]
+    straight: bool = True
+
+
+# --------------------------------------------------------------------------------------
+# The twins: the kernels' arithmetic in Array API code, statement for statement.
+# Scalars are Python floats (CUDA: ``T`` scalars), arrays are the kernel's arrays.
+# --------------------------------------------------------------------------------------
+def _relu_twin(xp, z):
+    z = xp.maximum(z, 0.0)
+    return (z,)
+
+
+def _sigmoid_twin(xp, z):
+    z = 0.5 * xp.tanh(0.5 * z) + 0.5
+    return (z,)
+
+
+def _tanh_twin(xp, z):
+    z = xp.tanh(z)
+    return (z,)
+
+
+def _relu_grad_twin(xp, a, g):
+    g = xp.where(a > 0.0, g, 0.0)
+    return (g,)
+
+
+def _sigmoid_grad_twin(xp, a, g):
+    g = g * (a * (1.0 - a))
+    return (g,)
+
+
+def _tanh_grad_twin(xp, a, g):
+    g = g * (1.0 - a * a)
+    return (g,)
+
+
+def _add_bias_twin(xp, b, z):
+    z = z + b
+    return (z,)
+
+
+def _penalize_l2_twin(xp, w, l2, g):
+    g = g + l2 * w
+    return (g,)
+
+
+def _penalize_l1_twin(xp, w, l1, g):
+    g = g + l1 * xp.sign(w)
+    return (g,)
+
+
+def _penalize_l1_l2_twin(xp, w, l1, l2, g):
+    g = g + l2 * w
+    g = g + l1 * xp.sign(w)
+    return (g,)
+
+
+def _sgd_twin(xp, g, lr, p):
+    p = p - lr * g
+    return (p,)
+
+
+def _adam_twin(xp, g, b1, c1, b2, c2, lr, eps, p, m, v):
+    m = b1 * m + c1 * g
+    v = b2 * v + c2 * (g * g)
+    p = p - lr * (m / (xp.sqrt(v) + eps))
+    return (p, m, v)
+
+
+def _sigmoid_loss_delta_twin(xp, z, y, l, d):
+    l = (xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))) - y * z
+    d = (0.5 * xp.tanh(0.5 * z) + 0.5) - y
+    return (l, d)
+
+
+def _sigmoid_delta_twin(xp, z, y, d):
+    d = (0.5 * xp.tanh(0.5 * z) + 0.5) - y
+    return (d,)
+
+
+def _softmax_loss_delta_twin(xp, z, y, k, d, row_loss):
+    # The CUDA kernel runs one thread per row i; here each statement runs for all rows
+    # at once, and the loops over the k columns are the kernel's loops.
+    m = z[:, 0]
+    for j in range(1, k):
+        m = xp.maximum(m, z[:, j])
+    s = xp.zeros_like(m)
+    e = [None] * k
+    for j in range(k):
+        e[j] = xp.exp(z[:, j] - m)
+        s = s + e[j]
+    log_s = xp.log(s)
+    acc = xp.zeros_like(m)
+    for j in range(k):
+        acc = acc + y[:, j] * ((z[:, j] - m) - log_s)
+        e[j] = e[j] / s - y[:, j]
+    row_loss = -acc
+    return (xp.stack(e, axis=1), row_loss)
+
+
+def _softmax_delta_twin(xp, z, y, k, d, row_sum):
+    m = z[:, 0]
+    for j in range(1, k):
+        m = xp.maximum(m, z[:, j])
+    s = xp.zeros_like(m)
+    e = [None] * k
+    for j in range(k):
+        e[j] = xp.exp(z[:, j] - m)
+        s = s + e[j]
+    for j in range(k):
+        e[j] = e[j] / s - y[:, j]
+    row_sum = s
+    return (xp.stack(e, axis=1), row_sum)
+
+
+def _one_hot_twin(xp, labels, k, out):
+    # i runs over the elements of out (n rows of k), as the kernel's index does.
+    i = xp.arange(out.shape[0] * k, dtype=labels.dtype, device=_device(labels))
+    hot = xp.take(labels, i // k, axis=0) == i % k
+    out = xp.reshape(xp.astype(hot, out.dtype), out.shape)
+    return (out,)
+
+
+# --------------------------------------------------------------------------------------
+# The CUDA sources
+# --------------------------------------------------------------------------------------
+_SOFTMAX_ROW_MAX_AND_EXP = r"""
+const ptrdiff_t r = i * k;
+T m = z[r];
+for (int j = 1; j < k; ++j) m = nn_maximum(m, z[r + j]);
+T s = (T)0.0;
+for (int j = 0; j < k; ++j) {
+  d[r + j] = exp(z[r + j] - m);
+  s = s + d[r + j];
+}
+"""
+
+KERNELS: dict[str, FusedKernel] = {k.name: k for k in (
+    FusedKernel("arraynn_relu", "", "T z",
+                "z = nn_maximum(z, (T)0.0);", _relu_twin),
+    FusedKernel("arraynn_sigmoid", "", "T z",
+                "z = (T)0.5 * tanh((T)0.5 * z) + (T)0.5;", _sigmoid_twin),
+    FusedKernel("arraynn_tanh", "", "T z",
+                "z = tanh(z);", _tanh_twin),
+    FusedKernel("arraynn_relu_grad", "T a", "T g",
+                "g = nn_where(a > (T)0.0, g, (T)0.0);", _relu_grad_twin),
+    FusedKernel("arraynn_sigmoid_grad", "T a", "T g",
+                "g = g * (a * ((T)1.0 - a));", _sigmoid_grad_twin),
+    FusedKernel("arraynn_tanh_grad", "T a", "T g",
+                "g = g * ((T)1.0 - a * a);", _tanh_grad_twin),
+    FusedKernel("arraynn_add_bias", "T b", "T z",
+                "z = z + b;", _add_bias_twin),
+    FusedKernel("arraynn_penalize_l2", "T w, T l2", "T g",
+                "g = g + l2 * w;", _penalize_l2_twin),
+    FusedKernel("arraynn_penalize_l1", "T w, T l1", "T g",
+                "g = g + l1 * nn_sign(w);", _penalize_l1_twin),
+    FusedKernel("arraynn_penalize_l1_l2", "T w, T l1, T l2", "T g",
+                "g = g + l2 * w;\n"
+                "g = g + l1 * nn_sign(w);", _penalize_l1_l2_twin),
+    FusedKernel("arraynn_sgd", "T g, T lr", "T p",
+                "p = p - lr * g;", _sgd_twin),
+    FusedKernel("arraynn_adam", "T g, T b1, T c1, T b2, T c2, T lr, T eps", "T p, T m, T v",
+                "m = b1 * m + c1 * g;\n"
+                "v = b2 * v + c2 * (g * g);\n"
+                "p = p - lr * (m / (sqrt(v) + eps));", _adam_twin),
+    FusedKernel("arraynn_sigmoid_loss_delta", "T z, T y", "T l, T d",
+                "l = (nn_maximum(z, (T)0.0) + log1p(exp(-nn_abs(z)))) - y * z;\n"
+                "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_loss_delta_twin),
+    FusedKernel("arraynn_sigmoid_delta", "T z, T y", "T d",
+                "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_delta_twin),
+    # One thread per row (the loop runs over row_loss); z, y and d are C-order (n, k).
+    FusedKernel("arraynn_softmax_loss_delta", "raw T z, raw T y, int32 k", "raw T d, T row_loss",
+                _SOFTMAX_ROW_MAX_AND_EXP + r"""
+const T log_s = log(s);
+T acc = (T)0.0;
+for (int j = 0; j < k; ++j) {
+  acc = acc + y[r + j] * ((z[r + j] - m) - log_s);
+  d[r + j] = d[r + j] / s - y[r + j];
+}
+row_loss = -acc;
+""", _softmax_loss_delta_twin, straight=False),
+    FusedKernel("arraynn_softmax_delta", "raw T z, raw T y, int32 k", "raw T d, T row_sum",
+                _SOFTMAX_ROW_MAX_AND_EXP + r"""
+for (int j = 0; j < k; ++j) d[r + j] = d[r + j] / s - y[r + j];
+row_sum = s;
+""", _softmax_delta_twin, straight=False),
+    FusedKernel("arraynn_one_hot", "raw I labels, int32 k", "T out",
+                "out = (labels[i / k] == (I)(i % k)) ? (T)1 : (T)0;", _one_hot_twin,
+                straight=False),
+)}
+
+
+_compiled: dict[str, Any] = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled(name: str) -> Any:
+    """The ``cupy.ElementwiseKernel`` of :data:`KERNELS` ``[name]``, built once per process."""
+    kern = _compiled.get(name)
+    if kern is None:
+        import cupy
+
+        spec = KERNELS[name]
+        with _compiled_lock:
+            kern = _compiled.get(name)
+            if kern is None:
+                kern = _compiled[name] = cupy.ElementwiseKernel(
+                    spec.in_params, spec.out_params, spec.body, spec.name,
+                    preamble=PREAMBLE, options=OPTIONS)
+    return kern
+
+
+_ACTIVATE = {"relu": "arraynn_relu", "sigmoid": "arraynn_sigmoid", "tanh": "arraynn_tanh"}
+_ACTIVATE_GRAD = {"relu": "arraynn_relu_grad", "sigmoid": "arraynn_sigmoid_grad",
+                  "tanh": "arraynn_tanh_grad"}
+#: Above this many classes the softmax's one-thread-per-row kernel would loop too long.
+ROW_KERNEL_MAX_CLASSES = 256
+
+
+class CupyKernels(Kernels):
+    """CuPy's fast path: :class:`arraynn.kernels.Kernels` with fused CUDA kernels.
+
+    Operations consume (overwrite) exactly the arguments the seam documents as
+    consumed, and never the others. Inputs that are not float32/float64 CuPy arrays
+    of one dtype go to the generic implementation.
+    """
+
+    name = "cupy"
+
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        import cupy  # made when the seam selects this class for CuPy arrays
+
+        self.cp = cupy
+
+    def _fusable(self, *arrays: Any) -> bool:
+        ndarray = self.cp.ndarray
+        first = arrays[0]
+        if not isinstance(first, ndarray) or first.dtype.char not in "fd":
+            return False
+        return all(isinstance(a, ndarray) and a.dtype == first.dtype for a in arrays[1:])
+
+    # ---- layers -----------------------------------------------------------------
+    def activate(self, name: str, z: Any) -> Any:
+        kern = _ACTIVATE.get(name)
+        if kern is None or not self._fusable(z):
+            return super().activate(name, z)
+        compiled(kern)(z)
+        return z
+
+    def activate_grad(self, name: str, a: Any, g: Any) -> Any:
+        kern = _ACTIVATE_GRAD.get(name)
+        if kern is None or not self._fusable(a, g) or a.shape != g.shape:
+            return super().activate_grad(name, a, g)
+        compiled(kern)(a, g)
+        return g
+
+    def add_bias(self, z: Any, b: Any) -> Any:
+        if not self._fusable(z, b) or z.ndim != 2 or b.shape != z.shape[1:]:
+            return super().add_bias(z, b)
+        compiled("arraynn_add_bias")(b, z)
+        return z
+
+    def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
+        if not (l1 or l2):
+            return g
+        if not self._fusable(w, g) or w.shape != g.shape:
+            return super().penalize(w, g, l1, l2)
+        if l1 and l2:
+            compiled("arraynn_penalize_l1_l2")(w, l1, l2, g)
+        elif l2:
+            compiled("arraynn_penalize_l2")(w, l2, g)
+        else:
+            compiled("arraynn_penalize_l1")(w, l1, g)
+        return g
+
+    # ---- output layer -----------------------------------------------------------
+    def _rows_ok(self, z: Any, y: Any) -> bool:
+        return (self._fusable(z, y) and z.ndim == 2 and z.shape == y.shape
+                and 0 < z.shape[1] <= ROW_KERNEL_MAX_CLASSES)
+
+    def loss_and_delta(self, output: str, z: Any, y: Any) -> tuple[Any, Any]:
+        cp = self.cp
+        if output == "softmax" and self._rows_ok(z, y):
+            d = cp.empty(z.shape, dtype=z.dtype)
+            row_loss = cp.empty(z.shape[:1], dtype=z.dtype)
+            compiled("arraynn_softmax_loss_delta")(z, y, z.shape[1], d, row_loss)
+            return cp.sum(row_loss), d
+        if output == "sigmoid" and self._fusable(z, y) and z.shape == y.shape:
+            l, d = compiled("arraynn_sigmoid_loss_delta")(z, y)
+            return cp.sum(l), d
+        return super().loss_and_delta(output, z, y)
+
+    def output_delta(self, output: str, z: Any, y: Any) -> Any:
+        cp = self.cp
+        if output == "softmax" and self._rows_ok(z, y):
+            d = cp.empty(z.shape, dtype=z.dtype)
+            compiled("arraynn_softmax_delta")(z, y, z.shape[1], d, cp.empty(z.shape[:1], z.dtype))
+            return d
+        if output == "sigmoid" and self._fusable(z, y) and z.shape == y.shape:
+            return compiled("arraynn_sigmoid_delta")(z, y)
+        return super().output_delta(output, z, y)
+
+    def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
+        cp = self.cp
+        if (not isinstance(labels, cp.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu"
+                or cp.dtype(dtype).char not in "fd"):
+            return super().one_hot(labels, n_classes, dtype)
+        out = cp.empty((labels.shape[0], int(n_classes)), dtype=dtype)
+        compiled("arraynn_one_hot")(labels, int(n_classes), out)
+        return out
+
+    # ---- parameter updates (in place; the list entries stay the same arrays) -------
+    def sgd(self, params: list[Any], grads: list[Any], lr: float) -> None:
+        if not all(self._fusable(p, g) and p.shape == g.shape for p, g in zip(params, grads)):
+            return super().sgd(params, grads, lr)
+        kern = compiled("arraynn_sgd")
+        for p, g in zip(params, grads):
+            kern(g, lr, p)
+
+    def adam(self, params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any],
+             lr_t: float, beta_1: float, beta_2: float, eps_t: float) -> None:
+        if not all(self._fusable(p, g, m, v) and p.shape == g.shape == m.shape == v.shape
+                   for p, g, m, v in zip(params, grads, ms, vs)):
+            return super().adam(params, grads, ms, vs, lr_t, beta_1, beta_2, eps_t)
+        kern = compiled("arraynn_adam")
+        c1, c2 = 1.0 - beta_1, 1.0 - beta_2  # as the generic path's (1.0 - beta) factors
+        for p, g, m, v in zip(params, grads, ms, vs):
+            kern(g, beta_1, c1, beta_2, c2, lr_t, eps_t, p, m, v)
