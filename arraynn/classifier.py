@@ -502,13 +502,18 @@ class NNClassifier:
         n_classes, dtype = len(self.classes_), be.dtype
         n, n_batches = loader.n_samples, len(loader)
         params, state = self._params, self._opt_state
+        step = mlp.train_step
+        if be.name == "jax":  # the same step compiled with jax.jit (arraynn._jax)
+            from ._jax import train_step_for
+
+            step = train_step_for(mlp, opt, l1, l2)
         while self.n_iter_ < end_epoch:
             start = time.perf_counter()
             lr = opt.learning_rate = self.learning_rate_at(self.n_iter_)
             total = None
             for Xb, yb in loader.epoch(self.n_iter_):
                 Yb = one_hot(yb, n_classes, dtype)
-                params, state, loss = mlp.train_step(params, opt, state, Xb, Yb, l1, l2)
+                params, state, loss = step(params, opt, state, Xb, Yb, l1, l2)
                 total = loss if total is None else total + loss
             if l1 or l2:
                 total = total + n_batches * mlp.penalty(params, l1, l2)

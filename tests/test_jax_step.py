@@ -132,3 +132,39 @@ def test_the_switch_returns_the_eager_step(jax_backend):
     _jax.set_jit(False)
     assert not _jax.jit_enabled()
     assert _jax.train_step_for(mlp, opt) == mlp.train_step
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_nnclassifier_on_jax_uses_the_jit_step_and_matches_eager(jax_backend, schedule, tmp_path,
+                                                                 monkeypatch):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=2.0, size=(3, 10))
+    y = rng.integers(0, 3, size=200)
+    X = (centers[y] + rng.normal(size=(200, 10))).astype(np.float32)
+    params = dict(n_hidden_units=(12, 8), activation="relu", output="softmax", optimizer="adam",
+                  learning_rate=1e-2, batch_size=32, epochs=4, bias=True, init="he", l2=0.01,
+                  random_seed=0, schedule=schedule, backend="jax")
+    calls = []
+    call = _jax.JitTrainStep.__call__
+    monkeypatch.setattr(_jax.JitTrainStep, "__call__",
+                        lambda self, *a, **k: (calls.append(1), call(self, *a, **k))[1])
+    jit = arraynn.NNClassifier(**params).fit(X, y)
+    assert len(calls) == 4 * 7  # every step of the 4 epochs of 7 batches
+    _jax.set_jit(False)
+    eager = arraynn.NNClassifier(**params).fit(X, y)
+    assert len(calls) == 4 * 7
+    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=1e-4)
+    assert jit._opt_state["t"] == eager._opt_state["t"] == 4 * 7
+    for a, b in zip(jit.coefs_, eager.coefs_):
+        np.testing.assert_allclose(jit.backend_.to_numpy(a), eager.backend_.to_numpy(b), rtol=1e-3,
+                                   atol=1e-5)
+    _jax.set_jit(True)
+    # save, load and continue: the loaded state's step count re-synchronizes the device counter
+    path = jit.save(tmp_path / "m.npz")
+    again = arraynn.NNClassifier.load(path, backend="jax").set_params(warm_start=True, epochs=5)
+    again.fit(X, y)
+    eager.set_params(warm_start=True, epochs=5)
+    _jax.set_jit(False)
+    eager.fit(X, y)
+    assert again._opt_state["t"] == eager._opt_state["t"] == 5 * 7
+    np.testing.assert_allclose(again.loss_curve_, eager.loss_curve_, rtol=1e-4)
