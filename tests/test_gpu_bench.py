@@ -1,0 +1,59 @@
+"""The GPU benchmark (benchmarks/gpu.py), smoke-tested on CPU backends in --quick mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import gpu
+
+
+def test_quick_run_on_numpy_and_torch_cpu(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    rc = gpu.main(["--backends", "numpy,torch", "--device", "cpu", "--quick", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert not [r for r in rows if "error" in r]
+    configs = {(r["workload"], r["batch"]) for r in rows}
+    assert configs == {("seed", "25 fixed"), ("seed", "128"), ("seed", "4096"), ("modern", "128"),
+                       ("modern", "4096")}
+    for workload, batch in configs:
+        names = {r["implementation"]: r for r in rows if (r["workload"], r["batch"]) == (workload, batch)}
+        assert set(names) == {"arraynn-numpy", "arraynn-numpy-generic", "torch-eager"}
+        assert names["arraynn-numpy"]["kernels"] == "NumpyKernels"
+        assert names["arraynn-numpy-generic"]["kernels"] == "Kernels"
+        for r in names.values():
+            assert len(r["epoch_seconds"]) == 2 and r["median_seconds"] > 0
+            assert r["tf32"] is False
+        assert "ratio_vs_torch" in names["arraynn-numpy"] and "ratio_vs_torch" not in names["torch-eager"]
+        # the same network, batches and initial weights: the losses agree
+        losses = [r["final_loss"] for r in names.values()]
+        assert max(losses) - min(losses) < 1e-3 * max(1.0, abs(losses[0])), losses
+    assert report["all_targets_met"] is None  # the targets are the arraynn-cupy rows'
+    assert report["settings"]["warmup_epochs"] == 1 and report["versions"]["torch"]
+    text = capsys.readouterr().out
+    assert "| workload | batch | implementation |" in text and "torch-eager" in text
+
+
+def test_jax_jit_and_eager_rows_and_the_targets(tmp_path):
+    pytest.importorskip("jax")
+    out = tmp_path / "bench.json"
+    rc = gpu.main(["--backends", "jax", "--device", "cpu", "--quick", "--workloads", "modern",
+                   "--batches", "128", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = {r["implementation"]: r for r in rows}
+    assert set(names) == {"arraynn-jax-jit", "arraynn-jax-eager"}
+    assert names["arraynn-jax-jit"]["jit"] is True and names["arraynn-jax-eager"]["jit"] is False
+    assert names["arraynn-jax-jit"]["speedup_vs_arraynn-jax-eager"] > 0
+    # how the targets are judged, on made-up rows
+    report = {"hardware": "GPU", "device": "cuda", "data": "d", "skipped": {},
+              "settings": {"timed_epochs": 1, "warmup_epochs": 0},
+              "rows": [{"workload": "modern", "batch": "128", "implementation": "arraynn-cupy",
+                        "median_seconds": 0.1, "samples_per_second": 10.0, "ratio_vs_torch": 1.5,
+                        "target": 1.4, "target_met": True}]}
+    assert "| modern | 128 | arraynn-cupy | 100.0 | 10 | 1.50x | >= 1.4x | yes |" in gpu.table(report)
+    assert gpu.TARGETS == {128: 1.4, 4096: 1.0}
