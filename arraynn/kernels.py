@@ -13,9 +13,11 @@ or :func:`kernels_of` (an array):
     the tests run it on every backend.
 ``NumpyKernels``
     NumPy's fast path. The same operations in the same order, so the same values
-    (bit for bit), but written with in-place ufuncs and ``out=`` so that a step
-    allocates almost nothing and makes fewer passes over memory. It is the only
-    code in the math modules that touches NumPy, and it imports NumPy lazily.
+    (bit for bit; the ReLU derivative multiplies by the mask, which differs from
+    the generic ``where`` only for a non-finite gradient), but written with
+    in-place ufuncs and ``out=`` so that a step allocates almost nothing and makes
+    fewer passes over memory. It is the only code in the math modules that touches
+    NumPy, and it imports NumPy lazily.
 
 The contract every implementation keeps:
 
@@ -155,6 +157,7 @@ class NumpyKernels(Kernels):
 
         self.np = numpy
         self._local = threading.local()
+        self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
 
     def _scratch(self, like: Any) -> Any:
         """A per-thread scratch array of ``like``'s shape and dtype."""
@@ -184,8 +187,10 @@ class NumpyKernels(Kernels):
 
     def activate_grad(self, name: str, a: Any, g: Any) -> Any:
         np = self.np
-        if name == "relu":  # where(a > 0, g, 0): zero where a is not positive
-            np.copyto(g, 0.0, where=~(a > 0.0))
+        if name == "relu":
+            # g * (a > 0): the generic where(a > 0, g, 0) for every finite g, ten times
+            # faster (NumPy's masked copies and where() do not vectorize)
+            g *= a > 0.0
             return g
         if name == "sigmoid":  # g * (a * (1 - a))
             t = np.subtract(1.0, a, out=self._scratch(a))
@@ -244,8 +249,12 @@ class NumpyKernels(Kernels):
         return super().loss_and_delta(output, z, y)
 
     def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
-        np = self.np
-        return np.equal(labels[:, None], np.arange(n_classes, dtype=labels.dtype)).astype(dtype)
+        # rows of a cached identity matrix: one gather instead of compare-and-convert
+        key = (n_classes, self.np.dtype(dtype))
+        eye = self._eyes.get(key)
+        if eye is None:
+            eye = self._eyes[key] = self.np.eye(n_classes, dtype=dtype)
+        return eye.take(labels, axis=0)
 
     # ---- parameter updates --------------------------------------------------------
     def sgd(self, params: list[Any], grads: list[Any], lr: float) -> None:

@@ -147,8 +147,9 @@ def test_fast_activations_equal_generic_exactly(name, dtype):
 
 
 def test_fast_relu_grad_is_zero_where_the_output_is_not_positive():
-    a = np.array([[0.0, 1.0, np.nan, 2.0]], dtype=np.float32)
-    g = np.array([[5.0, 6.0, 7.0, np.inf]], dtype=np.float32)
+    # (the fast path multiplies by the mask: equal to the generic where() for finite g)
+    a = np.array([[0.0, 1.0, np.nan, 2.0, -0.0]], dtype=np.float32)
+    g = np.array([[5.0, 6.0, 7.0, np.inf, -3.0]], dtype=np.float32)
     np.testing.assert_array_equal(FAST.activate_grad("relu", a, g.copy()),
                                   GENERIC_NP.activate_grad("relu", a, g))
 
