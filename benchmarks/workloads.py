@@ -1,0 +1,183 @@
+"""The two benchmark workloads, their data, and their floating-point operations.
+
+==========  =========================================  =====================================
+name        network                                    training
+==========  =========================================  =====================================
+``seed``    784-50-10, sigmoid hidden and output,      SGD lr 0.001 on summed gradients,
+            no biases, uniform(-1, 1) initial weights  L2 0.5, 25 fixed minibatches
+``modern``  784-256-128-10 ReLU, softmax               Adam lr 1e-3, batch 128, shuffled,
+            cross-entropy, biases, He initial weights  no penalty
+==========  =========================================  =====================================
+
+Both train on Fashion-MNIST standardized with the training set's statistics, in
+float32. Every implementation gets the same host arrays and the same initial
+weights (drawn by :func:`initial_weights` with NumPy, like arraynn does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WORKLOADS", "Workload", "Data", "load_data", "synthetic_data", "initial_weights",
+           "batch_sizes", "epoch_flops", "gemm_shapes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One benchmark workload, in :class:`arraynn.NNClassifier` terms."""
+
+    name: str
+    hidden: tuple[int, ...]
+    activation: str
+    output: str
+    optimizer: str
+    learning_rate: float
+    l2: float
+    bias: bool
+    init: str
+    batch_size: int | None  # samples per minibatch (shuffled every epoch), or ...
+    n_batches: int | None  # ... a fixed number of unshuffled minibatches (array_split)
+    warmup: int  # default untimed epochs
+    repeats: int  # default timed epochs
+    peers: tuple[str, ...]  # the peer libraries this workload is compared with
+
+    def classifier_params(self) -> dict[str, Any]:
+        """The :class:`arraynn.NNClassifier` parameters of this workload."""
+        return dict(n_hidden_units=self.hidden, activation=self.activation, output=self.output,
+                    optimizer=self.optimizer, learning_rate=self.learning_rate, l2=self.l2,
+                    l1=0.0, bias=self.bias, init=self.init, batch_size=self.batch_size,
+                    n_batches=self.n_batches or 25,
+                    shuffle=self.batch_size is not None)
+
+    def layer_sizes(self, n_features: int, n_classes: int) -> tuple[int, ...]:
+        return (n_features, *self.hidden, n_classes)
+
+    def describe(self) -> str:
+        sizes = "-".join(str(s) for s in self.layer_sizes(784, 10))
+        batches = (f"batch {self.batch_size}, shuffled" if self.batch_size
+                   else f"{self.n_batches} fixed minibatches")
+        pen = f", L2 {self.l2}" if self.l2 else ""
+        return (f"{sizes} {self.activation}/{self.output}, {self.optimizer} lr {self.learning_rate}"
+                f"{pen}, {batches}")
+
+
+WORKLOADS: dict[str, Workload] = {
+    "seed": Workload("seed", (50,), "sigmoid", "sigmoid", "sgd", 0.001, 0.5, False, "uniform",
+                     None, 25, warmup=3, repeats=15, peers=("torch",)),
+    "modern": Workload("modern", (256, 128), "relu", "softmax", "adam", 1e-3, 0.0, True, "he",
+                       128, None, warmup=2, repeats=7, peers=("torch", "sklearn")),
+}
+
+
+@dataclasses.dataclass
+class Data:
+    """Standardized float32 host arrays and where they came from."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    def save(self, directory: Path) -> None:
+        for name in ("X_train", "y_train", "X_test", "y_test"):
+            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        (directory / "source.txt").write_text(self.source)
+
+    @classmethod
+    def load(cls, directory: Path) -> Data:
+        arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False)
+                  for name in ("X_train", "y_train", "X_test", "y_test")}
+        return cls(**arrays, source=(directory / "source.txt").read_text())
+
+
+def _standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardize both sets with the training set's statistics (arraynn's Standardizer)."""
+    from arraynn.preprocessing import Standardizer
+
+    st = Standardizer().fit(X_train.astype(np.float32))
+    return (np.ascontiguousarray(st.transform(X_train.astype(np.float32))),
+            np.ascontiguousarray(st.transform(X_test.astype(np.float32))))
+
+
+def load_data(data_home: str | Path, limit: int | None = None) -> Data:
+    """Fashion-MNIST from ``data_home`` (never downloaded), standardized, float32."""
+    from arraynn.datasets import load_fashion_mnist
+
+    X_train, y_train, X_test, y_test = load_fashion_mnist(data_home, download=False)
+    if limit:
+        X_train, y_train = X_train[:limit], y_train[:limit]
+    X_train, X_test = _standardize(X_train, X_test)
+    return Data(X_train, y_train.astype(np.int64), X_test, y_test.astype(np.int64),
+                source=f"Fashion-MNIST ({len(X_train)} training, {len(X_test)} test images)")
+
+
+def synthetic_data(n_train: int = 768, n_test: int = 256, n_features: int = 784,
+                   n_classes: int = 10, seed: int = 0) -> Data:
+    """Small separable blobs shaped like Fashion-MNIST (for ``--quick`` and the tests)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0.0, 1.0, size=(n_classes, n_features))
+    y = rng.integers(0, n_classes, size=n_train + n_test)
+    X = centers[y] + rng.normal(0.0, 2.0, size=(len(y), n_features))
+    X_train, X_test = _standardize(X[:n_train], X[n_train:])
+    return Data(X_train, y[:n_train].astype(np.int64), X_test, y[n_train:].astype(np.int64),
+                source=f"synthetic blobs ({n_train} training, {n_test} test samples)")
+
+
+def initial_weights(wl: Workload, sizes: tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """The float32 host parameters ``[W0, (b0,) W1, ...]`` that arraynn starts from.
+
+    Drawn exactly as :meth:`arraynn.MLP.init_params` does with
+    ``numpy.random.default_rng(seed)`` (arraynn's :class:`NNClassifier` uses its
+    ``random_seed`` this way), so every implementation starts from the same network.
+    """
+    from arraynn.initializers import draw_weights
+
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        params.append(draw_weights(rng, fan_in, fan_out, wl.init).astype(np.float32))
+        if wl.bias:
+            params.append(np.zeros(fan_out, dtype=np.float32))
+    return params
+
+
+def batch_sizes(wl: Workload, n: int) -> list[int]:
+    """The minibatch sizes of one epoch over ``n`` samples (arraynn's batching)."""
+    from arraynn.loader import batch_bounds
+
+    if wl.batch_size is not None:
+        bounds = batch_bounds(n, batch_size=min(wl.batch_size, n))
+    else:
+        bounds = batch_bounds(n, n_batches=min(wl.n_batches, n))
+    return [e - s for s, e in bounds]
+
+
+def gemm_shapes(sizes: tuple[int, ...], b: int) -> list[tuple[str, int, int, int]]:
+    """The matrix products of one minibatch of ``b`` samples: ``(kind, m, k, n)``.
+
+    Layer ``i`` maps ``n_i`` to ``n_{i+1}`` units: forward ``(b, n_i) @ (n_i, n_{i+1})``;
+    weight gradient ``(n_i, b) @ (b, n_{i+1})``; and, above the first layer, the
+    error passed down ``(b, n_{i+1}) @ (n_{i+1}, n_i)``.
+    """
+    shapes = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes.append(("forward", b, fan_in, fan_out))
+        shapes.append(("weight-grad", fan_in, b, fan_out))
+        if i > 0:
+            shapes.append(("input-grad", b, fan_out, fan_in))
+    return shapes
+
+
+def epoch_flops(wl: Workload, sizes: tuple[int, ...], n: int) -> int:
+    """Floating-point operations of one epoch's matrix products (2 per multiply-add)."""
+    return sum(2 * m * k * n_ for b in batch_sizes(wl, n) for _, m, k, n_ in gemm_shapes(sizes, b))
+
