@@ -462,7 +462,6 @@ class NNClassifier:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self.random_seed_ = int(seed)
         self.backend_ = backend
-        self.tf32_ = backend.set_tf32(bool(self.tf32))
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
         self._mlp = MLP((n_features, *self._hidden_sizes(), len(classes)),
@@ -502,6 +501,7 @@ class NNClassifier:
         n_classes, dtype = len(self.classes_), be.dtype
         n, n_batches = loader.n_samples, len(loader)
         params, state = self._params, self._opt_state
+        self.tf32_ = be.set_tf32(bool(self.tf32))
         step = mlp.train_step
         if be.name == "jax":  # the same step compiled with jax.jit (arraynn._jax)
             from ._jax import train_step_for

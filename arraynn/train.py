@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="device of the backend: cpu, cuda, cuda:1, array_api_strict's device1 ...")
     g.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="floating dtype of the weights and computations (default float32)")
+    g.add_argument("--tf32", action="store_true",
+                   help="let float32 matmuls use TF32 tensor cores on NVIDIA GPUs (faster, "
+                        "10-bit mantissa inputs; off by default, reported in summary.json)")
 
     g = p.add_argument_group("preset and overrides")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
@@ -833,6 +836,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .classifier import TrainingDivergedError
 
+    if args.tf32:
+        clf.set_params(tf32=True)
     progress = _Progress(int(cfg["epochs"]), clf.n_iter_ if resume else 0, args.no_progress)
     try:
         # A diverging run is reported by TrainingDivergedError; NumPy's overflow
@@ -860,7 +865,8 @@ def run(args: argparse.Namespace) -> int:
     last = rows[-1] if rows else {}
     summary = {
         "preset": cfg["preset"], "config": cfg, "seed": cfg["seed"], "backend": be.name,
-        "device": be.device_name, "dtype": be.dtype_name, "versions": versions,
+        "device": be.device_name, "dtype": be.dtype_name, "tf32": bool(clf.tf32_),
+        "versions": versions,
         "data": {"source": info.get("source"), "directory": info.get("directory"),
                  "downloaded": info.get("downloaded", {}), "n_train": len(train_idx),
                  "n_validation": len(val_idx), "n_test": len(y_test), "fingerprint": fingerprint},

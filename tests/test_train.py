@@ -158,7 +158,7 @@ def test_smoke_run_writes_the_run_directory(data_dir, tmp_path):
                 "train_seconds", "per_class_accuracy", "data"):
         assert key in summary, key
     assert summary["backend"] == "numpy" and summary["device"] == "cpu"
-    assert summary["dtype"] == "float32" and summary["seed"] == 0
+    assert summary["dtype"] == "float32" and summary["seed"] == 0 and summary["tf32"] is False
     assert summary["data"]["n_train"] == 400 and summary["data"]["n_validation"] == 100
     assert summary["data"]["source"] == "user"
     assert 0.3 < summary["test_accuracy"] <= 1.0
