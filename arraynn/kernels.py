@@ -174,7 +174,10 @@ class NumpyKernels(Kernels):
     def activate(self, name: str, z: Any) -> Any:
         np = self.np
         if name == "relu":
-            return np.maximum(z, 0.0, out=z)
+            # z * (z > 0): twice as fast as NumPy's maximum (which checks for NaN) and
+            # equal to maximum(z, 0) except that -0.0 stays -0.0 and -inf becomes NaN
+            z *= z > 0.0
+            return z
         if name == "sigmoid":  # 0.5 * tanh(0.5 * z) + 0.5, in place
             z *= 0.5
             np.tanh(z, out=z)
