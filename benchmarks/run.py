@@ -27,34 +27,21 @@ NumPy is imported) so that it measures the native kernels. Tests and CI keep the
 
 from __future__ import annotations
 
-import os
-import sys
-
-_PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def _drop_blas_pinning() -> None:
-    """Re-execute without the OpenBLAS pinning variables (before NumPy is imported)."""
-    found = [v for v in _PINNING if v in os.environ]
-    if not found:
-        return
-    env = {k: v for k, v in os.environ.items() if k not in _PINNING}
-    print(f"benchmarks.run: re-executing without {', '.join(found)} (native OpenBLAS kernels)",
-          flush=True)
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *sys.argv[1:]], env)
-
+from . import BLAS_PINNING, drop_blas_pinning
 
 if __name__ == "__main__":
-    _drop_blas_pinning()
+    drop_blas_pinning("benchmarks.run")
 
 # ruff: noqa: E402  (the imports below must follow the re-execution)
 import argparse
 import datetime
 import json
+import os
 import platform
 import shlex
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -293,7 +280,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "cpu_model": platform.processor() or None,
-        "env": {k: os.environ.get(k) for k in (*_PINNING, "OMP_NUM_THREADS",
+        "env": {k: os.environ.get(k) for k in (*BLAS_PINNING, "OMP_NUM_THREADS",
                                                 "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
     }
     try:

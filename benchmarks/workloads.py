@@ -67,9 +67,9 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {
     "seed": Workload("seed", (50,), "sigmoid", "sigmoid", "sgd", 0.001, 0.5, False, "uniform",
-                     None, 25, warmup=3, repeats=15, peers=("torch",)),
+                     None, 25, warmup=2, repeats=12, peers=("torch",)),
     "modern": Workload("modern", (256, 128), "relu", "softmax", "adam", 1e-3, 0.0, True, "he",
-                       128, None, warmup=2, repeats=7, peers=("torch", "sklearn")),
+                       128, None, warmup=1, repeats=6, peers=("torch", "sklearn")),
 }
 
 

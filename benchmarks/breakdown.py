@@ -1,0 +1,103 @@
+"""Where an arraynn epoch goes: a profile grouped by phase.
+
+    python -m benchmarks.breakdown --workload modern --epochs 3
+
+Trains the workload with :class:`arraynn.NNClassifier` under :mod:`cProfile` and
+groups the time of the last epochs by phase. The matrix products are written as
+``@`` in :mod:`arraynn.mlp`, so they are the *own* time of ``MLP._forward`` and
+``MLP._backward``; everything else a step does is a call into the kernels, the
+optimizer or the loader, and is attributed to it. The GEMM-only epoch of
+:mod:`benchmarks.roofline` is printed next to it for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+from pathlib import Path
+
+from . import drop_blas_pinning
+
+if __name__ == "__main__":
+    drop_blas_pinning("benchmarks.breakdown")
+
+# ruff: noqa: E402
+from .roofline import measure_gemm
+from .workloads import WORKLOADS, load_data
+
+#: phase -> (file suffix, function name) pairs whose time is counted (own time of
+#: the functions named, plus everything they call when "cum" is set).
+PHASES = {
+    "GEMM (forward)": ("own", [("arraynn/mlp.py", "_forward")]),
+    "GEMM (backward)": ("own", [("arraynn/mlp.py", "_backward")]),
+    "optimizer update": ("cum", [("arraynn/optimizers.py", "update")]),
+    "activations and derivatives": ("cum", [("arraynn/kernels.py", "activate"),
+                                            ("arraynn/kernels.py", "activate_grad"),
+                                            ("arraynn/kernels.py", "add_bias")]),
+    "loss and output error": ("cum", [("arraynn/kernels.py", "loss_and_delta")]),
+    "bias gradients and penalty": ("cum", [("arraynn/kernels.py", "bias_grad"),
+                                           ("arraynn/kernels.py", "penalize")]),
+    "one-hot targets": ("cum", [("arraynn/mlp.py", "one_hot")]),
+    "minibatch gather (loader)": ("cum", [("arraynn/loader.py", "epoch")]),
+}
+
+
+def breakdown(workload: str, epochs: int, data_home: str, backend: str = "numpy") -> dict[str, float]:
+    """Seconds per epoch of each phase (and ``"epoch"``, ``"other"``)."""
+    import arraynn
+
+    wl = WORKLOADS[workload]
+    data = load_data(data_home)
+    clf = arraynn.NNClassifier(**wl.classifier_params(), epochs=epochs, random_seed=0,
+                               backend=backend)
+    clf.fit(data.X_train[:2048], data.y_train[:2048])  # warm up: imports, first allocations
+    clf.set_params(warm_start=True, epochs=1 + epochs)
+    times: list[float] = []
+    profiler = cProfile.Profile()
+    profiler.enable()
+    clf.fit(data.X_train, data.y_train, callback=lambda c, info: times.append(info["seconds"]))
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    out = {}
+    for phase, (how, funcs) in PHASES.items():
+        total = 0.0
+        for (path, _line, name), (_cc, _nc, tt, ct, _callers) in stats.items():
+            if any(path.replace(os.sep, "/").endswith(f) and name == n for f, n in funcs):
+                total += tt if how == "own" else ct
+        out[phase] = total / len(times)
+    out["epoch"] = sum(times) / len(times)
+    out["other (Python, loop, loss accumulation)"] = out["epoch"] - sum(
+        v for k, v in out.items() if k != "epoch")
+    out["GEMM-only epoch (roofline)"] = measure_gemm(wl, data, "numpy", 1, 3)["median_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .run import DEFAULT_DATA
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__)
+    p.add_argument("--workload", choices=list(WORKLOADS), default="modern")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--data-home", default=os.environ.get("ARRAYNN_FASHION_MNIST_DIR", str(DEFAULT_DATA)))
+    args = p.parse_args(argv)
+    if not (Path(args.data_home) / "train-images-idx3-ubyte.gz").exists():
+        sys.exit(f"no Fashion-MNIST files in {args.data_home}: give --data-home")
+    out = breakdown(args.workload, args.epochs, args.data_home)
+    epoch = out["epoch"]
+    print(f"arraynn (numpy), {args.workload}: {epoch:.3f} s per epoch (mean of {args.epochs}, "
+          "under cProfile)\n")
+    print("| phase | s per epoch | share |")
+    print("| --- | ---: | ---: |")
+    for k, v in out.items():
+        if k in ("epoch", "GEMM-only epoch (roofline)"):
+            continue
+        print(f"| {k} | {v:.3f} | {100 * v / epoch:.0f} % |")
+    print(f"| **epoch** | **{epoch:.3f}** | 100 % |")
+    print(f"\nGEMM-only epoch (the roofline): {out['GEMM-only epoch (roofline)']:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
