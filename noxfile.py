@@ -44,7 +44,7 @@ BACKEND_ENV = {
 @nox.parametrize("backend", list(BACKEND_PACKAGES), ids=list(BACKEND_PACKAGES))
 def tests(session: nox.Session, backend: str) -> None:
     """The test suite on one backend."""
-    session.install(*BACKEND_PACKAGES[backend], "-e", ".[test,plot]")
+    session.install(*BACKEND_PACKAGES[backend], "-e", ".[test,plot,progress]")
     env = {"ARRAYNN_TEST_BACKENDS": backend, **BACKEND_ENV[backend]}
     env = {k: v for k, v in env.items() if v != ""}
     if backend in ("cupy",):
