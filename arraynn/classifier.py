@@ -522,7 +522,7 @@ class NNClassifier:
             if not math.isfinite(value):
                 raise TrainingDivergedError(
                     f"the training loss became {value} in epoch {self.n_iter_ + 1}; lower the "
-                    f"learning rate (now {self.learning_rate}) or standardize the inputs"
+                    f"learning rate (this epoch used {lr:g}) or standardize the inputs"
                 )
             self.n_iter_ += 1
             self.loss_curve_.append(value)
