@@ -116,7 +116,7 @@ def measure(task: dict[str, Any], data: Data) -> dict[str, Any]:
                                     task.get("threads"))
     else:
         trainer = trainers.TRAINERS[task["impl"]]
-        options = {k: task[k] for k in ("backend", "kernels", "threads", "fused") if k in task}
+        options = {k: task[k] for k in ("backend", "kernels", "threads") if k in task}
         out = trainer(wl, data, task["warmup"] + task["repeats"], **options)
         timed = out["epoch_seconds"][task["warmup"]:]
         out["timed_seconds"] = timed
@@ -173,8 +173,6 @@ def _label(r: dict[str, Any]) -> str:
     if r["impl"] == "arraynn":
         extra = ", generic kernels" if r.get("kernels") == "generic" else ""
         return f"arraynn ({r['backend']}{extra})"
-    if r["impl"] == "torch" and r.get("fused"):
-        return "PyTorch (fused Adam)"
     return PEER_LABELS[r["impl"]]
 
 
@@ -213,8 +211,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [r for r in results if r["workload"] == name]
         gemm = {r["lib"]: r for r in rows if r["kind"] == "gemm" and "error" not in r}
         train = [r for r in rows if r["kind"] == "train"]
-        peers = {r["impl"]: r for r in train if r["impl"] != "arraynn" and "error" not in r
-                 and not r.get("fused")}
+        peers = {r["impl"]: r for r in train if r["impl"] != "arraynn" and "error" not in r}
         for r in train:
             r["label"] = _label(r)
             if "error" in r:

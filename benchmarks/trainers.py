@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .workloads import Data, Workload, batch_sizes, initial_weights
+from .workloads import Data, Workload, batch_bounds, initial_weights
 
 __all__ = ["TRAINERS", "train_arraynn", "train_numpy", "train_torch", "train_sklearn"]
 
@@ -30,14 +30,6 @@ def _sizes(wl: Workload, data: Data) -> tuple[int, ...]:
 def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The permutation arraynn's loader draws for ``epoch`` (the same batches everywhere)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def _bounds(wl: Workload, n: int) -> list[tuple[int, int]]:
-    out, start = [], 0
-    for b in batch_sizes(wl, n):
-        out.append((start, start + b))
-        start += b
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -95,7 +87,7 @@ def train_numpy(wl: Workload, data: Data, epochs: int, **_: Any) -> dict[str, An
     vs = [np.zeros_like(p) for p in params]
     t = 0
     eye = np.eye(n_classes, dtype=np.float32)
-    bounds = _bounds(wl, n)
+    bounds = batch_bounds(wl, n)
 
     def act(z: np.ndarray) -> np.ndarray:
         return np.maximum(z, 0.0) if relu else 0.5 * np.tanh(0.5 * z) + 0.5
@@ -179,14 +171,14 @@ def train_numpy(wl: Workload, data: Data, epochs: int, **_: Any) -> dict[str, An
 # PyTorch
 # --------------------------------------------------------------------------------------
 def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = None,
-                fused: bool = False, **_: Any) -> dict[str, Any]:
+                **_: Any) -> dict[str, Any]:
     """The same network in ``torch.nn`` on the CPU, float32, autograd and torch.optim.
 
     Matches the math: summed losses (``reduction="sum"``), so gradients are summed
     over the minibatch; the seed workload's sigmoid output with binary cross-entropy
     on logits (gradient ``sigmoid(z) - y``) and L2 as SGD's ``weight_decay`` (adds
     ``l2 * w`` to the summed gradient, as arraynn does). Adam is torch's default
-    implementation unless ``fused``.
+    implementation.
     """
     import torch
 
@@ -208,14 +200,14 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
             layers.append(torch.nn.ReLU() if wl.activation == "relu" else torch.nn.Sigmoid())
     model = torch.nn.Sequential(*layers)
     if wl.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate, fused=fused or None)
+        opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=wl.learning_rate, weight_decay=wl.l2)
     X = torch.from_numpy(data.X_train)
     y = torch.from_numpy(data.y_train)
     n, n_classes = X.shape[0], data.n_classes
     eye = torch.eye(n_classes, dtype=torch.float32)
-    bounds = _bounds(wl, n)
+    bounds = batch_bounds(wl, n)
     if wl.output == "softmax":
         def loss_fn(z: Any, yb: Any) -> Any:
             return torch.nn.functional.cross_entropy(z, yb, reduction="sum")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["WORKLOADS", "Workload", "Data", "load_data", "synthetic_data", "initial_weights",
-           "batch_sizes", "epoch_flops", "gemm_shapes"]
+           "batch_bounds", "batch_sizes", "epoch_flops", "gemm_shapes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,15 +150,18 @@ def initial_weights(wl: Workload, sizes: tuple[int, ...], seed: int) -> list[np.
     return params
 
 
-def batch_sizes(wl: Workload, n: int) -> list[int]:
-    """The minibatch sizes of one epoch over ``n`` samples (arraynn's batching)."""
-    from arraynn.loader import batch_bounds
+def batch_bounds(wl: Workload, n: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each minibatch of one epoch over ``n`` samples (arraynn's)."""
+    from arraynn.loader import batch_bounds as bounds
 
     if wl.batch_size is not None:
-        bounds = batch_bounds(n, batch_size=min(wl.batch_size, n))
-    else:
-        bounds = batch_bounds(n, n_batches=min(wl.n_batches, n))
-    return [e - s for s, e in bounds]
+        return bounds(n, batch_size=min(wl.batch_size, n))
+    return bounds(n, n_batches=min(wl.n_batches, n))
+
+
+def batch_sizes(wl: Workload, n: int) -> list[int]:
+    """The minibatch sizes of one epoch over ``n`` samples."""
+    return [e - s for s, e in batch_bounds(wl, n)]
 
 
 def gemm_shapes(sizes: tuple[int, ...], b: int) -> list[tuple[str, int, int, int]]:
