@@ -219,10 +219,14 @@ class Backend:
                 _record("host_to_device", out.nbytes)
                 return out
             if dtype is not None:
-                # Convert on the host only when it does not grow the payload; integer
-                # data travels as it is and is converted on the device.
-                if host.dtype.kind == "f":
-                    host = host.astype(_dtype_name(xp, dtype), copy=False)
+                # Convert on the host only when it does not grow the payload (float to
+                # float, or integers to a narrower or equal integer type); uint8 images
+                # travel as uint8 and become floats on the device.
+                target = np.dtype(_dtype_name(xp, dtype))
+                if host.dtype.kind == "f" or (
+                        host.dtype.kind in "iu" and target.kind in "iu"
+                        and target.itemsize <= host.dtype.itemsize):
+                    host = host.astype(target, copy=False)
             host = np.ascontiguousarray(host)
             _record("host_to_device", host.nbytes)
             out = _to_device_from_host(self, host)
