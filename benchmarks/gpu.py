@@ -10,6 +10,10 @@ workload    network and training                                batches
             Adam lr 1e-3
 ==========  ==================================================  =========================
 
+The workloads, the data, the initial weights and the minibatches are those of
+:mod:`benchmarks.workloads` (shared with ``python -m benchmarks.run``); this module
+only sets the batch sizes.
+
 Every implementation trains the same network from the same initial weights on the same
 batches (the permutation of epoch ``e`` is ``default_rng([0, e])``, as arraynn's
 loader draws it), in float32 with TF32 off, with summed losses. PyTorch is eager
@@ -27,7 +31,8 @@ The targets (the arraynn-cupy rows): at least 1.4x PyTorch eager's throughput at
     python -m benchmarks.gpu --backends numpy,torch --device cpu --quick   # smoke test
 
 Without ``--data-dir`` the data are synthetic, Fashion-MNIST-shaped (60,000 samples
-of 784 features, 10 classes): the timings do not depend on the pixel values.
+of 784 features, 10 classes; :func:`benchmarks.workloads.synthetic_data`): the timings
+do not depend on the pixel values.
 """
 
 from __future__ import annotations
@@ -48,93 +53,63 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import numpy as np  # noqa: E402
 
+from .workloads import WORKLOADS, Workload, batch_bounds, initial_weights, load_data, synthetic_data  # noqa: E402
+
 SEED = 0
+N_CLASSES = 10  # Fashion-MNIST's (and the synthetic data's)
 TARGETS = {128: 1.4, 4096: 1.0}  # arraynn-cupy / torch-eager throughput, by batch size
-
-
-@dataclasses.dataclass(frozen=True)
-class Workload:
-    name: str
-    hidden: tuple[int, ...]
-    activation: str
-    output: str
-    optimizer: str
-    learning_rate: float
-    l2: float
-    bias: bool
-    init: str
-    native_batches: int | None  # fixed unshuffled minibatches (the article's), or None
-
-
-WORKLOADS = {
-    "seed": Workload("seed", (50,), "sigmoid", "sigmoid", "sgd", 0.001, 0.5, False, "uniform", 25),
-    "modern": Workload("modern", (256, 128), "relu", "softmax", "adam", 1e-3, 0.0, True, "he", None),
-}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A workload at one batching: ``batch_size`` shuffled, or its native fixed batches."""
 
-    workload: Workload
+    workload: Workload  # as in WORKLOADS
     batch_size: int | None
+
+    @property
+    def batched(self) -> Workload:
+        """The workload trained at this batching (what the shared helpers take)."""
+        return dataclasses.replace(self.workload, batch_size=self.batch_size,
+                                   n_batches=None if self.batch_size is not None
+                                   else self.workload.n_batches)
 
     @property
     def label(self) -> str:
         if self.batch_size is None:
-            return f"{self.workload.native_batches} fixed"
+            return f"{self.workload.n_batches} fixed"
         return str(self.batch_size)
 
     def bounds(self, n: int) -> list[tuple[int, int]]:
-        from arraynn.loader import batch_bounds
-
-        if self.batch_size is None:
-            return batch_bounds(n, n_batches=min(self.workload.native_batches, n))
-        return batch_bounds(n, batch_size=min(self.batch_size, n))
+        return batch_bounds(self.batched, n)
 
     @property
     def shuffle(self) -> bool:
         return self.batch_size is not None
 
 
+def workload_settings(wl: Workload) -> dict[str, Any]:
+    """The network and training of ``wl`` as the report gives them."""
+    facts = dataclasses.asdict(wl)
+    for key in ("batch_size", "n_batches", "warmup", "repeats", "peers"):
+        del facts[key]
+    return {**facts, "native_batches": wl.n_batches}
+
+
 # --------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------
-def load_data(data_dir: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+def training_data(data_dir: str | None, samples: int | None) -> tuple[np.ndarray, np.ndarray, str]:
     """Standardized float32 training images and int64 labels, and where they came from."""
-    from arraynn import Standardizer
-
     if data_dir:
-        from arraynn import load_fashion_mnist
-
-        X, y, _, _ = load_fashion_mnist(data_home=data_dir, download=False)
+        data = load_data(data_dir, limit=samples)
         source = "Fashion-MNIST"
     else:
-        n = samples or 60000
-        rng = np.random.default_rng(SEED)
-        y = rng.integers(0, 10, size=n)
-        centers = rng.normal(0.0, 1.0, size=(10, 784)).astype(np.float32)
-        X = centers[y] + rng.standard_normal(size=(n, 784), dtype=np.float32) * 2.0
+        data = synthetic_data(n_train=samples or 60000, n_test=0, n_features=784,
+                              n_classes=N_CLASSES, seed=SEED)
         source = "synthetic Fashion-MNIST-shaped data"
-    if samples:
-        X, y = X[:samples], y[:samples]
-    X = X.astype(np.float32)
-    X = np.ascontiguousarray(Standardizer().fit(X).transform(X), dtype=np.float32)
-    return X, y.astype(np.int64), f"{source}, {len(X):,} training samples"
-
-
-def initial_weights(wl: Workload, seed: int = SEED) -> list[np.ndarray]:
-    """The float32 host parameters ``[W0, (b0,) W1, ...]`` arraynn starts from."""
-    from arraynn.initializers import draw_weights
-
-    sizes = (784, *wl.hidden, 10)
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        params.append(draw_weights(rng, fan_in, fan_out, wl.init).astype(np.float32))
-        if wl.bias:
-            params.append(np.zeros(fan_out, dtype=np.float32))
-    return params
+    X, y = data.X_train, data.y_train
+    return X, y, f"{source}, {len(X):,} training samples"
 
 
 # --------------------------------------------------------------------------------------
@@ -148,18 +123,12 @@ def train_arraynn(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, backen
     from arraynn import _jax
     from arraynn import kernels as kmod
 
-    wl = cfg.workload
     be = arraynn.get_backend(backend, device)
     kmod.set_fast_paths(fused)
     _jax.set_jit(jit)
     try:
-        batching = (dict(batch_size=cfg.batch_size) if cfg.batch_size is not None
-                    else dict(n_batches=wl.native_batches))
-        clf = arraynn.NNClassifier(
-            n_hidden_units=wl.hidden, activation=wl.activation, output=wl.output,
-            optimizer=wl.optimizer, learning_rate=wl.learning_rate, l2=wl.l2, bias=wl.bias,
-            init=wl.init, shuffle=cfg.shuffle, epochs=epochs, random_seed=SEED, backend=be,
-            dtype="float32", tf32=False, **batching)
+        clf = arraynn.NNClassifier(**cfg.batched.classifier_params(), epochs=epochs,
+                                   random_seed=SEED, backend=be, dtype="float32", tf32=False)
         times: list[float] = []
         be.synchronize()
         clf.fit(X, y, callback=lambda c, info: times.append(info["seconds"]))
@@ -189,8 +158,8 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     torch.manual_seed(SEED)
-    host = initial_weights(wl)
-    sizes = (784, *wl.hidden, 10)
+    sizes = wl.layer_sizes(X.shape[1], N_CLASSES)
+    host = initial_weights(wl, sizes, SEED)
     layers: list[Any] = []
     step = 2 if wl.bias else 1
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -229,7 +198,7 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
             if wl.output == "softmax":
                 loss = F.cross_entropy(z, yb, reduction="sum")
             else:
-                loss = F.binary_cross_entropy_with_logits(z, F.one_hot(yb, 10).to(z.dtype),
+                loss = F.binary_cross_entropy_with_logits(z, F.one_hot(yb, N_CLASSES).to(z.dtype),
                                                           reduction="sum")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -330,12 +299,12 @@ def versions() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    X, y, source = load_data(args.data_dir, args.samples)
+    X, y, source = training_data(args.data_dir, args.samples)
     epochs = args.warmup + args.repeats
     configs = []
     for name in args.workloads:
         wl = WORKLOADS[name]
-        if wl.native_batches is not None and not args.no_native:
+        if wl.n_batches is not None and not args.no_native:
             configs.append(Config(wl, None))
         configs += [Config(wl, b) for b in args.batches]
     skipped: dict[str, str] = {}
@@ -393,7 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "data": source,
         "settings": {"warmup_epochs": args.warmup, "timed_epochs": args.repeats, "dtype": "float32",
-                     "tf32": False, "workloads": {k: dataclasses.asdict(WORKLOADS[k])
+                     "tf32": False, "workloads": {k: workload_settings(WORKLOADS[k])
                                                   for k in args.workloads}},
         "targets": {f"batch {b}": f">= {t}x torch-eager (arraynn-cupy)" for b, t in TARGETS.items()},
         "rows": rows,
