@@ -335,8 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a smoke test: small synthetic data, 1 warm-up and 2 timed epochs, in-process")
     p.add_argument("--in-process", action="store_true",
                    help="run every measurement in this process (faster to start, less isolated)")
-    p.add_argument("--output", type=Path, default=RESULTS / "latest.json",
-                   help="where to write the JSON (default benchmarks/results/latest.json)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="where to write the JSON (default benchmarks/results/latest.json; with "
+                        "--quick, benchmarks/results/quick.json, so a smoke test never replaces "
+                        "the recorded results)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     p.add_argument("--retries", type=int, default=2,
                    help="measure again (up to N times) when other processes used more than "
@@ -368,6 +370,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     in_process = args.in_process or args.quick
     if args.quick:
         args.retries, args.wait_quiet = 0, 0.0
+    if args.output is None:
+        args.output = RESULTS / ("quick.json" if args.quick else "latest.json")
 
     if args.quick:
         data = synthetic_data()
