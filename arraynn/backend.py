@@ -215,7 +215,7 @@ class Backend:
             if dtype is None and host.dtype.kind not in "iub":
                 dtype = self.dtype
             if self.name == "numpy":
-                out = host if dtype is None else host.astype(_numpy_dtype(dtype), copy=False)
+                out = host if dtype is None else host.astype(np.dtype(dtype), copy=False)
                 _record("host_to_device", out.nbytes)
                 return out
             if dtype is not None:
@@ -247,8 +247,7 @@ class Backend:
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy an array of this backend to a host NumPy array (counted)."""
-        out = _array_to_numpy(x)
-        return out
+        return _array_to_numpy(x)
 
     def to_float(self, x: Any) -> float:
         """A 0-d array (or Python number) as a Python float (one device-to-host copy)."""
@@ -335,10 +334,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _is_host(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic, list, tuple, int, float, bool))
-
-
-def _numpy_dtype(dtype: Any) -> np.dtype:
-    return np.dtype(dtype)
 
 
 def _same_namespace(a: Any, b: Any) -> bool:
@@ -608,10 +603,12 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
     DtypeNotSupportedError
         The device lacks the dtype (e.g. float64 on array-api-strict's ``no_float64``).
     """
-    if isinstance(name, Backend):
-        return name if device is None and dtype is None else get_backend(
-            name.name, device if device is not None else name.device,
-            dtype if dtype is not None else name.dtype)
+    if isinstance(name, Backend):  # an existing Backend, possibly with another device or dtype
+        if device is None and (dtype is None or _dtype_name(name.xp, dtype) == name.dtype_name
+                               or dtype == name.dtype_name):
+            return name
+        return get_backend(name.name, device if device is not None else name.device,
+                           dtype if dtype is not None else name.dtype)
     if not isinstance(name, str):
         raise UnknownBackendError(f"backend must be a name (str), not {type(name).__name__}")
     name = name.strip().lower().replace("-", "_")
