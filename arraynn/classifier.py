@@ -354,12 +354,7 @@ class NNClassifier:
                 raise ValueError("warm_start needs the same classes as the first fit")
         else:
             self._initialize(X.shape[1], classes, self._compute_backend(X))
-        with self._memory_errors(X.shape[0]):
-            loader = self._make_loader(X, y_idx)
-            try:
-                self._run_epochs(loader, self.epochs, callback)
-            finally:
-                loader.close()
+        self._train(X, y_idx, self.epochs, callback)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NNClassifier:
@@ -384,13 +379,18 @@ class NNClassifier:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
         y_idx = self._encode_with(y, self.classes_, len(X))
+        self._train(X, y_idx, self.n_iter_ + 1, None)
+        return self
+
+    def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
+               callback: Callable[[NNClassifier, dict], Any] | None) -> None:
+        """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``."""
         with self._memory_errors(X.shape[0]):
             loader = self._make_loader(X, y_idx)
             try:
-                self._run_epochs(loader, self.n_iter_ + 1, None)
+                self._run_epochs(loader, end_epoch, callback)
             finally:
                 loader.close()
-        return self
 
     @contextlib.contextmanager
     def _memory_errors(self, n_samples: int):
