@@ -5,7 +5,7 @@ array-api-strict. Importing arraynn imports no optional array library: a backend
 library is imported when the backend is first selected.
 """
 
-from .backend import (
+from .backends import (
     BACKEND_NAMES,
     Backend,
     BackendError,
@@ -21,7 +21,7 @@ from .backend import (
     get_backend,
 )
 from .classifier import ModelFileError, NNClassifier, NotFittedError, TrainingDivergedError
-from .datasets import (
+from .data.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     DatasetError,
     DatasetNotFoundError,
@@ -30,10 +30,10 @@ from .datasets import (
     get_data_home,
     load_fashion_mnist,
 )
-from .idx import IDXError, read_idx, write_idx
-from .loader import DataLoader
+from .data.idx import IDXError, read_idx, write_idx
+from .data.loader import DataLoader
 from .mlp import MLP
-from .preprocessing import PREPROCESSORS, Preprocessor, Standardizer, make_preprocessor
+from .data.preprocessing import PREPROCESSORS, Preprocessor, Standardizer, make_preprocessor
 
 __version__ = "0.1.0"
 

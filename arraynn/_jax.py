@@ -150,7 +150,7 @@ class JitTrainStep:
 
     def _device_scalar(self, like: Any, value: Any, dtype: str) -> Any:
         """``value`` on ``like``'s device (one counted host-to-device copy)."""
-        from .backend import backend_for
+        from .backends import backend_for
 
         return backend_for(like).asarray(np.asarray(value, dtype=dtype))
 

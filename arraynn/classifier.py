@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from ._fileio import atomic_open
-from .backend import Backend, DeviceMemoryError, backend_for, get_backend, is_out_of_memory
-from .loader import DataLoader
+from .backends import Backend, DeviceMemoryError, backend_for, get_backend, is_out_of_memory
+from .data.loader import DataLoader
 from .losses import OUTPUTS
 from .mlp import MLP, one_hot
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -750,7 +750,7 @@ def _labels_to_host(y: Any) -> np.ndarray:
         return y
     if isinstance(y, (list, tuple)):
         return np.asarray(y)
-    from .backend import _array_to_numpy
+    from .backends import _array_to_numpy
 
     return _array_to_numpy(y)
 

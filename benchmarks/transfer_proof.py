@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 import arraynn
-from arraynn.loader import DataLoader
+from arraynn.data.loader import DataLoader
 from arraynn.mlp import MLP, one_hot
 from arraynn.optimizers import Adam
 

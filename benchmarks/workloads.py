@@ -101,7 +101,7 @@ class Data:
 
 def _standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardize both sets with the training set's statistics (arraynn's Standardizer)."""
-    from arraynn.preprocessing import Standardizer
+    from arraynn.data.preprocessing import Standardizer
 
     st = Standardizer().fit(X_train.astype(np.float32))
     return (np.ascontiguousarray(st.transform(X_train.astype(np.float32))),
@@ -110,7 +110,7 @@ def _standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, n
 
 def load_data(data_home: str | Path, limit: int | None = None) -> Data:
     """Fashion-MNIST from ``data_home`` (never downloaded), standardized, float32."""
-    from arraynn.datasets import load_fashion_mnist
+    from arraynn.data.fashion_mnist import load_fashion_mnist
 
     X_train, y_train, X_test, y_test = load_fashion_mnist(data_home, download=False)
     if limit:
@@ -152,7 +152,7 @@ def initial_weights(wl: Workload, sizes: tuple[int, ...], seed: int) -> list[np.
 
 def batch_bounds(wl: Workload, n: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of each minibatch of one epoch over ``n`` samples (arraynn's)."""
-    from arraynn.loader import batch_bounds as bounds
+    from arraynn.data.loader import batch_bounds as bounds
 
     if wl.batch_size is not None:
         return bounds(n, batch_size=min(wl.batch_size, n))

@@ -36,9 +36,9 @@ except ImportError:  # run from a source checkout without installing arraynn
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arraynn import BackendError, NNClassifier  # noqa: E402
-from arraynn.datasets import FASHION_MNIST_CLASSES, DatasetError, load_fashion_mnist  # noqa: E402
-from arraynn.idx import IDXError  # noqa: E402
-from arraynn.preprocessing import scale  # noqa: E402
+from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES, DatasetError, load_fashion_mnist  # noqa: E402
+from arraynn.data.idx import IDXError  # noqa: E402
+from arraynn.data.preprocessing import scale  # noqa: E402
 
 RANDOM_SEED = 0
 

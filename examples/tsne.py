@@ -30,8 +30,8 @@ except ImportError:  # run from a source checkout without installing arraynn
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arraynn import NNClassifier  # noqa: E402
-from arraynn.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
-from arraynn.preprocessing import Standardizer, scale  # noqa: E402
+from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from arraynn.data.preprocessing import Standardizer, scale  # noqa: E402
 
 _ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),

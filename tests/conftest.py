@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import arraynn
-from arraynn.backend import BACKEND_NAMES, BackendError
+from arraynn.backends import BACKEND_NAMES, BackendError
 
 # (backend name, device) pairs each backend name expands to.
 _EXPANSION = {

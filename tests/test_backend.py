@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_on_backend
 
 import arraynn
-from arraynn.backend import BACKEND_NAMES
+from arraynn.backends import BACKEND_NAMES
 
 
 def test_numpy_is_default_float32():

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arraynn import datasets
-from arraynn.datasets import (
+from arraynn.data import fashion_mnist as datasets
+from arraynn.data.fashion_mnist import (
     FASHION_MNIST_CHECKSUMS,
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
@@ -31,7 +31,7 @@ from arraynn.datasets import (
     get_data_home,
     load_fashion_mnist,
 )
-from arraynn.idx import IDXError, write_idx
+from arraynn.data.idx import IDXError, write_idx
 
 try:
     from _httpserver import Reply, ScriptedServer, scripted_server

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arraynn.idx import IDX_TYPES, IDXError, read_idx, write_idx
+from arraynn.data.idx import IDX_TYPES, IDXError, read_idx, write_idx
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 

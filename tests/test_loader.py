@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_on_backend
 
 import arraynn
-from arraynn.loader import DataLoader, batch_bounds
+from arraynn.data.loader import DataLoader, batch_bounds
 
 
 def _data(n=103, d=4):

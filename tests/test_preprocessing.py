@@ -9,9 +9,9 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from arraynn import preprocessing
-from arraynn.backend import DtypeNotSupportedError
-from arraynn.preprocessing import (
+from arraynn.data import preprocessing
+from arraynn.backends import DtypeNotSupportedError
+from arraynn.data.preprocessing import (
     PREPROCESSORS,
     Preprocessor,
     Standardizer,

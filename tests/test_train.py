@@ -2,7 +2,7 @@
 Fashion-MNIST, its run directory, kill-and-resume, and its one-line errors.
 
 Nothing here touches the network: the data are four small IDX files written with
-:func:`arraynn.idx.write_idx`, and the download failures are provoked against a
+:func:`arraynn.data.idx.write_idx`, and the download failures are provoked against a
 closed port on 127.0.0.1.
 """
 
@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 import arraynn
-from arraynn import NNClassifier, train
-from arraynn.datasets import FASHION_MNIST_CLASSES
-from arraynn.idx import write_idx
+from arraynn import NNClassifier
+from arraynn.train import cli as train
+from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES
+from arraynn.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -402,7 +403,7 @@ def _closed_port() -> int:
 
 
 def test_missing_data_without_network(tmp_path, monkeypatch, capsys):
-    from arraynn import datasets
+    from arraynn.data import fashion_mnist as datasets
 
     monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 0)
     empty = tmp_path / "empty"

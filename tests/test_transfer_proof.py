@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from arraynn.backend import _dtype_name
+from arraynn.backends import _dtype_name
 from benchmarks import transfer_proof
 
 

@@ -242,7 +242,7 @@ def _hidden_sizes(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.train``."""
-    from .backend import BACKEND_NAMES
+    from ..backends import BACKEND_NAMES
 
     p = _Parser(
         prog="python -m arraynn.train",
@@ -385,7 +385,7 @@ def _describe_config(cfg: dict[str, Any]) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
-    from ._fileio import atomic_write_bytes
+    from .._fileio import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -477,7 +477,7 @@ def _read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
 def _versions(backend_name: str | None = None) -> dict[str, str]:
     import array_api_compat
 
-    from . import __version__
+    from .. import __version__
 
     out = {"arraynn": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "array-api-compat": array_api_compat.__version__}
@@ -493,7 +493,7 @@ def _versions(backend_name: str | None = None) -> dict[str, str]:
 
 
 def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-    from .datasets import load_fashion_mnist
+    from ..data.fashion_mnist import load_fashion_mnist
 
     kwargs: dict[str, Any] = {}
     if args.mirror:
@@ -545,13 +545,13 @@ class _Preprocessing:
 
     def fit(self, X: Any) -> _Preprocessing:
         if self.scheme == "standardize":
-            from .preprocessing import Standardizer
+            from ..data.preprocessing import Standardizer
 
             self.standardizer = Standardizer().fit(X)
         return self
 
     def __call__(self, X: Any) -> Any:
-        from .preprocessing import scale, scale_unit
+        from ..data.preprocessing import scale, scale_unit
 
         if self.scheme == "standardize":
             return self.standardizer.transform(X)
@@ -570,7 +570,7 @@ class _Preprocessing:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], be: Any) -> _Preprocessing:
-        from .preprocessing import Standardizer
+        from ..data.preprocessing import Standardizer
 
         prep = cls(obj["scheme"])
         if prep.scheme == "standardize":
@@ -642,7 +642,7 @@ class _Progress:
 
 
 def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
-    from .classifier import NNClassifier
+    from ..classifier import NNClassifier
 
     return NNClassifier(
         n_classes=10, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
@@ -689,7 +689,7 @@ def _train(clf: Any, cfg: dict[str, Any], be: Any, out: Path, X: Any, y: np.ndar
 
 def _evaluate_test(clf: Any, be: Any, X_test_dev: Any, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Test probabilities (host) and the confusion matrix."""
-    from .report import confusion_matrix
+    from ..report import confusion_matrix
 
     proba = be.to_numpy(clf.predict_proba(X_test_dev))
     pred = clf.classes_[np.argmax(proba, axis=1)]
@@ -697,14 +697,14 @@ def _evaluate_test(clf: Any, be: Any, X_test_dev: Any, y_test: np.ndarray) -> tu
 
 
 def _class_names() -> list[str]:
-    from .datasets import FASHION_MNIST_CLASSES
+    from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 
     return list(FASHION_MNIST_CLASSES)
 
 
 def _plots(out: Path, rows: list[dict[str, Any]], cm: np.ndarray, X_test: np.ndarray,
            proba: np.ndarray, y_test: np.ndarray, names: list[str], title: str) -> list[Path]:
-    from . import report
+    from .. import report
 
     paths = [
         report.plot_loss({"training loss": [r["loss"] for r in rows]}, out / "loss.png",
@@ -720,7 +720,7 @@ def _plots(out: Path, rows: list[dict[str, Any]], cm: np.ndarray, X_test: np.nda
 
 
 def _backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
-    from .backend import get_backend
+    from ..backends import get_backend
 
     name = args.backend or (saved or {}).get("backend") or "auto"
     device = args.device if args.device is not None else (saved or {}).get("device_arg")
@@ -730,7 +730,7 @@ def _backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None)
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) a run; returns the exit status."""
-    from .report import per_class_accuracy, per_class_table
+    from ..report import per_class_accuracy, per_class_table
 
     resume = args.resume
     if resume:
@@ -796,7 +796,7 @@ def run(args: argparse.Namespace) -> int:
     X_te = prep(_to_device(be, X_test))
 
     if resume:
-        from .classifier import NNClassifier
+        from ..classifier import NNClassifier
 
         clf = NNClassifier.load(out / _CHECKPOINT, backend=be.name, device=_device_arg(be),
                                 dtype=be.dtype_name)
@@ -817,7 +817,7 @@ def run(args: argparse.Namespace) -> int:
             "dtype": be.dtype_name, "data_fingerprint": fingerprint,
             "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve())})
 
-    from .classifier import TrainingDivergedError
+    from ..classifier import TrainingDivergedError
 
     if args.tf32:
         clf.set_params(tf32=True)
@@ -873,7 +873,7 @@ def run(args: argparse.Namespace) -> int:
 
     plots: list[Path] = []
     if not args.no_plots:
-        from .report import have_matplotlib
+        from ..report import have_matplotlib
 
         if have_matplotlib():
             plots = _plots(out, rows, cm, X_test, proba, y_test, names, f"preset {cfg['preset']}")
@@ -888,8 +888,8 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend."""
-    from .classifier import NNClassifier
-    from .report import confusion_matrix, per_class_table
+    from ..classifier import NNClassifier
+    from ..report import confusion_matrix, per_class_table
 
     path = Path(args.evaluate)
     if path.is_dir():
@@ -933,17 +933,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from .backend import BackendError
-    from .classifier import ModelFileError, TrainingDivergedError
-    from .datasets import DatasetError, DatasetNotFoundError
-    from .idx import IDXError
+    from ..backends import BackendError
+    from ..classifier import ModelFileError, TrainingDivergedError
+    from ..data.fashion_mnist import DatasetError, DatasetNotFoundError
+    from ..data.idx import IDXError
 
     return (BackendError, DatasetError, DatasetNotFoundError, IDXError, ModelFileError,
             TrainingDivergedError)
 
 
 def _data_hint(exc: BaseException, args: argparse.Namespace) -> str:
-    from .datasets import DatasetNotFoundError, DownloadError
+    from ..data.fashion_mnist import DatasetNotFoundError, DownloadError
 
     if isinstance(exc, DownloadError):
         return " (offline? put the four Fashion-MNIST files in a directory and pass --data-dir DIR)"

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
+from ..backends import Backend
 
 __all__ = ["DataLoader", "batch_bounds"]
 

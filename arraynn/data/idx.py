@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fileio import atomic_open as _atomic_open
+from .._fileio import atomic_open as _atomic_open
 
 __all__ = ["IDX_TYPES", "IDXError", "read_idx", "write_idx"]
 

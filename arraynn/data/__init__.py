@@ -1,0 +1,1 @@
+"""Data: IDX files, Fashion-MNIST, the device loader and preprocessing."""
