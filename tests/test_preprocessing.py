@@ -9,8 +9,8 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from arraynn.data import preprocessing
 from arraynn.backends import DtypeNotSupportedError
+from arraynn.data import preprocessing
 from arraynn.data.preprocessing import (
     PREPROCESSORS,
     Preprocessor,

@@ -23,9 +23,9 @@ import pytest
 
 import arraynn
 from arraynn import NNClassifier
-from arraynn.train import cli as train
 from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES
 from arraynn.data.idx import write_idx
+from arraynn.train import cli as train
 
 REPO = Path(__file__).resolve().parents[1]
 
