@@ -32,23 +32,14 @@ Downloading
 -----------
 Missing files are downloaded (when ``download=True``) into the data set directory,
 also a user-supplied one, from the mirrors in ``FASHION_MNIST_MIRRORS`` in order,
-with ``DOWNLOAD_RETRIES`` retries per mirror and exponential backoff starting at
-``DOWNLOAD_BACKOFF`` seconds. Only :mod:`urllib` is used; a download is written to
-a temporary file in the target directory and renamed into place once its size and
-MD5 are right, so an interrupted or failed download leaves nothing behind.
+by :func:`arraynn.data.download.download` (retries with exponential backoff, size
+and MD5 checked before the file is renamed into place, so an interrupted or
+failed download leaves nothing behind).
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import importlib.metadata
-import logging
 import os
-import sys
-import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,12 +47,11 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from .idx import _atomic_open, read_idx
+from .download import DownloadError, download_options, verify_file
+from .download import download as _fetch
+from .idx import read_idx
 
 __all__ = [
-    "DOWNLOAD_BACKOFF",
-    "DOWNLOAD_RETRIES",
-    "DOWNLOAD_TIMEOUT",
     "FASHION_MNIST_CHECKSUMS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_FILES",
@@ -69,25 +59,16 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "DownloadError",
+    "FashionMNISTDownloadError",
     "fashion_mnist_source",
     "get_data_home",
     "load_fashion_mnist",
 ]
 
-logger = logging.getLogger(__name__)
-
 #: Class names, indexed by label.
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 
 #: Role -> file name of the four files, as published.
@@ -112,19 +93,12 @@ FASHION_MNIST_CHECKSUMS: dict[str, tuple[int, str]] = {
     "t10k-labels-idx1-ubyte.gz": (5148, "bb300cfdad3c16e7a12a480ee83cd310"),
 }
 
-#: Retries per mirror after the first attempt, for transient failures.
-DOWNLOAD_RETRIES: int = 2
-#: Seconds to wait before the first retry; doubled before each further retry.
-DOWNLOAD_BACKOFF: float = 1.0
-#: Socket timeout in seconds for connecting and for each read.
-DOWNLOAD_TIMEOUT: float = 60.0
-
 _ENV_DATA = "ARRAYNN_DATA"
 _SUBDIR = "fashion-mnist"
-_CHUNK = 1 << 20
-_sleep = time.sleep  # replaced by tests
 
 Source = Literal["user", "cache", "download"]
+_Home = str | os.PathLike[str] | None
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class DatasetError(ValueError):
@@ -139,8 +113,13 @@ class DatasetNotFoundError(FileNotFoundError):
     """
 
 
-class DownloadError(DatasetNotFoundError):
-    """Every mirror failed for a file; the message says how each one failed."""
+class FashionMNISTDownloadError(DownloadError, DatasetNotFoundError):
+    """A Fashion-MNIST file could not be downloaded from any mirror.
+
+    Both a :class:`~arraynn.data.download.DownloadError` (the message says how
+    each mirror failed) and a :class:`DatasetNotFoundError` (it also says where
+    to put the files instead).
+    """
 
 
 # --------------------------------------------------------------------------
@@ -154,7 +133,7 @@ def _cache_home() -> Path:
     return Path(os.path.expanduser("~")) / ".cache" / "arraynn"
 
 
-def _resolve_home(data_home: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+def _resolve_home(data_home: _Home) -> tuple[Path, bool]:
     """Return the data home and whether the user supplied it."""
     if data_home is not None:
         return Path(os.path.expanduser(os.fspath(data_home))), True
@@ -164,7 +143,7 @@ def _resolve_home(data_home: str | os.PathLike[str] | None) -> tuple[Path, bool]
     return _cache_home(), False
 
 
-def get_data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
+def get_data_home(data_home: _Home = None) -> Path:
     """Return the data home: ``data_home``, else ``$ARRAYNN_DATA``, else the cache.
 
     The cache is ``$XDG_CACHE_HOME/arraynn`` when ``XDG_CACHE_HOME`` is an
@@ -201,9 +180,7 @@ def _locate(home: Path, user: bool, names: Sequence[str]) -> tuple[Path, dict[st
     return home / _SUBDIR, dict.fromkeys(names)
 
 
-def fashion_mnist_source(
-    data_home: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+def fashion_mnist_source(data_home: _Home = None) -> dict[str, Any]:
     """Say where Fashion-MNIST will be read from, without reading or downloading.
 
     Parameters
@@ -231,99 +208,11 @@ def fashion_mnist_source(
 
 
 # --------------------------------------------------------------------------
-# verification and download
+# download
 
 
-def _user_agent() -> str:
-    version = getattr(sys.modules.get("arraynn"), "__version__", None)
-    if not isinstance(version, str):
-        try:
-            version = importlib.metadata.version("arraynn")
-        except importlib.metadata.PackageNotFoundError:
-            version = "unknown"
-    return f"arraynn/{version}"
-
-
-def _file_digest(path: Path) -> tuple[int, str]:
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            md5.update(chunk)
-            size += len(chunk)
-    return size, md5.hexdigest()
-
-
-def _mismatch(size: int, md5: str, expected: tuple[int, str]) -> str | None:
-    """Describe how (size, md5) differs from the expected pair, or None."""
-    exp_size, exp_md5 = expected
-    if size != exp_size:
-        return f"size is {size} bytes, the published size is {exp_size} bytes"
-    if md5.lower() != exp_md5.lower():
-        return f"MD5 is {md5}, the published MD5 is {exp_md5}"
-    return None
-
-
-class _Retry(Exception):
-    """A transient failure: try the same mirror again after a pause."""
-
-
-class _NextMirror(Exception):
-    """A failure that retrying the same mirror will not cure."""
-
-
-def _fetch_once(url: str, dest: Path, expected: tuple[int, str], timeout: float) -> None:
-    """Download ``url`` to ``dest`` atomically if its size and MD5 are right."""
-    request = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
-    exp_size = expected[0]
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        msg = f"HTTP {exc.code} {exc.reason}"
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Retry(msg) from exc
-        raise _NextMirror(msg) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise _Retry(f"cannot connect: {getattr(exc, 'reason', exc)}") from exc
-    except ValueError as exc:  # a malformed URL
-        raise _NextMirror(f"invalid URL: {exc}") from exc
-    announced = response.headers.get("Content-Length", "")
-    if announced.isdigit() and int(announced) != exp_size:
-        response.close()
-        raise _NextMirror(f"the server announces {announced} bytes, the published size is {exp_size} bytes")
-    with response, _atomic_open(dest) as out:
-        md5 = hashlib.md5(usedforsecurity=False)
-        size = 0
-        while True:
-            try:
-                chunk = response.read(_CHUNK)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Retry(f"transfer broke off after {size} bytes: {type(exc).__name__}: {exc}") from exc
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > exp_size:
-                raise _NextMirror(f"the server sent more than the published {exp_size} bytes")
-            md5.update(chunk)
-            out.write(chunk)
-        if size < exp_size:
-            raise _Retry(f"transfer broke off: got {size} of the published {exp_size} bytes")
-        problem = _mismatch(size, md5.hexdigest(), expected)
-        if problem is not None:
-            raise _NextMirror(f"checksum mismatch: {problem}")
-
-
-def _download(
-    name: str,
-    directory: Path,
-    mirrors: Sequence[str],
-    expected: tuple[int, str],
-    retries: int,
-    backoff: float,
-    timeout: float,
-    pending: Sequence[str],
-) -> str:
+def _download(name: str, directory: Path, mirrors: Sequence[str], expected: tuple[int, str],
+              options: tuple[int, float, float], pending: Sequence[str]) -> str:
     """Fetch file ``name`` into ``directory``; return the URL it came from.
 
     ``pending`` are the files still missing (``name`` included), listed in the
@@ -336,37 +225,16 @@ def _download(
             f"cannot create the directory {directory} to download {name} into: "
             f"{exc}; choose another directory with data_home= or ARRAYNN_DATA"
         ) from exc
-    failures: list[str] = []
-    for base in mirrors:
-        url = base + name
-        for attempt in range(retries + 1):
-            if attempt:
-                _sleep(backoff * 2 ** (attempt - 1))
-            logger.info("downloading %s (attempt %d)", url, attempt + 1)
-            try:
-                _fetch_once(url, directory / name, expected, timeout)
-            except _Retry as exc:
-                reason = str(exc)
-                logger.info("download of %s failed: %s", url, reason)
-                continue
-            except _NextMirror as exc:
-                reason = str(exc)
-                logger.info("download of %s failed: %s", url, reason)
-                break
-            except OSError as exc:  # network errors are _Retry: this is local
-                raise DatasetNotFoundError(
-                    f"cannot write {name} into {directory}: {exc}; choose a writable "
-                    "directory with data_home= or ARRAYNN_DATA"
-                ) from exc
-            return url
-        tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
-        failures.append(f"  {url}: {reason} ({tries})")
-    raise DownloadError(
-        f"could not download {name} into {directory}; every mirror failed:\n"
-        + "\n".join(failures)
-        + "\n"
-        + _instructions(directory, pending, mirrors)
-    )
+    retries, backoff, timeout = options
+    try:
+        return _fetch(directory / name, mirrors, expected, retries=retries, backoff=backoff, timeout=timeout)
+    except DownloadError as exc:
+        raise FashionMNISTDownloadError(f"{exc}\n{_instructions(directory, pending, mirrors)}") from None
+    except OSError as exc:  # network errors are DownloadErrors: this is local
+        raise DatasetNotFoundError(
+            f"cannot write {name} into {directory}: {exc}; choose a writable "
+            "directory with data_home= or ARRAYNN_DATA"
+        ) from exc
 
 
 def _instructions(directory: Path, names: Sequence[str], mirrors: Sequence[str]) -> str:
@@ -424,56 +292,31 @@ def _load_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
     return images.reshape(images.shape[0], 28 * 28), labels.astype(np.int64)
 
 
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
 @overload
 def load_fashion_mnist(
-    data_home: str | os.PathLike[str] | None = ...,
-    download: bool = ...,
-    *,
-    return_info: Literal[False] = ...,
-    mirrors: Sequence[str] | None = ...,
-    checksums: Mapping[str, tuple[int, str]] | None = ...,
-    retries: int | None = ...,
-    backoff: float | None = ...,
-    timeout: float | None = ...,
+    data_home: _Home = ..., download: bool = ..., *, return_info: Literal[False] = ...,
+    mirrors: Sequence[str] | None = ..., checksums: Mapping[str, tuple[int, str]] | None = ...,
+    retries: int | None = ..., backoff: float | None = ..., timeout: float | None = ...,
 ) -> _Arrays: ...
 
 
 @overload
 def load_fashion_mnist(
-    data_home: str | os.PathLike[str] | None = ...,
-    download: bool = ...,
-    *,
-    return_info: Literal[True],
-    mirrors: Sequence[str] | None = ...,
-    checksums: Mapping[str, tuple[int, str]] | None = ...,
-    retries: int | None = ...,
-    backoff: float | None = ...,
-    timeout: float | None = ...,
+    data_home: _Home = ..., download: bool = ..., *, return_info: Literal[True],
+    mirrors: Sequence[str] | None = ..., checksums: Mapping[str, tuple[int, str]] | None = ...,
+    retries: int | None = ..., backoff: float | None = ..., timeout: float | None = ...,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
 
 
 def load_fashion_mnist(
-    data_home: str | os.PathLike[str] | None = None,
-    download: bool = True,
-    *,
-    return_info: bool = False,
-    mirrors: Sequence[str] | None = None,
-    checksums: Mapping[str, tuple[int, str]] | None = None,
-    retries: int | None = None,
-    backoff: float | None = None,
-    timeout: float | None = None,
+    data_home: _Home = None, download: bool = True, *, return_info: bool = False,
+    mirrors: Sequence[str] | None = None, checksums: Mapping[str, tuple[int, str]] | None = None,
+    retries: int | None = None, backoff: float | None = None, timeout: float | None = None,
 ) -> _Arrays | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Load Fashion-MNIST, downloading missing files if allowed.
 
-    See the module documentation for where the files are looked up, how they
-    are verified and where downloads go. In short: ``data_home`` >
-    ``$ARRAYNN_DATA`` > ``$XDG_CACHE_HOME/arraynn`` > ``~/.cache/arraynn``; files
-    in the data home or its ``fashion-mnist/`` subfolder; a user-supplied
-    directory is validated structurally only, the cache and downloads also
-    against the published sizes and MD5s.
+    See the module documentation for where the files are looked up (``data_home``
+    > ``$ARRAYNN_DATA`` > the cache), how they are verified and where downloads go.
 
     Parameters
     ----------
@@ -490,14 +333,12 @@ def load_fashion_mnist(
     checksums : mapping, optional
         File name -> (size in bytes, MD5 hex) for downloads and cached files;
         default ``FASHION_MNIST_CHECKSUMS``.
-    retries : int, optional
-        Retries per mirror after a transient failure (connection error,
-        HTTP 5xx/408/429, broken transfer); default ``DOWNLOAD_RETRIES``.
-    backoff : float, optional
-        Seconds before the first retry, doubled for each further one; default
-        ``DOWNLOAD_BACKOFF``.
-    timeout : float, optional
-        Socket timeout in seconds; default ``DOWNLOAD_TIMEOUT``.
+    retries, backoff, timeout : optional
+        Retries per mirror after a transient failure (connection error, HTTP
+        5xx/408/429, broken transfer), seconds before the first retry (doubled
+        for each further one) and the socket timeout; defaults
+        ``DOWNLOAD_RETRIES``, ``DOWNLOAD_BACKOFF`` and ``DOWNLOAD_TIMEOUT`` of
+        :mod:`arraynn.data.download`.
 
     Returns
     -------
@@ -521,25 +362,18 @@ def load_fashion_mnist(
         file names, the directory and the URLs to fetch them from.
     DownloadError
         A file could not be downloaded from any mirror (offline, HTTP errors,
-        checksum mismatch); a subclass of :class:`DatasetNotFoundError`.
+        checksum mismatch): a :class:`FashionMNISTDownloadError`, which is
+        also a :class:`DatasetNotFoundError`.
     DatasetError
         A file has the wrong structure (not 28x28 uint8 images, labels outside
         0-9, counts that differ), or, with ``download=False``, a cached file
         fails its checksum.
-    arraynn.idx.IDXError
+    arraynn.data.idx.IDXError
         A file is not a valid IDX file (bad header, truncated, corrupt gzip).
     """
     mirrors = tuple(FASHION_MNIST_MIRRORS if mirrors is None else mirrors)
     checksums = FASHION_MNIST_CHECKSUMS if checksums is None else checksums
-    retries = DOWNLOAD_RETRIES if retries is None else int(retries)
-    backoff = DOWNLOAD_BACKOFF if backoff is None else float(backoff)
-    timeout = DOWNLOAD_TIMEOUT if timeout is None else float(timeout)
-
-    if retries < 0 or backoff < 0 or timeout <= 0:
-        raise ValueError(
-            f"need retries >= 0, backoff >= 0 and timeout > 0; got retries="
-            f"{retries}, backoff={backoff}, timeout={timeout}"
-        )
+    options = download_options(retries, backoff, timeout)
     names = list(FASHION_MNIST_FILES.values())
     absent = [n for n in names if n not in checksums]
     if absent:
@@ -553,7 +387,7 @@ def load_fashion_mnist(
         for name, path in found.items():
             if path is None:
                 continue
-            problem = _mismatch(*_file_digest(path), checksums[name])
+            problem = verify_file(path, checksums[name])
             if problem is None:
                 continue
             if not download:
@@ -579,16 +413,7 @@ def load_fashion_mnist(
         )
     downloaded: dict[str, str] = {}
     for i, name in enumerate(missing):
-        downloaded[name] = _download(
-            name,
-            directory,
-            mirrors,
-            checksums[name],
-            retries,
-            backoff,
-            timeout,
-            missing[i:],
-        )
+        downloaded[name] = _download(name, directory, mirrors, checksums[name], options, missing[i:])
         found[name] = directory / name
 
     paths: dict[str, Path] = {
@@ -599,10 +424,6 @@ def load_fashion_mnist(
     if not return_info:
         return X_train, y_train, X_test, y_test
     source: Source = "download" if downloaded else ("user" if user else "cache")
-    info = {
-        "directory": str(directory),
-        "source": source,
-        "files": {role: str(p) for role, p in paths.items()},
-        "downloaded": downloaded,
-    }
+    info = {"directory": str(directory), "source": source,
+            "files": {role: str(p) for role, p in paths.items()}, "downloaded": downloaded}
     return X_train, y_train, X_test, y_test, info

@@ -3,11 +3,11 @@
 Resident mode (the default) copies the data set to the backend's device **once**:
 images travel as they are (uint8 for Fashion-MNIST, a quarter of the bytes of
 float32) and are converted to the backend's float dtype there, then an optional
-``transform`` (e.g. a fitted :class:`arraynn.preprocessing.Standardizer`) runs on
-the device. Each epoch then costs one host-to-device copy: the epoch's permutation,
-drawn on the host with NumPy (the standard has no RNG) and uploaded as one index
-array. Minibatches are cut on the device with ``take``; unshuffled batches are plain
-slices.
+``transform`` (e.g. ``Preprocessor.apply`` of a fitted
+:class:`arraynn.data.preprocessing.Preprocessor`) runs on the device. Each epoch
+then costs one host-to-device copy: the epoch's permutation, drawn on the host
+with NumPy (the standard has no RNG) and uploaded as one index array. Minibatches
+are cut on the device with ``take``; unshuffled batches are plain slices.
 
 Streaming mode (``stream=True``) is for data larger than device memory: the data
 stays on the host, and each epoch is sent in chunks of whole minibatches. A
@@ -164,8 +164,6 @@ class DataLoader:
             sel = idx[s:e]
             yield (xp.take(self.X, sel, axis=0),
                    None if self.y is None else xp.take(self.y, sel, axis=0))
-
-    __iter__ = epoch
 
     # ---- streaming -------------------------------------------------------------
     def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:

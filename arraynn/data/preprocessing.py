@@ -3,34 +3,28 @@
 Every function takes floating arrays already on their device (NumPy, CuPy,
 torch, JAX, array-api-strict, ...) and returns arrays of the same namespace,
 dtype and device; nothing goes back to the host. Integer arrays (such as the
-uint8 images of :func:`arraynn.datasets.load_fashion_mnist`) must be converted to
-a floating dtype on the device first, e.g. ``xp.astype(X, xp.float32)``.
+uint8 images of :func:`arraynn.data.fashion_mnist.load_fashion_mnist`) must be
+converted to a floating dtype on the device first, e.g. ``xp.astype(X, xp.float32)``.
 
-Means and variances are computed in the input's dtype with a pairwise
-(cascade) summation over the samples and the corrected two-pass formula, so
-float32 statistics of 60000 samples are accurate to a few float32 ulps whatever
-the backend's own reduction order. NaNs are not skipped: they propagate.
+Means and variances are computed in the input's dtype, summed pairwise with the
+corrected two-pass formula (see :mod:`arraynn.data._stats`): float32 statistics
+of 60000 samples are accurate to a few float32 ulps on every backend. NaNs
+propagate.
 
-Preprocessing schemes, by name (see :func:`make_preprocessor`):
-
-``"standardize"``
-    (default) fit a :class:`Standardizer` on the training set and apply it to
-    both sets: the test set is scaled with the training mean and std.
-``"per-set"``
-    standardize each set with its own mean and std (:func:`scale`), as the
-    original article does with ``sklearn.preprocessing.scale``.
-``"unit"``
-    divide by 255 (:func:`scale_unit`): pixels in [0, 1].
-``"none"``
-    leave the arrays as they are.
+A :class:`Preprocessor` is a named scheme (``"standardize"``, ``"per-set"``,
+``"unit"`` or ``"none"``) that is fitted on the training set, applied to any
+set, and saved with a model as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import array_api_compat
+
+from ..backends import Backend, backend_for, get_backend
+from ._stats import mean_std, safe_scale
 
 __all__ = [
     "PREPROCESSORS",
@@ -58,79 +52,6 @@ def _check_2d(X: Any, who: str) -> None:
         raise ValueError(f"{who} needs a 2-D array (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{who} needs at least one sample, got shape {X.shape}")
-
-
-def _sum_rows(A: Any, xp: Any) -> Any:
-    """Sum a 2-D array over axis 0 with pairwise (O(log n) error) summation.
-
-    Libraries differ in how they reduce over a non-contiguous axis (NumPy adds
-    the rows one after the other, which loses ~n ulps); halving the array
-    repeatedly gives the same accurate result on every backend.
-    """
-    leftovers = []
-    while A.shape[0] > 8:
-        n = A.shape[0]
-        h = n // 2
-        if n % 2:
-            leftovers.append(A[h : h + 1, ...])
-        A = A[:h, ...] + A[n - h :, ...]
-    total = xp.sum(A, axis=0)
-    if leftovers:
-        # Add the odd rows smallest first (each holds fewer samples than the next).
-        extra = leftovers[0]
-        for row in leftovers[1:]:
-            extra = extra + row
-        total = total + extra[0, ...]
-    return total
-
-
-#: Rows per block are chosen so that a block holds about this many elements:
-#: the temporaries of one block stay small (16 MiB in float32) and are reused.
-_BLOCK_ELEMENTS = 1 << 22
-
-
-def _row_blocks(X: Any) -> list[Any]:
-    n, f = X.shape
-    rows = max(1, _BLOCK_ELEMENTS // max(int(f), 1))
-    return [X[i : min(i + rows, int(n)), ...] for i in range(0, int(n), rows)]
-
-
-def _combine(partials: list[Any], xp: Any) -> Any:
-    """Pairwise sum of per-block column sums."""
-    if len(partials) == 1:
-        return partials[0]
-    return _sum_rows(xp.stack(partials, axis=0), xp)
-
-
-def _mean_std(X: Any, xp: Any) -> tuple[Any, Any]:
-    """Per-feature mean and population std of a 2-D float array, in its dtype.
-
-    Two passes over blocks of rows, each summed pairwise: the first gives the
-    mean, the second the sums of the deviations ``d`` and of ``d**2``, combined
-    by the corrected two-pass formula ``(sum(d**2) - sum(d)**2 / n) / n``, whose
-    second term cancels the rounding error of the mean.
-    """
-    dev = array_api_compat.device(X)
-    n = xp.asarray(X.shape[0], dtype=X.dtype, device=dev)
-    blocks = _row_blocks(X)
-    mean = _combine([_sum_rows(B, xp) for B in blocks], xp) / n
-    s1_parts, s2_parts = [], []
-    for B in blocks:
-        D = B - mean
-        s1_parts.append(_sum_rows(D, xp))
-        s2_parts.append(_sum_rows(D * D, xp))
-    s1 = _combine(s1_parts, xp)
-    s2 = _combine(s2_parts, xp)
-    var = (s2 - s1 * s1 / n) / n
-    zero = xp.asarray(0, dtype=X.dtype, device=dev)
-    return mean, xp.sqrt(xp.where(var > zero, var, zero))
-
-
-def _safe_scale(X: Any, std: Any, xp: Any) -> Any:
-    """``std`` with 1 where a feature is constant (as scikit-learn does)."""
-    dev = array_api_compat.device(X)
-    constant = (xp.max(X, axis=0) == xp.min(X, axis=0)) | (std == 0)
-    return xp.where(constant, xp.asarray(1, dtype=X.dtype, device=dev), std)
 
 
 class Standardizer:
@@ -188,9 +109,9 @@ class Standardizer:
         xp = array_api_compat.array_namespace(X)
         _check_float(X, xp, "Standardizer.fit")
         _check_2d(X, "Standardizer.fit")
-        mean, std = _mean_std(X, xp)
+        mean, std = mean_std(X, xp)
         self.mean_ = mean
-        self.scale_ = _safe_scale(X, std, xp)
+        self.scale_ = safe_scale(X, std, xp)
         self.n_features_in_ = int(X.shape[1])
         self.n_samples_seen_ = int(X.shape[0])
         return self
@@ -233,15 +154,6 @@ class Standardizer:
         mean = self._like(self.mean_, X, xp)
         scale_ = self._like(self.scale_, X, xp)
         return (X - mean) / scale_
-
-    def fit_transform(self, X: Any) -> Any:
-        """Fit on ``X`` and return ``X`` standardized; see :meth:`fit`."""
-        return self.fit(X).transform(X)
-
-    def __call__(self, X: Any) -> Any:
-        """Same as :meth:`transform`, so a fitted standardizer can be passed
-        wherever a ``transform`` callable is expected (e.g. the data loader)."""
-        return self.transform(X)
 
     @staticmethod
     def _like(p: Any, X: Any, xp: Any) -> Any:
@@ -296,8 +208,8 @@ def scale(X: Any) -> Any:
     xp = array_api_compat.array_namespace(X)
     _check_float(X, xp, "scale")
     _check_2d(X, "scale")
-    mean, std = _mean_std(X, xp)
-    return (X - mean) / _safe_scale(X, std, xp)
+    mean, std = mean_std(X, xp)
+    return (X - mean) / safe_scale(X, std, xp)
 
 
 def scale_unit(X: Any, max_value: float = 255.0) -> Any:
@@ -330,23 +242,40 @@ def scale_unit(X: Any, max_value: float = 255.0) -> Any:
 
 
 class Preprocessor:
-    """A named preprocessing scheme: ``X_train, X_test = prep(X_train, X_test)``.
+    """A preprocessing scheme by name: fit on the training set, apply on the device.
 
-    Made by :func:`make_preprocessor`. Calling it preprocesses the training set
-    and (when given) the test set; for ``"standardize"`` it fits a new
-    :class:`Standardizer` on the training set each call and keeps it in
-    ``standardizer_`` (so its ``mean_`` and ``scale_`` can be saved with a
-    model and applied to new data).
+    The one description of a scheme used by the library and the command line:
+    :meth:`fit` learns what the scheme needs (the training set's statistics for
+    ``"standardize"``, nothing for the others), :meth:`apply` preprocesses any
+    set, and :meth:`to_dict` / :meth:`from_dict` save and restore it as JSON
+    (the ``"preprocessing"`` entry of a run's ``model.json``).
 
     Parameters
     ----------
     name : {"standardize", "per-set", "unit", "none"}
+        ``"standardize"``: scale every set with the training set's mean and
+        std. ``"per-set"``: standardize each set with its own statistics (the
+        article). ``"unit"``: divide by 255. ``"none"``: no change.
 
     Attributes
     ----------
     name : str
     standardizer_ : Standardizer or None
-        The standardizer fitted by the last call (``"standardize"`` only).
+        The fitted standardizer (``"standardize"`` only; None before fitting).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> prep = Preprocessor("standardize").fit(xp.asarray([[0.0, 5.0], [2.0, 5.0]]))
+    >>> prep.apply(xp.asarray([[4.0, 5.0]]))
+    Array([[3., 0.]], dtype=array_api_strict.float64)
+    >>> prep.to_dict()
+    {'scheme': 'standardize', 'mean': [1.0, 5.0], 'scale': [1.0, 1.0]}
     """
 
     def __init__(self, name: str) -> None:
@@ -357,55 +286,132 @@ class Preprocessor:
         self.name = name
         self.standardizer_: Standardizer | None = None
 
-    def __call__(self, X_train: Any, X_test: Any = None) -> tuple[Any, Any]:
-        """Preprocess the training set and the test set.
+    def fit(self, X: Any) -> Preprocessor:
+        """Learn the scheme's statistics from the training set ``X``.
 
         Parameters
         ----------
-        X_train : array of shape (n_train, n_features), real floating dtype
-        X_test : array of shape (n_test, n_features), optional
+        X : array of shape (n_samples, n_features), real floating dtype
+            On its device; for ``"standardize"`` a new :class:`Standardizer` is
+            fitted on it and kept in ``standardizer_``. The other schemes have
+            nothing to learn.
+
+        Returns
+        -------
+        Preprocessor
+            ``self``.
+        """
+        if self.name == "standardize":
+            self.standardizer_ = Standardizer().fit(X)
+        return self
+
+    def apply(self, X: Any) -> Any:
+        """Preprocess ``X`` (a floating array on its device) by the scheme.
+
+        Returns
+        -------
+        array
+            A new array of ``X``'s namespace, dtype and device (``X`` itself for
+            ``"none"``).
+
+        Raises
+        ------
+        RuntimeError
+            For ``"standardize"`` before :meth:`fit` (or :meth:`from_dict`).
+        TypeError
+            If ``X`` is not of a real floating dtype.
+        """
+        if self.name == "standardize":
+            return self._fitted().transform(X)
+        if self.name == "per-set":
+            return scale(X)
+        if self.name == "unit":
+            return scale_unit(X)
+        return X
+
+    def __call__(self, X_train: Any, X_test: Any = None) -> tuple[Any, Any]:
+        """Fit on the training set and apply to it and to the test set.
 
         Returns
         -------
         (X_train, X_test)
             The preprocessed arrays (``X_test`` is None if it was None).
         """
-        fn: Callable[[Any], Any]
-        if self.name == "none":
-            return X_train, X_test
+        self.fit(X_train)
+        return self.apply(X_train), (None if X_test is None else self.apply(X_test))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scheme as JSON-ready data: ``{"scheme": name}``, plus for
+        ``"standardize"`` the fitted ``"mean"`` and ``"scale"`` as lists of floats
+        (one device-to-host copy each)."""
+        out: dict[str, Any] = {"scheme": self.name}
         if self.name == "standardize":
-            st = Standardizer().fit(X_train)
-            self.standardizer_ = st
-            fn = st.transform
-        elif self.name == "per-set":
-            fn = scale
-        else:
-            fn = scale_unit
-        return fn(X_train), (None if X_test is None else fn(X_test))
+            st = self._fitted()
+            for key, values in (("mean", st.mean_), ("scale", st.scale_)):
+                out[key] = [float(v) for v in backend_for(values).to_numpy(values)]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], backend: Backend | None = None) -> Preprocessor:
+        """Rebuild a fitted scheme from :meth:`to_dict`'s data.
+
+        Parameters
+        ----------
+        d : mapping
+            ``{"scheme": name}``, with ``"mean"`` and ``"scale"`` (equally long
+            lists of numbers) for ``"standardize"``. Other keys are ignored.
+        backend : Backend, optional
+            Where to put the statistics, in its float dtype; default: NumPy
+            float64 arrays on the host (:meth:`apply` moves them to the data).
+
+        Raises
+        ------
+        ValueError
+            If ``d`` has no known scheme, or a ``"standardize"`` scheme lacks
+            valid statistics; the message names the problem.
+        """
+        if not isinstance(d, Mapping) or "scheme" not in d:
+            raise ValueError(f"a preprocessing description needs a 'scheme' entry, got {d!r}")
+        prep = cls(d["scheme"])
+        if prep.name != "standardize":
+            return prep
+        stats = []
+        for key in ("mean", "scale"):
+            values = d.get(key)
+            if not isinstance(values, (list, tuple)) or not values or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise ValueError(
+                    f"preprocessing 'standardize' needs {key!r}: a non-empty list of numbers, got {values!r}"
+                )
+            stats.append([float(v) for v in values])
+        if len(stats[0]) != len(stats[1]):
+            raise ValueError(
+                f"preprocessing 'standardize' has {len(stats[0])} means but {len(stats[1])} scales"
+            )
+        be = backend if backend is not None else get_backend("numpy", None, "float64")
+        st = Standardizer()
+        st.mean_, st.scale_ = (be.asarray(v, dtype=be.dtype) for v in stats)
+        st.n_features_in_ = len(stats[0])
+        st.n_samples_seen_ = 0  # not stored
+        prep.standardizer_ = st
+        return prep
+
+    def _fitted(self) -> Standardizer:
+        if self.standardizer_ is None:
+            raise RuntimeError(
+                f"{self!r} is not fitted: call fit(X_train) first, or rebuild it with Preprocessor.from_dict"
+            )
+        return self.standardizer_
 
     def __repr__(self) -> str:
         return f"Preprocessor({self.name!r})"
 
 
 def make_preprocessor(name: str = "standardize") -> Preprocessor:
-    """Return the preprocessing scheme ``name`` as a callable.
+    """Return the preprocessing scheme ``name``: same as ``Preprocessor(name)``.
 
-    Parameters
-    ----------
-    name : {"standardize", "per-set", "unit", "none"}, default "standardize"
-        ``"standardize"``: fit on the training set, apply to both sets.
-        ``"per-set"``: standardize each set with its own statistics (the
-        article). ``"unit"``: divide by 255. ``"none"``: no change.
-
-    Returns
-    -------
-    Preprocessor
-        Call it as ``X_train, X_test = prep(X_train, X_test)``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown name; the message lists the valid ones.
+    Call it as ``X_train, X_test = prep(X_train, X_test)``; see
+    :class:`Preprocessor` for the schemes.
 
     Examples
     --------

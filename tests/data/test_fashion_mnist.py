@@ -2,14 +2,14 @@
 
 Downloads are tested against a scripted HTTP server bound to 127.0.0.1, with
 small synthetic files and a substitute checksum table: nothing touches the
-network.
+network. The download mechanics themselves (retries, truncation, checksums) are
+tested in test_download.py; here, how the data set uses them.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import socket
 import sys
 import warnings
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arraynn.data import fashion_mnist as datasets
+from arraynn.data import download as dl
+from arraynn.data.download import DownloadError
 from arraynn.data.fashion_mnist import (
     FASHION_MNIST_CHECKSUMS,
     FASHION_MNIST_CLASSES,
@@ -26,7 +27,7 @@ from arraynn.data.fashion_mnist import (
     FASHION_MNIST_MIRRORS,
     DatasetError,
     DatasetNotFoundError,
-    DownloadError,
+    FashionMNISTDownloadError,
     fashion_mnist_source,
     get_data_home,
     load_fashion_mnist,
@@ -34,10 +35,10 @@ from arraynn.data.fashion_mnist import (
 from arraynn.data.idx import IDXError, write_idx
 
 try:
-    from _httpserver import Reply, ScriptedServer, scripted_server
+    from _httpserver import Reply, ScriptedServer, bypass_proxies, scripted_server
 except ImportError:  # run with --import-mode=importlib
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _httpserver import Reply, ScriptedServer, scripted_server
+    from _httpserver import Reply, ScriptedServer, bypass_proxies, scripted_server
 
 NAMES = list(FASHION_MNIST_FILES.values())
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = NAMES
@@ -87,11 +88,9 @@ def _isolated_env(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
+    bypass_proxies(monkeypatch)
     sleeps: list[float] = []
-    monkeypatch.setattr(datasets, "_sleep", sleeps.append)
+    monkeypatch.setattr(dl, "_sleep", sleeps.append)
 
 
 @pytest.fixture
@@ -397,96 +396,12 @@ def test_mirror_fallback(server, published, table, tmp_path) -> None:
     assert leftovers(home / "fashion-mnist") == []
 
 
-def test_not_found_moves_on_without_retry(server, published, table, tmp_path) -> None:
-    second = serve(server, "two", published)  # /one/ is unknown: 404
-    load(tmp_path / "h", table, [server.url("one"), second], retries=3)
-    for name in NAMES:
-        assert server.hits(f"/one/{name}") == 1
-        assert server.hits(f"/two/{name}") == 1
-
-
-def test_retry_with_exponential_backoff(server, published, table, monkeypatch, tmp_path):
-    sleeps: list[float] = []
-    monkeypatch.setattr(datasets, "_sleep", sleeps.append)
-    serve(server, "fm", published)
-    path = f"/fm/{TRAIN_LABELS}"
-    server.add(path, Reply(503), Reply(500), Reply(200, published[TRAIN_LABELS]))
-    *_, info = load(tmp_path / "h", table, [server.url("fm")], retries=2, backoff=0.25)
-    assert server.hits(path) == 3
-    assert sleeps == [0.25, 0.5]
-    assert info["source"] == "download"
-
-
-def test_truncated_transfer_is_retried(server, published, table, tmp_path) -> None:
-    serve(server, "fm", published)
-    path = f"/fm/{TRAIN_IMAGES}"
-    body = published[TRAIN_IMAGES]
-    server.add(path, Reply(200, body, truncate_at=len(body) // 3), Reply(200, body))
-    load(tmp_path / "h", table, [server.url("fm")], retries=1)
-    assert server.hits(path) == 2
-    assert leftovers(tmp_path / "h" / "fashion-mnist") == []
-
-
-def test_truncated_everywhere_leaves_nothing(server, published, table, tmp_path) -> None:
-    serve(server, "fm", published)
-    body = published[TEST_IMAGES]
-    server.add(f"/fm/{TEST_IMAGES}", Reply(200, body, truncate_at=100))
-    with pytest.raises(DownloadError) as info:
-        load(tmp_path / "h", table, [server.url("fm")], retries=2)
-    msg = str(info.value)
-    assert TEST_IMAGES in msg and "broke off" in msg and "3 attempts" in msg
-    assert server.hits(f"/fm/{TEST_IMAGES}") == 3
-    d = tmp_path / "h" / "fashion-mnist"
-    assert leftovers(d) == []
-    assert not (d / TEST_IMAGES).exists()
-
-
-def test_checksum_mismatch_on_all_mirrors(server, published, table, tmp_path) -> None:
-    corrupt = bytearray(published[TRAIN_LABELS])
-    corrupt[-10] ^= 0x55  # same size, different MD5
-    for prefix in ("one", "two"):
-        serve(server, prefix, {**published, TRAIN_LABELS: bytes(corrupt)})
-    mirrors = [server.url("one"), server.url("two")]
-    with pytest.raises(DownloadError) as info:
-        load(tmp_path / "h", table, mirrors, retries=2)
-    msg = str(info.value)
-    assert f"could not download {TRAIN_LABELS}" in msg
-    assert "checksum mismatch" in msg and table[TRAIN_LABELS][1] in msg
-    assert hashlib.md5(bytes(corrupt)).hexdigest() in msg
-    for base in mirrors:
-        assert base + TRAIN_LABELS in msg
-        # A bad checksum is not cured by retrying the same mirror.
-        assert server.hits(f"/{base.split('/')[-2]}/{TRAIN_LABELS}") == 1
-    d = tmp_path / "h" / "fashion-mnist"
-    assert leftovers(d) == []
-    assert not (d / TRAIN_LABELS).exists()
-
-
-def test_oversized_download_rejected(server, published, table, tmp_path) -> None:
-    serve(server, "fm", {**published, TEST_LABELS: published[TEST_LABELS] + b"extra"})
-    with pytest.raises(DownloadError, match="announces .* bytes, the published size is"):
-        load(tmp_path / "h", table, [server.url("fm")])
-    assert leftovers(tmp_path / "h" / "fashion-mnist") == []
-
-
-def test_size_checked_without_content_length(server, published, table, tmp_path) -> None:
-    serve(server, "fm", published)
-    long = published[TEST_LABELS] + b"extra"
-    server.add(f"/fm/{TEST_LABELS}", Reply(200, long, send_length=False))
-    with pytest.raises(DownloadError, match="sent more than the published"):
-        load(tmp_path / "h", table, [server.url("fm")])
-    short = published[TEST_LABELS][:-5]
-    server.add(f"/fm/{TEST_LABELS}", Reply(200, short, send_length=False))
-    with pytest.raises(DownloadError, match=r"got \d+ of the published \d+ bytes"):
-        load(tmp_path / "h", table, [server.url("fm")], retries=0)
-    assert leftovers(tmp_path / "h" / "fashion-mnist") == []
-
-
 def test_offline_error_lists_names_directory_urls(table, tmp_path) -> None:
     mirror = closed_port_url()
     with pytest.raises(DownloadError) as info:
         load(None, table, [mirror], retries=1)
     assert isinstance(info.value, DatasetNotFoundError)
+    assert isinstance(info.value, FashionMNISTDownloadError)
     msg = str(info.value)
     d = tmp_path / "xdg-cache" / "arraynn" / "fashion-mnist"
     assert str(d) in msg
@@ -499,18 +414,32 @@ def test_offline_error_lists_names_directory_urls(table, tmp_path) -> None:
     assert leftovers(d) == []
 
 
-def test_interrupted_download_leaves_nothing(server, published, table, monkeypatch, tmp_path):
-    mirror = serve(server, "fm", published)
-
-    def interrupt(*args):
-        raise KeyboardInterrupt
-
-    # Interrupt after the body is in the temporary file, before the rename.
-    monkeypatch.setattr(datasets, "_mismatch", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        load(tmp_path / "h", table, [mirror])
+def test_checksum_mismatch_names_the_file_and_the_files_left(server, published, table, tmp_path) -> None:
+    corrupt = bytearray(published[TRAIN_LABELS])
+    corrupt[-10] ^= 0x55  # same size, different MD5
+    mirror = serve(server, "fm", {**published, TRAIN_LABELS: bytes(corrupt)})
+    with pytest.raises(FashionMNISTDownloadError) as info:
+        load(tmp_path / "h", table, [mirror], retries=2)
+    msg = str(info.value)
     d = tmp_path / "h" / "fashion-mnist"
-    assert d.is_dir() and list(d.iterdir()) == []
+    assert msg.startswith(f"could not download {TRAIN_LABELS} into {d}; every mirror failed:\n")
+    assert "checksum mismatch" in msg and table[TRAIN_LABELS][1] in msg
+    # The instructions list the files still missing, not the one already there.
+    assert f"Put the files {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS} into {d}" in msg
+    assert mirror + TRAIN_IMAGES not in msg
+    assert server.hits(f"/fm/{TRAIN_LABELS}") == 1
+    assert sorted(p.name for p in d.iterdir()) == [TRAIN_IMAGES]
+
+
+def test_download_directory_cannot_be_created(table, tmp_path) -> None:
+    home = tmp_path / "a-file"
+    home.write_bytes(b"not a directory")
+    with pytest.raises(DatasetNotFoundError) as info:
+        load(home, table, ["http://127.0.0.1:9/"])
+    assert not isinstance(info.value, DownloadError)
+    msg = str(info.value)
+    assert f"cannot create the directory {home / 'fashion-mnist'} to download {TRAIN_IMAGES}" in msg
+    assert "data_home=" in msg
 
 
 def test_unwritable_directory(server, published, table, monkeypatch, tmp_path) -> None:
@@ -519,9 +448,10 @@ def test_unwritable_directory(server, published, table, monkeypatch, tmp_path) -
     def refuse(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(datasets, "_atomic_open", refuse)
+    monkeypatch.setattr(dl, "_atomic_open", refuse)
     with pytest.raises(DatasetNotFoundError) as info:
         load(tmp_path / "h", table, [mirror])
+    assert not isinstance(info.value, DownloadError)
     msg = str(info.value)
     assert "cannot write" in msg and str(tmp_path / "h" / "fashion-mnist") in msg
     assert "Permission denied" in msg and "data_home=" in msg
@@ -580,12 +510,6 @@ def test_bad_arguments(table) -> None:
         load_fashion_mnist(retries=-1)
     with pytest.raises(ValueError, match="no \\(size, MD5\\) entry"):
         load_fashion_mnist(checksums={TRAIN_IMAGES: table[TRAIN_IMAGES]})
-
-
-def test_md5_helper_matches_hashlib(tmp_path: Path) -> None:
-    data = os.urandom(3 * (1 << 20) + 17)
-    (tmp_path / "f").write_bytes(data)
-    assert datasets._file_digest(tmp_path / "f") == (len(data), hashlib.md5(data).hexdigest())
 
 
 def test_gzip_of_synthetic_files_is_valid(published) -> None:

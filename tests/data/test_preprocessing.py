@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 
 import array_api_compat
 import numpy as np
 import pytest
+from conftest import assert_on_backend
 
+import arraynn
 from arraynn.backends import DtypeNotSupportedError
-from arraynn.data import preprocessing
+from arraynn.data import _stats, preprocessing
+from arraynn.data.loader import DataLoader
 from arraynn.data.preprocessing import (
     PREPROCESSORS,
     Preprocessor,
@@ -122,7 +126,7 @@ def test_standardizer_fit_on_train_apply_to_test(anybackend, rng) -> None:
     out = host(be, st.transform(Xte), Xte)
     np.testing.assert_allclose(out, ref_standardize(Xtr_h, Xte_h), **tol(be))
     assert np.all(out[:, 0] == 0)  # a constant feature maps to 0 on the train mean
-    out_tr = host(be, st.fit_transform(Xtr), Xtr)
+    out_tr = host(be, st.fit(Xtr).transform(Xtr), Xtr)
     np.testing.assert_allclose(out_tr, ref_standardize(Xtr_h, Xtr_h), **tol(be))
 
 
@@ -181,7 +185,7 @@ def test_large_offset_needs_two_passes(backend) -> None:
 def test_results_identical_across_calls(backend, rng) -> None:
     X = on(backend, pixels(rng, 1000, 10))
     a = backend.to_numpy(scale(X))
-    b = backend.to_numpy(Standardizer().fit_transform(X))
+    b = backend.to_numpy(Standardizer().fit(X).transform(X))
     np.testing.assert_array_equal(a, b)
 
 
@@ -219,10 +223,14 @@ def test_fitted_on_host_applied_on_device(backend, rng) -> None:
     np.testing.assert_allclose(out, ref_standardize(X_h, X_h), rtol=1e-5, atol=1e-5)
 
 
-def test_standardizer_is_callable(backend, rng) -> None:
-    X = on(backend, pixels(rng, 50, 6))
-    st = Standardizer().fit(X)
-    np.testing.assert_array_equal(backend.to_numpy(st(X)), backend.to_numpy(st.transform(X)))
+def test_preprocessor_as_loader_transform(backend, rng) -> None:
+    """A fitted scheme's ``apply`` is the loader's on-device transform."""
+    X_h = pixels(rng, 50, 6).astype(np.uint8)
+    prep = Preprocessor("standardize").fit(on(backend, X_h.astype(np.float64)))
+    loader = DataLoader(X_h, backend=backend, batch_size=50, shuffle=False, transform=prep.apply)
+    (Xb, _), = loader.epoch(0)
+    assert_on_backend(Xb, backend)
+    np.testing.assert_allclose(backend.to_numpy(Xb), ref_standardize(X_h, X_h), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -299,8 +307,9 @@ def test_make_preprocessor(backend, rng) -> None:
     assert b is None
 
 
-def test_module_imports_no_array_library() -> None:
-    tree = ast.parse(inspect.getsource(preprocessing))
+@pytest.mark.parametrize("module", [preprocessing, _stats], ids=["preprocessing", "_stats"])
+def test_module_imports_no_array_library(module) -> None:
+    tree = ast.parse(inspect.getsource(module))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -308,3 +317,111 @@ def test_module_imports_no_array_library() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"numpy", "cupy", "torch", "jax", "array_api_strict"}, imported
+
+
+# --------------------------------------------------------------------------
+# the scheme object: fit, apply, to_dict, from_dict
+
+
+@pytest.mark.parametrize("name", PREPROCESSORS)
+def test_scheme_round_trip(backend, rng, name) -> None:
+    """fit -> to_dict -> JSON -> from_dict(backend) applies exactly as the original."""
+    Xtr_h = pixels(rng, 300, 12).astype(np.float32)
+    Xte_h = (pixels(rng, 80, 12) * 0.5 + 3).astype(np.float32)
+    Xtr, Xte = on(backend, Xtr_h), on(backend, Xte_h)
+    prep = Preprocessor(name)
+    assert prep.fit(Xtr) is prep
+    expected = host(backend, prep.apply(Xte), Xte) if name != "none" else Xte_h
+    if name == "none":
+        assert prep.apply(Xte) is Xte
+
+    saved = json.loads(json.dumps(prep.to_dict()))
+    again = Preprocessor.from_dict(saved, backend)
+    assert again.name == name
+    out = again.apply(Xte)
+    assert_on_backend(out, backend)
+    np.testing.assert_array_equal(host(backend, out, Xte), expected)
+    assert again.to_dict() == saved
+
+    # Without a backend the statistics stay on the host, in float64.
+    on_host = Preprocessor.from_dict(saved)
+    if name == "standardize":
+        assert isinstance(on_host.standardizer_.mean_, np.ndarray)
+        assert on_host.standardizer_.scale_.dtype == np.float64
+    np.testing.assert_allclose(host(backend, on_host.apply(Xte), Xte), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_scheme_apply_matches_references(backend, rng) -> None:
+    Xtr_h = pixels(rng, 400, 25).astype(np.float32)
+    Xte_h = (pixels(rng, 100, 25) * 0.5 + 3).astype(np.float32)
+    Xtr, Xte = on(backend, Xtr_h), on(backend, Xte_h)
+    st = Preprocessor("standardize").fit(Xtr)
+    assert isinstance(st.standardizer_, Standardizer) and st.standardizer_.n_samples_seen_ == 400
+    np.testing.assert_allclose(host(backend, st.apply(Xte), Xte), ref_standardize(Xtr_h, Xte_h),
+                               rtol=1e-5, atol=1e-5)
+    per_set = Preprocessor("per-set").fit(Xtr)
+    np.testing.assert_allclose(host(backend, per_set.apply(Xte), Xte), ref_scale(Xte_h), rtol=1e-5, atol=1e-5)
+    unit = Preprocessor("unit").fit(Xtr)
+    np.testing.assert_allclose(host(backend, unit.apply(Xte), Xte), Xte_h / 255, rtol=1e-6)
+
+
+def test_to_dict_format(backend) -> None:
+    X = on(backend, np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 4.0]]))
+    prep = Preprocessor("standardize").fit(X)
+    with arraynn.count_transfers() as moved:
+        d = prep.to_dict()
+    assert list(d) == ["scheme", "mean", "scale"]
+    assert d == {"scheme": "standardize", "mean": [1.0, 5.0, 2.5], "scale": [1.0, 1.0, 1.5]}
+    assert all(type(v) is float for v in d["mean"] + d["scale"])
+    # The statistics come to the host through the Backend, where they are counted.
+    assert moved.device_to_host == (0 if backend.name == "numpy" else 2)
+    for name in ("per-set", "unit", "none"):
+        assert Preprocessor(name).to_dict() == {"scheme": name}
+
+
+def test_from_dict_of_stored_json(backend) -> None:
+    """The exact "preprocessing" entry of a run directory's model.json."""
+    stored = '{"scheme": "standardize", "mean": [1.0, 5.0], "scale": [2.0, 0.5]}'
+    prep = Preprocessor.from_dict(json.loads(stored), backend=backend)
+    st = prep.standardizer_
+    assert_on_backend(st.mean_, backend)
+    assert st.mean_.dtype == backend.dtype and st.scale_.dtype == backend.dtype
+    assert st.n_features_in_ == 2
+    X = on(backend, np.array([[3.0, 5.0], [1.0, 6.0]]))
+    np.testing.assert_array_equal(host(backend, prep.apply(X), X), [[1.0, 0.0], [0.0, 2.0]])
+    assert json.dumps(prep.to_dict()) == stored
+    with pytest.raises(ValueError, match="fitted on 2 features"):
+        prep.apply(on(backend, np.zeros((1, 3))))
+    for name in ("per-set", "unit", "none"):
+        assert Preprocessor.from_dict(json.loads(f'{{"scheme": "{name}"}}'), backend).name == name
+
+
+def test_scheme_errors(backend) -> None:
+    X = on(backend, np.ones((3, 2)))
+    valid = "'standardize', 'per-set', 'unit', 'none'"
+    with pytest.raises(ValueError, match=f"unknown preprocessing 'whiten'; choose one of {valid}"):
+        Preprocessor("whiten")
+    with pytest.raises(ValueError, match="unknown preprocessing 'whiten'"):
+        Preprocessor.from_dict({"scheme": "whiten"})
+    with pytest.raises(ValueError, match="'scheme'"):
+        Preprocessor.from_dict({"mean": [0.0]})
+    with pytest.raises(ValueError, match="'scheme'"):
+        Preprocessor.from_dict(["standardize"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'standardize' needs 'mean'"):
+        Preprocessor.from_dict({"scheme": "standardize", "scale": [1.0]})
+    with pytest.raises(ValueError, match="'standardize' needs 'scale'"):
+        Preprocessor.from_dict({"scheme": "standardize", "mean": [1.0]})
+    with pytest.raises(ValueError, match="'standardize' needs 'mean'"):
+        Preprocessor.from_dict({"scheme": "standardize", "mean": ["1"], "scale": [1.0]})
+    with pytest.raises(ValueError, match="'standardize' needs 'scale'"):
+        Preprocessor.from_dict({"scheme": "standardize", "mean": [1.0], "scale": []})
+    with pytest.raises(ValueError, match="2 means but 1 scales"):
+        Preprocessor.from_dict({"scheme": "standardize", "mean": [1.0, 2.0], "scale": [1.0]})
+
+    unfitted = Preprocessor("standardize")
+    with pytest.raises(RuntimeError, match=r"Preprocessor\('standardize'\) is not fitted: call fit"):
+        unfitted.apply(X)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        unfitted.to_dict()
+    with pytest.raises(TypeError, match="real floating dtype"):
+        Preprocessor("unit").apply(backend.asarray(np.zeros((2, 2), dtype=np.uint8)))

@@ -2,7 +2,8 @@
 
 Each URL path has a list of :class:`Reply` objects served in order; the last
 one is repeated for any further request. Unknown paths get 404. Every request
-is recorded (path and headers) in ``server.requests``.
+is recorded (path and headers) in ``server.requests``. :func:`bypass_proxies`
+keeps a proxy set in the environment from standing between urllib and the server.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 
 @dataclasses.dataclass
@@ -113,3 +116,10 @@ def scripted_server() -> Iterator[ScriptedServer]:
         yield server
     finally:
         server.stop()
+
+
+def bypass_proxies(monkeypatch: Any) -> None:
+    """Unset the proxy variables and set ``no_proxy=*`` for the test (a pytest ``monkeypatch``)."""
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
