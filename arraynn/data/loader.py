@@ -165,6 +165,8 @@ class DataLoader:
             yield (xp.take(self.X, sel, axis=0),
                    None if self.y is None else xp.take(self.y, sel, axis=0))
 
+    __iter__ = epoch  # iterating a loader gives epoch 0's batches
+
     # ---- streaming -------------------------------------------------------------
     def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
         be, xp = self.backend, self.backend.xp

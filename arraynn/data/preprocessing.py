@@ -178,6 +178,15 @@ class Standardizer:
             p = array_api_compat.to_device(p, dev)
         return p
 
+    def fit_transform(self, X: Any) -> Any:
+        """Fit on ``X`` and return ``X`` standardized; see :meth:`fit`."""
+        return self.fit(X).transform(X)
+
+    def __call__(self, X: Any) -> Any:
+        """Same as :meth:`transform`, so a fitted standardizer can be passed wherever a
+        ``transform`` callable is expected (e.g. the data loader)."""
+        return self.transform(X)
+
     def __repr__(self) -> str:
         return "Standardizer()"
 

@@ -119,3 +119,11 @@ def test_mismatched_lengths_are_refused(backend):
     X, y = _data()
     with pytest.raises(ValueError, match="103 samples but y has 5"):
         DataLoader(X, y[:5], backend=backend, batch_size=4)
+
+
+def test_iterating_a_loader_gives_epoch_0(backend):
+    X = np.arange(40, dtype=np.uint8).reshape(10, 4)
+    loader = DataLoader(X, np.arange(10), backend=backend, batch_size=3, shuffle=True, seed=5)
+    got = [backend.to_numpy(xb).tolist() for xb, _ in loader]
+    assert got == [backend.to_numpy(xb).tolist() for xb, _ in loader.epoch(0)]
+    assert len(got) == 4

@@ -425,3 +425,11 @@ def test_scheme_errors(backend) -> None:
         unfitted.to_dict()
     with pytest.raises(TypeError, match="real floating dtype"):
         Preprocessor("unit").apply(backend.asarray(np.zeros((2, 2), dtype=np.uint8)))
+
+
+def test_standardizer_fit_transform_and_call_equal_fit_then_transform(backend):
+    X = backend.asarray(np.random.default_rng(3).normal(size=(20, 4)))
+    want = backend.to_numpy(Standardizer().fit(X).transform(X))
+    np.testing.assert_array_equal(backend.to_numpy(Standardizer().fit_transform(X)), want)
+    st = Standardizer().fit(X)
+    np.testing.assert_array_equal(backend.to_numpy(st(X)), want)
