@@ -1,6 +1,6 @@
 """The scripts in examples/: they run, print what they promise and exit 0.
 
-Fashion-MNIST is replaced by the tiny synthetic look-alike of test_train.py, so
+Fashion-MNIST is replaced by the tiny synthetic look-alike of tests/_synthetic.py, so
 nothing touches the network.
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train import write_synthetic_fashion_mnist
+from _synthetic import write_synthetic_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

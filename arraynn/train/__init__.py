@@ -1,5 +1,28 @@
-"""``python -m arraynn.train``: train a Fashion-MNIST classifier and report it."""
+"""``python -m arraynn.train``: train a Fashion-MNIST classifier and report it.
 
-from .cli import PRESETS, build_parser, main
+The main job of arraynn. It loads Fashion-MNIST (downloading it when needed), uploads
+the uint8 images to the backend's device once, preprocesses them there, trains an
+:class:`~arraynn.NNClassifier` and writes a *run directory* (config.json,
+metrics.csv, checkpoint.npz, model.npz + model.json, summary.json and the figures;
+see :mod:`arraynn.train.rundir`). A killed run continues with ``--resume``; a saved
+model is evaluated on any backend with ``--evaluate``.
+
+Two presets: ``default`` (the best classifier this library trains on a laptop CPU in
+under a minute) and ``article`` (the original article's experiment). Run
+``python -m arraynn.train --help`` for the flags.
+
+Errors print one line, ``error: ...``, on stderr and exit with status 2 (bad usage)
+or 1 (anything else), without a traceback (``--debug`` shows it).
+
+The modules: :mod:`~arraynn.train.options` (presets, parser, configuration),
+:mod:`~arraynn.train.rundir` (the run directory's files),
+:mod:`~arraynn.train.dataset` (data, split, device sets),
+:mod:`~arraynn.train.progress`, :mod:`~arraynn.train.run` (:func:`run` and
+:func:`evaluate`), :mod:`~arraynn.train.errors` and :mod:`~arraynn.train.cli`
+(:func:`main`).
+"""
+
+from .cli import main
+from .options import PRESETS, build_parser
 
 __all__ = ["PRESETS", "build_parser", "main"]

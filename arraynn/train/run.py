@@ -1,0 +1,292 @@
+"""Training a run and evaluating a saved model: :func:`run` and :func:`evaluate`.
+
+Each is a short pipeline of named steps; the files each step reads and writes are
+those of :mod:`arraynn.train.rundir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .dataset import DeviceSets, FashionMNIST, Split, class_names, device_sets, load_data, split_data, upload
+from .errors import CLIError, UsageError
+from .options import PRESET_HEADERS, backend_from, check_resume_args, describe_config, resolve_config
+from .progress import Progress
+from .rundir import (
+    CHECKPOINT,
+    METRICS,
+    MODEL,
+    MODEL_JSON,
+    SUMMARY,
+    RunDir,
+    config_record,
+    default_out,
+    find_model,
+    model_record,
+    read_model_json,
+    summary_record,
+)
+
+__all__ = ["evaluate", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) a run; returns the exit status.
+
+    The steps: prepare the run directory (reading the saved configuration to resume),
+    resolve the configuration and the backend, load and split the data, upload and
+    preprocess it on the device, build (or resume) the classifier, train it with a
+    checkpoint per epoch, then save the final model, evaluate it on the test set and
+    report (summary.json, the figures).
+    """
+    rd, saved = _prepare(args)
+    cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
+    be = backend_from(args, saved)
+    versions = _versions(be)
+    _print_header(cfg, be, versions)
+    data, split = _load_and_split(args, cfg, saved, rd)
+    sets = device_sets(be, cfg["scale"], data, split)
+    if saved is not None:
+        clf, rows = _resume(rd, be, cfg)
+    else:
+        clf, rows = _new_classifier(cfg, be), []
+        rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
+    if args.tf32:
+        clf.set_params(tf32=True)
+    train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress)
+
+    cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test)
+    print()
+    _print_result(cm, class_names(), f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
+    plots = [] if args.no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
+    rd.write_summary(summary_record(
+        cfg, be, clf, versions=versions, data=_data_record(data, split), rows=rows, cm=cm,
+        classes=class_names(), train_subset_size=len(split.train_eval), train_seconds=train_seconds,
+        plots=[p.name for p in plots]))
+    print(f"\nwrote {rd}/: {SUMMARY}, {METRICS}, {MODEL} (+ {MODEL_JSON}), {CHECKPOINT}"
+          + "".join(f", {p.name}" for p in plots))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend."""
+    from ..classifier import NNClassifier
+    from ..data.preprocessing import Preprocessor
+
+    path = find_model(args.evaluate)
+    meta = read_model_json(path)
+    be = backend_from(args)
+    clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
+    print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
+    data = _load(args)
+    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_test):,} test images")
+    prep = Preprocessor.from_dict(meta["preprocessing"], backend=be)
+    names = list(meta.get("classes") or class_names())
+    cm, _ = _test_confusion(clf, be, prep.apply(upload(be, data.X_test)), data.y_test, len(names))
+    _print_result(cm, names)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# the steps
+# --------------------------------------------------------------------------------------
+
+
+def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None]:
+    """The run directory, checked and writable, and with ``--resume`` its config.json
+    (checked against the flags)."""
+    if args.resume:
+        check_resume_args(args)
+    rd = RunDir(Path(args.out) if args.out is not None else default_out(args.preset or "default"))
+    rd.prepare(args.resume)
+    if not args.resume:
+        return rd, None
+    saved = rd.read_config()
+    if args.dtype and args.dtype != saved.get("dtype"):
+        raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
+    return rd, saved
+
+
+def _versions(be: Any) -> dict[str, str]:
+    """The versions of Python and the libraries of the run (summary.json's ``versions``)."""
+    import array_api_compat
+
+    from .. import __version__
+
+    out = {"arraynn": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "array-api-compat": array_api_compat.__version__}
+    out.setdefault(be.name.replace("_", "-"), be.version)
+    for extra in ("matplotlib", "tqdm"):
+        if importlib.util.find_spec(extra) is not None:
+            with contextlib.suppress(Exception):
+                out[extra] = importlib.import_module(extra).__version__
+    return out
+
+
+def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str]) -> None:
+    print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
+    print(f"  network: {describe_config(cfg)}")
+    print(f"  backend: {be.describe()}")
+    print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+def _load(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> FashionMNIST:
+    """The data of ``--data-dir``; a resumed run's own directory unless told otherwise."""
+    data_dir = args.data_dir
+    if data_dir is None and saved is not None and saved.get("data_dir"):
+        data_dir = saved["data_dir"]
+    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror)
+
+
+def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[str, Any] | None,
+                    rd: RunDir) -> tuple[FashionMNIST, Split]:
+    """Load the data (a resumed run: checked to be the run's own) and split it."""
+    data = _load(args, saved)
+    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_train):,} training and "
+          f"{len(data.X_test):,} test images")
+    if saved is not None and saved.get("data_fingerprint") not in (None, data.fingerprint):
+        raise CLIError(f"the training data differ from those the run in {rd} was trained on; "
+                       "point --data-dir at the same Fashion-MNIST files")
+    split = split_data(cfg, len(data.X_train))
+    print(f"  {split.describe(cfg['limit'])}")
+    print(f"  run directory: {rd}")
+    return data, split
+
+
+def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
+    """An unfitted classifier of the configuration, on ``be``."""
+    from ..classifier import NNClassifier
+
+    return NNClassifier(
+        n_classes=10, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
+        epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
+        n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
+        random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
+        optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
+        backend=be, dtype=be.dtype_name, warm_start=True)
+
+
+def _resume(rd: RunDir, be: Any, cfg: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """The checkpoint's classifier, set to continue, and the metrics rows so far."""
+    clf, rows = rd.load_checkpoint(be)
+    clf.set_params(warm_start=True)
+    print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
+    return clf, rows
+
+
+def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: list[dict[str, Any]],
+           plain: bool) -> float:
+    """Run the remaining epochs; returns the training wall time, summed over resumes.
+
+    One ``fit`` call (``warm_start``: a resumed classifier continues at its epoch). The
+    learning-rate schedule is the classifier's own, a function of the epoch number, so a
+    resumed run takes exactly the same path and ends with the same weights. After every
+    epoch the metrics row is appended to ``rows`` and saved with the checkpoint
+    (:meth:`RunDir.save_epoch`).
+
+    Raises
+    ------
+    CLIError
+        The loss diverged; the message says which checkpoint is kept.
+    """
+    from ..classifier import TrainingDivergedError
+
+    elapsed0 = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
+    start = time.perf_counter()
+    progress = Progress(int(cfg["epochs"]), len(rows), plain)
+
+    def callback(model: Any, info: dict[str, Any]) -> None:
+        row = {"epoch": int(info["epoch"]), "loss": float(info["loss"]),
+               "train_subset_accuracy": model.score(*sets.evals["train"]),
+               "val_accuracy": model.score(*sets.evals["val"]) if "val" in sets.evals else None,
+               "learning_rate": float(info["learning_rate"]),
+               "epoch_seconds": round(float(info["seconds"]), 4),
+               "elapsed_seconds": round(elapsed0 + time.perf_counter() - start, 3)}
+        rows.append(row)
+        rd.save_epoch(model, rows)
+        progress.epoch(row)
+
+    try:
+        # A diverging run is reported by TrainingDivergedError; NumPy's overflow
+        # warnings on the way there would only clutter the output.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
+                clf.fit(sets.X_train, sets.y_train, callback=callback)
+    except TrainingDivergedError as exc:
+        kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
+                if rows else "no epoch finished, so there is no checkpoint")
+        raise CLIError(f"training diverged: {exc}; {kept}") from None
+    finally:
+        progress.close()
+    return elapsed0 + time.perf_counter() - start
+
+
+def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
+                    n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix on the (preprocessed, on-device) test set and the test
+    probabilities (host)."""
+    from ..report import confusion_matrix
+
+    proba = be.to_numpy(clf.predict_proba(X_test))
+    pred = clf.classes_[np.argmax(proba, axis=1)]
+    return confusion_matrix(y_test, pred, n_classes), proba
+
+
+def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: DeviceSets,
+                   y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Save the final model with its preprocessing; return the test confusion matrix and
+    probabilities."""
+    names = class_names()
+    rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))
+    return _test_confusion(clf, be, sets.X_test, y_test, len(names))
+
+
+def _data_record(data: FashionMNIST, split: Split) -> dict[str, Any]:
+    """summary.json's ``data``: where the images came from and how they were split."""
+    info = data.info
+    return {"source": info.get("source"), "directory": info.get("directory"),
+            "downloaded": info.get("downloaded", {}), "n_train": len(split.train),
+            "n_validation": len(split.val), "n_test": len(data.y_test), "fingerprint": data.fingerprint}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _print_result(cm: np.ndarray, names: list[str], tail: str = "") -> None:
+    """The test accuracy line (``tail`` appended) and the per-class table."""
+    from ..report import per_class_table
+
+    correct, total = int(np.trace(cm)), int(cm.sum())
+    print(f"test accuracy: {100 * float(np.trace(cm) / cm.sum()):.2f}%  ({correct:,} of {total:,}){tail}")
+    print(per_class_table(cm, names))
+
+
+def _plots(out: Path, rows: list[dict[str, Any]], cm: np.ndarray, data: FashionMNIST,
+           proba: np.ndarray, preset: str) -> list[Path]:
+    """The figures of the run (none, with a note, without matplotlib)."""
+    from .. import report
+
+    if not report.have_matplotlib():
+        print('plots skipped: matplotlib is not installed (pip install "arraynn[plot]")')
+        return []
+    names, X_test, y_test = class_names(), data.X_test, data.y_test
+    return [
+        report.plot_loss({"training loss": [r["loss"] for r in rows]}, out / "loss.png",
+                         accuracies={
+                             "train (fixed subset)": [r["train_subset_accuracy"] for r in rows],
+                             "validation": [r["val_accuracy"] for r in rows]},
+                         title=f"Training loss (preset {preset})"),
+        report.plot_confusion_matrix(cm, names, out / "confusion_matrix.png"),
+        report.plot_predictions(X_test[:12], proba[:12], y_test[:12], names, out / "predictions.png",
+                                title="Test images: predicted (probability) and true labels"),
+    ]

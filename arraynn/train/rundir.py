@@ -1,0 +1,316 @@
+"""The run directory: its files, their formats, and reading them back with checks.
+
+``config.json``
+    The resolved configuration (what ``--resume`` continues), the backend, device and
+    dtype, the data's fingerprint and directory: :func:`config_record`.
+``metrics.csv``
+    One row per epoch (:data:`METRICS_COLUMNS`): loss, accuracy on a fixed subset of
+    the training images, validation accuracy, learning rate, epoch seconds, elapsed
+    seconds.
+``checkpoint.npz``
+    The model and optimizer state after the last finished epoch, written atomically
+    (``NNClassifier.save``) after that epoch's metrics row.
+``model.npz`` and ``model.json``
+    The final model (load it with ``NNClassifier.load`` on any backend) and the
+    preprocessing it expects, as JSON: :func:`model_record`.
+``summary.json``
+    Configuration, seed, backend, device, versions, data source, ``test_accuracy``
+    (a fraction), ``train_seconds`` and the per-class accuracy: :func:`summary_record`.
+``loss.png``, ``confusion_matrix.png``, ``predictions.png``
+    The figures, when matplotlib is installed.
+
+Every file is written through a temporary file and renamed into place, so a run
+killed at any moment leaves each file whole. The formats are read back by
+``--resume`` and ``--evaluate``; runs written by earlier versions keep working.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import CLIError
+
+__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "METRICS_COLUMNS", "MODEL", "MODEL_JSON", "SUMMARY",
+           "RunDir", "config_record", "default_out", "find_model", "model_record", "read_json",
+           "read_metrics", "read_model_json", "summary_record", "write_json", "write_metrics"]
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.npz"
+MODEL = "model.npz"
+MODEL_JSON = "model.json"
+SUMMARY = "summary.json"
+
+#: The ``format`` of config.json and of model.json.
+RUN_FORMAT = "arraynn.train.run"
+MODEL_FORMAT = "arraynn.train.model"
+
+#: The columns of metrics.csv, in order.
+METRICS_COLUMNS = ("epoch", "loss", "train_subset_accuracy", "val_accuracy", "learning_rate",
+                   "epoch_seconds", "elapsed_seconds")
+
+
+# --------------------------------------------------------------------------------------
+# the files
+# --------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    from .._fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; ``what`` names the file in the errors.
+
+    Raises
+    ------
+    CLIError
+        The file is missing, unreadable, not JSON or not a JSON object.
+    """
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CLIError(f"{path} is missing; it is not an arraynn.train {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}; the file is corrupt") from None
+    if not isinstance(obj, dict):
+        raise CLIError(f"{path} is not an arraynn.train {what} file")
+    return obj
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write metrics.csv (every row, atomically); ``None`` is an empty cell."""
+    from .._fileio import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRICS_COLUMNS})
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
+    """The rows of metrics.csv up to ``upto_epoch`` (the checkpoint's): rows written
+    after the last checkpoint by a killed run are dropped.
+
+    Returns
+    -------
+    list of dict
+        ``epoch`` an int, the other columns floats or ``None``; no rows if the file
+        is missing.
+
+    Raises
+    ------
+    CLIError
+        The file cannot be read or parsed.
+    """
+    if not path.is_file():
+        return []
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                row: dict[str, Any] = {}
+                for k in METRICS_COLUMNS:
+                    v = rec.get(k)
+                    row[k] = None if v in (None, "") else (int(v) if k == "epoch" else float(v))
+                if row["epoch"] is not None and row["epoch"] <= upto_epoch:
+                    rows.append(row)
+    except (OSError, ValueError, csv.Error) as exc:
+        raise CLIError(f"cannot read {path}: {exc}; the file is corrupt") from None
+    return rows
+
+
+def default_out(preset: str) -> Path:
+    """``runs/<preset>-<date>-<time>`` (with ``-2``, ``-3`` ... if it exists)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{preset}-{stamp}"
+    k = 1
+    while out.exists():
+        k += 1
+        out = Path("runs") / f"{preset}-{stamp}-{k}"
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# a run directory
+# --------------------------------------------------------------------------------------
+
+
+class RunDir:
+    """The run directory ``path`` of one run: preparing it, and its files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def prepare(self, resume: bool) -> None:
+        """Check that a run can start (or resume) here; create the directory and prove
+        that it is writable, before any training.
+
+        Raises
+        ------
+        CLIError
+            A new run over an existing one, a resume without a run, or an unwritable
+            directory.
+        """
+        out = self.path
+        if resume:
+            if not out.is_dir():
+                raise CLIError(f"cannot resume: the run directory {out} does not exist")
+            if not (out / CHECKPOINT).is_file():
+                raise CLIError(f"cannot resume: {out} has no {CHECKPOINT} (no epoch finished yet); "
+                               "start the run again without --resume")
+            if not (out / CONFIG).is_file():
+                raise CLIError(f"cannot resume: {out} has no {CONFIG}; it is not an arraynn.train run")
+        elif (out / CHECKPOINT).exists() or (out / CONFIG).exists():
+            raise CLIError(f"the run directory {out} already holds a run; continue it with --resume "
+                           "or choose another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=out)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CLIError(f"cannot write to the run directory {out}: {reason}; "
+                           "choose another --out") from None
+
+    def read_config(self) -> dict[str, Any]:
+        """config.json, checked to be a run configuration (see :func:`config_record`)."""
+        saved = read_json(self.path / CONFIG, "run configuration")
+        if saved.get("format") != RUN_FORMAT or "config" not in saved:
+            raise CLIError(f"{self.path / CONFIG} is not an arraynn.train run configuration")
+        return saved
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        write_json(self.path / CONFIG, record)
+
+    def load_checkpoint(self, backend: Any) -> tuple[Any, list[dict[str, Any]]]:
+        """The checkpoint's classifier on ``backend`` and the metrics rows of its epochs.
+
+        Raises
+        ------
+        ModelFileError
+            The checkpoint is damaged.
+        CLIError
+            metrics.csv lacks rows of the checkpoint's epochs.
+        """
+        from ..classifier import NNClassifier
+
+        clf = NNClassifier.load(self.path / CHECKPOINT, backend=backend, dtype=backend.dtype_name)
+        rows = read_metrics(self.path / METRICS, clf.n_iter_)
+        if len(rows) != clf.n_iter_:
+            raise CLIError(f"{self.path / METRICS} holds {len(rows)} rows for the checkpoint's "
+                           f"{clf.n_iter_} epochs; the run directory is damaged")
+        return clf, rows
+
+    def save_epoch(self, clf: Any, rows: list[dict[str, Any]]) -> None:
+        """After an epoch: metrics.csv first, then the checkpoint (:meth:`load_checkpoint`
+        drops the rows of epochs after the checkpoint's)."""
+        write_metrics(self.path / METRICS, rows)
+        clf.save(self.path / CHECKPOINT)
+
+    def save_model(self, clf: Any, record: dict[str, Any]) -> None:
+        """The final model: model.npz and its description model.json (:func:`model_record`)."""
+        clf.save(self.path / MODEL)
+        write_json(self.path / MODEL_JSON, record)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY, summary)
+
+
+def find_model(path: str | os.PathLike[str]) -> Path:
+    """The model.npz of ``--evaluate PATH``: the file, or the one in a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    if not path.is_file():
+        raise CLIError(f"no model at {path}; give a model.npz or a run directory holding one")
+    return path
+
+
+def read_model_json(model: Path) -> dict[str, Any]:
+    """The description beside ``model`` (model.json), checked (see :func:`model_record`)."""
+    path = model.with_suffix(".json")
+    meta = read_json(path, "model description")
+    if meta.get("format") != MODEL_FORMAT or "preprocessing" not in meta:
+        raise CLIError(f"{path} is not an arraynn.train model description")
+    return meta
+
+
+# --------------------------------------------------------------------------------------
+# the JSON documents
+# --------------------------------------------------------------------------------------
+
+
+def _where(be: Any) -> dict[str, Any]:
+    return {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name}
+
+
+def config_record(cfg: dict[str, Any], be: Any, device_arg: str | None, fingerprint: str,
+                  data_dir: str | None) -> dict[str, Any]:
+    """config.json: the configuration, where it trains, and the data it trains on.
+
+    ``device_arg`` is ``--device`` as given (``None``: the backend's default), which a
+    resumed run passes again; ``data_dir`` is ``--data-dir`` (``None``: the default).
+    """
+    return {"format": RUN_FORMAT, "config": cfg, "backend": be.name, "device": be.device_name,
+            "device_arg": None if device_arg is None else str(device_arg), "dtype": be.dtype_name,
+            "data_fingerprint": fingerprint,
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+
+
+def model_record(cfg: dict[str, Any], be: Any, classes: list[str],
+                 preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """model.json: the class names, the preprocessing (``Preprocessor.to_dict``), the
+    configuration and where the model was trained."""
+    return {"format": MODEL_FORMAT, "model": MODEL, "classes": classes,
+            "preprocessing": preprocessing, "config": cfg, "trained_on": _where(be)}
+
+
+def summary_record(cfg: dict[str, Any], be: Any, clf: Any, *, versions: dict[str, str],
+                   data: dict[str, Any], rows: list[dict[str, Any]], cm: Any, classes: list[str],
+                   train_subset_size: int, train_seconds: float, plots: list[str]) -> dict[str, Any]:
+    """summary.json.
+
+    ``data`` is its ``data`` entry (source, directory, downloads, set sizes,
+    fingerprint); ``cm`` the test confusion matrix (NumPy, rows: true classes);
+    ``plots`` the file names of the figures drawn (``files.plots``, absent if none).
+    """
+    from ..report import per_class_accuracy
+
+    last = rows[-1] if rows else {}
+    pc = per_class_accuracy(cm)
+    summary: dict[str, Any] = {
+        "preset": cfg["preset"], "config": cfg, "seed": cfg["seed"], **_where(be),
+        "tf32": bool(clf.tf32_), "versions": versions, "data": data,
+        "epochs": clf.n_iter_, "test_accuracy": float(cm.trace() / cm.sum()),
+        "final_loss": last.get("loss"),
+        "final_train_subset_accuracy": last.get("train_subset_accuracy"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "train_subset_size": train_subset_size,
+        "train_seconds": round(train_seconds, 3),
+        "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in rows), 3),
+        "per_class_accuracy": {n: (None if math.isnan(a) else float(a)) for n, a in zip(classes, pc)},
+        "confusion_matrix": cm.tolist(),
+        "files": {"model": MODEL, "model_json": MODEL_JSON, "metrics": METRICS,
+                  "checkpoint": CHECKPOINT},
+    }
+    if plots:
+        summary["files"]["plots"] = list(plots)
+    return summary

@@ -1,0 +1,87 @@
+"""The options of ``python -m arraynn.train``: ``--help``, the presets and their
+overrides, and the one-line errors of bad flags (exit status 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from _train_cli import assert_one_line_error, main_in_process, run_cli
+
+from arraynn.train import PRESETS, build_parser
+from arraynn.train.errors import UsageError
+from arraynn.train.options import check_resume_args, describe_config, resolve_config
+
+
+def test_help_lists_flags_and_examples():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for flag in ("--backend", "--device", "--dtype", "--preset", "--hidden", "--activation",
+                 "--output", "--optimizer", "--lr", "--epochs", "--batch-size", "--l1", "--l2",
+                 "--seed", "--data-dir", "--out", "--resume", "--no-progress", "--no-plots",
+                 "--no-scale", "--limit", "--evaluate"):
+        assert flag in proc.stdout, flag
+    assert "examples:" in proc.stdout
+    assert "python -m arraynn.train --preset article" in proc.stdout
+
+
+def test_unknown_backend(tmp_path):
+    proc = run_cli("--backend", "tensorflow", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr, "tensorflow", "numpy")
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "ten"], "--epochs"),
+    (["--lr", "-1"], "--lr"),
+    (["--l2", "nan"], "--l2"),
+    (["--hidden", "64,x"], "--hidden"),
+    (["--limit", "0"], "--limit"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--batch-size", "32", "--n-batches", "4"], "--n-batches"),
+    (["--resume"], "--out"),
+    (["--no-such-flag"], "no-such-flag"),
+])
+
+
+def test_bad_flag_values(flags, fragment, tmp_path, capsys):
+    code, _, err = main_in_process(capsys, *flags)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+def test_bad_flag_value_subprocess():
+    proc = run_cli("--epochs", "-3")
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr, "--epochs", "positive integer")
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_resolve_config_applies_the_overrides_to_the_preset():
+    cfg = resolve_config(_args("--preset", "article", "--epochs", "3", "--no-scale"))
+    assert cfg == {**PRESETS["article"], "epochs": 3, "scale": "none", "preset": "article"}
+    # --batch-size and --n-batches replace each other.
+    assert resolve_config(_args("--preset", "article", "--batch-size", "64"))["n_batches"] is None
+    assert resolve_config(_args("--n-batches", "4"))["batch_size"] is None
+    with pytest.raises(UsageError, match="contradicts --scale unit"):
+        resolve_config(_args("--no-scale", "--scale", "unit"))
+
+
+def test_resume_refuses_flags_that_change_the_saved_configuration():
+    check_resume_args(_args("--resume", "--out", "r", "--backend", "numpy", "--no-plots"))
+    with pytest.raises(UsageError, match="drop --preset, --l2, --scale") as info:
+        check_resume_args(_args("--resume", "--out", "r", "--preset", "article", "--l2", "0.1", "--no-scale"))
+    assert info.value.code == 2
+
+
+def test_describe_config_of_the_presets():
+    assert describe_config({**PRESETS["default"], "preset": "default"}) == (
+        "784-256-128-10 relu/softmax, he init, adam lr 0.001 (cosine decay), batch 128, L2 0.05, "
+        "15 epochs, standardized with the training set's statistics, seed 0")
+    assert describe_config({**PRESETS["article"], "preset": "article"}) == (
+        "784-50-10 sigmoid/sigmoid, no biases, uniform init, sgd lr 0.001, 25 minibatches, L2 0.5, "
+        "300 epochs, each set standardized with its own statistics, seed 0")
