@@ -136,3 +136,11 @@ def test_import_loads_no_optional_array_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_zero_dimensional_host_arrays_stay_zero_dimensional(backend):
+    x = backend.asarray(np.asarray(3.5))
+    assert tuple(x.shape) == ()
+    assert backend.to_float(x) == 3.5
+    i = backend.asarray(np.asarray(7, dtype=np.int32))
+    assert tuple(i.shape) == () and int(backend.to_numpy(i)) == 7

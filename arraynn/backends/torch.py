@@ -1,0 +1,87 @@
+"""PyTorch: CPU, CUDA and Apple's MPS devices, through ``array_api_compat.torch``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .base import DeviceUnavailableError
+from .hooks import Library
+
+__all__ = ["TorchLibrary", "library"]
+
+
+class TorchLibrary(Library):
+    """PyTorch; devices are ``torch.device`` objects (``"cuda"`` means the current GPU)."""
+
+    name = "torch"
+    install_hint = 'pip install "arraynn[torch]"'
+
+    def load(self, device: Any) -> tuple[Any, Any]:
+        torch = self.import_module("torch")
+        xp = self.import_module("array_api_compat.torch")
+        dev = torch.device(device if device is not None else "cpu")
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceUnavailableError(
+                    f"torch {torch.__version__} cannot use {str(dev)!r}: "
+                    + ("this torch build has no CUDA support; install a CUDA build of torch"
+                       if torch.version.cuda is None
+                       else "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+                )
+            if dev.index is None:
+                dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.type == "mps":
+            if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+                raise DeviceUnavailableError("torch cannot use 'mps': no Apple GPU is available")
+        return xp, dev
+
+    def owns(self, xp: Any) -> bool:
+        return array_api_compat.is_torch_namespace(xp)
+
+    def is_array(self, x: Any) -> bool:
+        return array_api_compat.is_torch_array(x)
+
+    def candidate_devices(self) -> list[Any]:
+        import torch
+
+        devs: list[Any] = ["cpu"]
+        if torch.cuda.is_available():
+            devs += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            devs.append("mps")
+        return devs
+
+    def from_host(self, xp: Any, device: Any, host: np.ndarray) -> Any:
+        import torch
+
+        t = torch.from_numpy(host)
+        return t.to(device) if device.type != "cpu" else t.clone()
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def memory_in_use(self, device: Any) -> int | None:
+        if device.type != "cuda":
+            return None
+        import torch
+
+        return int(torch.cuda.memory_reserved(device))
+
+    def set_tf32(self, device: Any, enabled: bool) -> bool:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+        return device.type == "cuda"
+
+    def synchronize(self, device: Any) -> None:
+        if getattr(device, "type", "cpu") == "cuda":
+            import torch
+
+            torch.cuda.synchronize(device)
+
+
+library = TorchLibrary()
