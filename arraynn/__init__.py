@@ -33,7 +33,7 @@ from .data.fashion_mnist import (
 from .data.idx import IDXError, read_idx, write_idx
 from .data.loader import DataLoader
 from .data.preprocessing import PREPROCESSORS, Preprocessor, Standardizer, make_preprocessor
-from .mlp import MLP
+from .nn import MLP
 
 __version__ = "0.1.0"
 

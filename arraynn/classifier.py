@@ -10,50 +10,57 @@ The article's call runs unchanged::
 
 and so do scikit-learn's conventions: ``get_params``/``set_params`` (``clone`` works),
 ``fit`` returns ``self``, learned attributes end in ``_``.
+
+This module is the estimator's API: its parameters and their checks, labels, the
+inputs' library and device, and inference. The network and the training loop are in
+:mod:`arraynn.nn`, the file format in :mod:`arraynn.model_io`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
 import math
 import os
-import time
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._fileio import atomic_open
-from .backends import Backend, DeviceMemoryError, backend_for, get_backend, is_out_of_memory
+from . import model_io
+from .backends import Backend, backend_for, get_backend, to_host
 from .data.loader import DataLoader
-from .losses import OUTPUTS
-from .mlp import MLP, one_hot
-from .optimizers import OPTIMIZERS, make_optimizer
+from .model_io import ModelFileError
+from .nn import (
+    INITIALIZERS,
+    MLP,
+    OPTIMIZERS,
+    SCHEDULES,
+    EpochRecord,
+    Trainer,
+    TrainingDivergedError,
+    learning_rate_at,
+    make_optimizer,
+)
+from .ops import ACTIVATIONS, OUTPUTS
 
 __all__ = ["NNClassifier", "NotFittedError", "TrainingDivergedError", "ModelFileError"]
 
-_FORMAT = "arraynn.NNClassifier"
-_FORMAT_VERSION = 1
 _PREDICT_CHUNK = 8192
 
-#: Learning-rate schedules accepted by ``NNClassifier(schedule=...)``.
-SCHEDULES = ("constant", "cosine")
+#: The valid values of each choice parameter, read by validation, docs and the CLI.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": ACTIVATIONS,
+    "output": OUTPUTS,
+    "optimizer": tuple(OPTIMIZERS),
+    "init": INITIALIZERS,
+    "schedule": SCHEDULES,
+    "dtype": ("float32", "float64"),
+}
 
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-class ModelFileError(ValueError):
-    """A saved model or checkpoint cannot be read."""
 
 
 class NNClassifier:
@@ -241,37 +248,25 @@ class NNClassifier:
         positive_int("batch_size", self.batch_size, allow_none=True)
         if self.batch_size is None:
             positive_int("n_batches", self.n_batches)
-        hidden = self._hidden_sizes()
-        for h in hidden:
+        for h in self._hidden_sizes():
             positive_int("n_hidden_units", h)
-        for name in ("learning_rate",):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating)) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        v = self.learning_rate
+        if not isinstance(v, (int, float, np.floating)) or not v > 0 or not math.isfinite(v):
+            raise ValueError(f"learning_rate must be a positive number, got {v!r}")
         for name in ("l1", "l2"):
             v = getattr(self, name)
             if not isinstance(v, (int, float, np.floating)) or not v >= 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {self.output!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.activation not in ("sigmoid", "tanh", "relu"):
-            raise ValueError(f"activation must be 'sigmoid', 'tanh' or 'relu', got {self.activation!r}")
-        if self.init not in ("uniform", "glorot", "he"):
-            raise ValueError(f"init must be 'uniform', 'glorot' or 'he', got {self.init!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         h = self.n_hidden_units
         if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
             return (int(h),)
         if isinstance(h, Sequence) and not isinstance(h, str):
-            if len(h) == 0:
-                return ()
             return tuple(h)
         raise ValueError(f"n_hidden_units must be an int or a sequence of ints, got {h!r}")
 
@@ -382,38 +377,50 @@ class NNClassifier:
         self._train(X, y_idx, self.n_iter_ + 1, None)
         return self
 
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based) under ``schedule``."""
+        return learning_rate_at(self.schedule, self.learning_rate, epoch, self.epochs)
+
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
                callback: Callable[[NNClassifier, dict], Any] | None) -> None:
         """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``."""
-        with self._memory_errors(X.shape[0]):
+        be = self.backend_
+        self.tf32_ = be.set_tf32(bool(self.tf32))
+        trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
+                          learning_rate_at=self.learning_rate_at)
+        n = X.shape[0]
+        if self.batch_size is not None:
+            batches = f"batch_size={self.batch_size}"
+        else:
+            batches = (f"n_batches={self.n_batches} (about {-(-n // self.n_batches)} samples "
+                       "per batch)")
+
+        def on_epoch(record: EpochRecord) -> bool:
+            self._params, self._opt_state = record.params, record.state
+            self.n_iter_ = record.epoch
+            self.loss_curve_.append(record.loss)
+            if self.verbose:
+                print(f"epoch {record.epoch}/{end_epoch}  loss {record.loss:.6f}  "
+                      f"{record.seconds:.2f}s")
+            info = {"epoch": record.epoch, "loss": record.loss, "seconds": record.seconds,
+                    "learning_rate": record.learning_rate}
+            return bool(callback is not None and callback(self, info))
+
+        with trainer.memory_errors(n, batches):
             loader = self._make_loader(X, y_idx)
             try:
-                self._run_epochs(loader, end_epoch, callback)
+                trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
             finally:
                 loader.close()
 
-    @contextlib.contextmanager
-    def _memory_errors(self, n_samples: int):
-        """Turn any library's out-of-memory error into a DeviceMemoryError with the fix."""
-        try:
-            yield
-        except DeviceMemoryError:
-            raise
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            be = self.backend_
-            used = be.memory_in_use()
-            used_text = "unknown" if used is None else f"{used / 2**20:.0f} MiB"
-            batch = (f"batch_size={self.batch_size}" if self.batch_size is not None
-                     else f"n_batches={self.n_batches} (about {-(-n_samples // self.n_batches)} "
-                          "samples per batch)")
-            raise DeviceMemoryError(
-                f"{be.name} on {be.device_name} ran out of memory training with {batch} on "
-                f"{n_samples} samples (device memory in use: {used_text}); use a smaller "
-                "batch_size (or more n_batches), a smaller network, or stream the data "
-                f"with arraynn.DataLoader(stream=True). [{type(exc).__name__}: {exc}]"
-            ) from exc
+    def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
+        shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
+        if self.batch_size is not None:
+            sizes = dict(batch_size=min(int(self.batch_size), X.shape[0]))
+        else:
+            sizes = dict(n_batches=min(int(self.n_batches), X.shape[0]))
+        return DataLoader(X, y_idx, backend=self.backend_, shuffle=shuffle, seed=self.random_seed_,
+                          **sizes)
 
     def _encode_labels(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         y_host = _labels_to_host(y)
@@ -464,74 +471,21 @@ class NNClassifier:
         self.backend_ = backend
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
-        self._mlp = MLP((n_features, *self._hidden_sizes(), len(classes)),
-                        activation=self.activation, output=self.output, bias=self.bias)
-        rng = np.random.default_rng(self.random_seed_)
-        self._params = self._mlp.init_params(backend, rng, self.init)
+        self._mlp = self._build_mlp(len(classes))
+        self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_), self.init)
         self._opt = self._make_optimizer()
         self._opt_state = self._opt.init(self._params)
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
 
+    def _build_mlp(self, n_outputs: int) -> MLP:
+        return MLP((self.n_features_in_, *self._hidden_sizes(), n_outputs),
+                   activation=self.activation, output=self.output, bias=self.bias)
+
     def _make_optimizer(self):
-        return make_optimizer(self.optimizer, float(self.learning_rate), momentum=float(self.momentum),
+        return make_optimizer(self.optimizer, momentum=float(self.momentum),
                               beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                               epsilon=float(self.epsilon))
-
-    def learning_rate_at(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based) under ``schedule``."""
-        lr = float(self.learning_rate)
-        if self.schedule == "cosine":
-            return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / int(self.epochs)))
-        return lr
-
-    def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
-        be = self.backend_
-        shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
-        if self.batch_size is not None:
-            sizes = dict(batch_size=min(int(self.batch_size), X.shape[0]))
-        else:
-            sizes = dict(n_batches=min(int(self.n_batches), X.shape[0]))
-        return DataLoader(X, y_idx, backend=be, shuffle=shuffle, seed=self.random_seed_, **sizes)
-
-    def _run_epochs(self, loader: DataLoader, end_epoch: int,
-                    callback: Callable[[NNClassifier, dict], Any] | None) -> None:
-        be, mlp, opt = self.backend_, self._mlp, self._opt
-        l1, l2 = float(self.l1), float(self.l2)
-        n_classes, dtype = len(self.classes_), be.dtype
-        n, n_batches = loader.n_samples, len(loader)
-        params, state = self._params, self._opt_state
-        self.tf32_ = be.set_tf32(bool(self.tf32))
-        step = mlp.train_step
-        if be.name == "jax":  # the same step compiled with jax.jit (arraynn._jax)
-            from ._jax import train_step_for
-
-            step = train_step_for(mlp, opt, l1, l2)
-        while self.n_iter_ < end_epoch:
-            start = time.perf_counter()
-            lr = opt.learning_rate = self.learning_rate_at(self.n_iter_)
-            total = None
-            for Xb, yb in loader.epoch(self.n_iter_):
-                Yb = one_hot(yb, n_classes, dtype)
-                params, state, loss = step(params, opt, state, Xb, Yb, l1, l2)
-                total = loss if total is None else total + loss
-            if l1 or l2:
-                total = total + n_batches * mlp.penalty(params, l1, l2)
-            value = be.to_float(total) / n  # the epoch's one device-to-host copy
-            self._params, self._opt_state = params, state
-            if not math.isfinite(value):
-                raise TrainingDivergedError(
-                    f"the training loss became {value} in epoch {self.n_iter_ + 1}; lower the "
-                    f"learning rate (this epoch used {lr:g}) or standardize the inputs"
-                )
-            self.n_iter_ += 1
-            self.loss_curve_.append(value)
-            seconds = time.perf_counter() - start
-            if self.verbose:
-                print(f"epoch {self.n_iter_}/{end_epoch}  loss {value:.6f}  {seconds:.2f}s")
-            info = {"epoch": self.n_iter_, "loss": value, "seconds": seconds, "learning_rate": lr}
-            if callback is not None and callback(self, info):
-                break
 
     # ------------------------------------------------------------------------------
     # Learned attributes
@@ -546,9 +500,7 @@ class NNClassifier:
     def intercepts_(self) -> list[Any]:
         """Bias vectors (empty list when ``bias=False``)."""
         self._check_is_fitted()
-        if not self._mlp.bias:
-            return []
-        return [self._params[2 * i + 1] for i in range(self._mlp.n_layers)]
+        return self._mlp.biases(self._params)
 
     @property
     def error_(self) -> list[float]:
@@ -622,13 +574,13 @@ class NNClassifier:
         if isinstance(X, np.ndarray):
             return self.backend_.to_numpy(result)
         target = backend_for(X)
-        if target.name == self.backend_.name and target.device == self.backend_.device:
+        if target.xp is self.backend_.xp and target.device == self.backend_.device:
             return result
         host = self.backend_.to_numpy(result)
         return target.asarray(host, dtype=None if _int_like(result) else target.dtype)
 
     # ------------------------------------------------------------------------------
-    # Saving and loading: .npz holding arrays plus a JSON document, no pickle
+    # Saving and loading (arraynn.model_io: .npz holding arrays plus JSON, no pickle)
     # ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model (and its optimizer state) to one ``.npz`` file, atomically.
@@ -639,15 +591,13 @@ class NNClassifier:
         renamed into place, so a crash never leaves a half-written model.
         """
         self._check_is_fitted()
-        path = Path(path)
-        be = self.backend_
+        be, layout = self.backend_, self._mlp.layout
         arrays: dict[str, np.ndarray] = {}
-        for i, p in enumerate(self._params):
-            arrays[f"param_{i}"] = be.to_numpy(p)
-        for key, value in self._opt_state.items():
-            if isinstance(value, list):
-                for i, a in enumerate(value):
-                    arrays[f"opt_{key}_{i}"] = be.to_numpy(a)
+        for i, p in enumerate(layout.views(be.to_numpy(self._params))):
+            arrays[f"param_{i}"] = p
+        for key in self._opt.buffers:
+            for i, a in enumerate(layout.views(be.to_numpy(self._opt_state[key]))):
+                arrays[f"opt_{key}_{i}"] = a
         classes = self.classes_
         if classes.dtype.kind == "O":
             classes = classes.astype(str)
@@ -659,8 +609,6 @@ class NNClassifier:
         if not isinstance(params["n_hidden_units"], (int, np.integer)):
             params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]
         meta = {
-            "format": _FORMAT,
-            "format_version": _FORMAT_VERSION,
             "params": _jsonable(params),
             "layer_sizes": list(self._mlp.layer_sizes),
             "n_features_in": self.n_features_in_,
@@ -668,13 +616,11 @@ class NNClassifier:
             "loss_curve": self.loss_curve_,
             "random_seed": self.random_seed_,
             "optimizer_step": int(self._opt_state["t"]),
-            "optimizer_buffers": sorted(k for k, v in self._opt_state.items() if isinstance(v, list)),
-            "n_params": len(self._params),
+            "optimizer_buffers": sorted(self._opt.buffers),
+            "n_params": len(layout),
             "trained_on": {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name},
         }
-        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        _atomic_savez(path, arrays)
-        return path
+        return model_io.write_model(path, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str | Backend | None = None,
@@ -689,7 +635,7 @@ class NNClassifier:
             Where to put the model; default: NumPy on the CPU, in the saved dtype.
         """
         path = Path(path)
-        arrays, meta = _read_model_file(path)
+        arrays, meta = model_io.read_model(path)
         params = dict(meta["params"])
         params["backend"], params["device"] = None, None
         if isinstance(params.get("n_hidden_units"), list):
@@ -705,24 +651,22 @@ class NNClassifier:
         clf.tf32_ = be.set_tf32(bool(clf.tf32))
         clf.classes_ = arrays["classes"]
         clf.n_features_in_ = int(meta["n_features_in"])
-        clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias)
-        expected = len(clf._mlp.is_weight())
-        if meta["n_params"] != expected:
+        clf._mlp = mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output,
+                             bias=clf.bias)
+        layout = mlp.layout
+        if meta["n_params"] != len(layout):
             raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
-                                 f"its network needs {expected}")
-        try:
-            clf._params = [be.asarray(arrays[f"param_{i}"], dtype=be.dtype) for i in range(expected)]
-            clf._opt = clf._make_optimizer()
-            state = clf._opt.init(clf._params)
-            for key in meta["optimizer_buffers"]:
-                state[key] = [be.asarray(arrays[f"opt_{key}_{i}"], dtype=be.dtype)
-                              for i in range(expected)]
-        except KeyError as exc:
-            raise ModelFileError(f"{path}: the array {exc.args[0]!r} is missing; the file is "
-                                 "incomplete or not an arraynn model") from None
-        for i, (p, fan) in enumerate(zip(clf._params, _param_shapes(clf._mlp))):
-            if tuple(p.shape) != fan:
-                raise ModelFileError(f"{path}: param_{i} has shape {tuple(p.shape)}, expected {fan}")
+                                 f"its network needs {len(layout)}")
+        flat = model_io.pack_arrays(path, arrays, "param_", len(layout), layout.shapes)
+        clf._params = be.asarray(flat, dtype=be.dtype)
+        clf._opt = clf._make_optimizer()
+        state = clf._opt.init(clf._params)
+        for key in meta["optimizer_buffers"]:
+            if key not in state:
+                raise ModelFileError(f"{path}: the optimizer buffer {key!r} does not belong to "
+                                     f"the {clf.optimizer!r} optimizer")
+            buf = model_io.pack_arrays(path, arrays, f"opt_{key}_", len(layout), layout.shapes)
+            state[key] = be.asarray(buf, dtype=be.dtype)
         state["t"] = int(meta["optimizer_step"])
         clf._opt_state = state
         clf.n_iter_ = int(meta["n_iter"])
@@ -750,9 +694,7 @@ def _labels_to_host(y: Any) -> np.ndarray:
         return y
     if isinstance(y, (list, tuple)):
         return np.asarray(y)
-    from .backends import _array_to_numpy
-
-    return _array_to_numpy(y)
+    return to_host(y)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -766,46 +708,3 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
             v = list(v)
         out[k] = v
     return out
-
-
-def _param_shapes(mlp: MLP) -> list[tuple[int, ...]]:
-    shapes = []
-    for fan_in, fan_out in zip(mlp.layer_sizes[:-1], mlp.layer_sizes[1:]):
-        shapes.append((fan_in, fan_out))
-        if mlp.bias:
-            shapes.append((fan_out,))
-    return shapes
-
-
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: the directory {directory} does not exist")
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
-
-
-def _read_model_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    if not path.exists():
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path} is not a readable arraynn model ({type(exc).__name__}: {exc}); the file "
-            "is truncated or corrupt. Use another checkpoint or train again"
-        ) from None
-    if "meta.json" not in arrays:
-        raise ModelFileError(f"{path} has no 'meta.json' entry: it is not an arraynn model")
-    try:
-        meta = json.loads(arrays.pop("meta.json").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: its meta.json entry is corrupt ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ModelFileError(f"{path} is not an {_FORMAT} file")
-    if meta.get("format_version") != _FORMAT_VERSION:
-        raise ModelFileError(f"{path} has format version {meta.get('format_version')}; this "
-                             f"arraynn reads version {_FORMAT_VERSION}")
-    return arrays, meta
-

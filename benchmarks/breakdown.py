@@ -3,10 +3,11 @@
     python -m benchmarks.breakdown --workload modern --epochs 3
 
 Trains the workload with :class:`arraynn.NNClassifier` under :mod:`cProfile` and
-groups the time of the last epochs by phase. The matrix products are written as
-``@`` in :mod:`arraynn.mlp`, so they are the *own* time of ``MLP._forward`` and
-``MLP._backward``; everything else a step does is a call into the kernels, the
-optimizer or the loader, and is attributed to it. The GEMM-only epoch of
+groups the time of the last epochs by phase. The forward matrix products are written
+as ``@`` in :mod:`arraynn.nn.mlp`, so they are the *own* time of ``MLP._forward``; the
+backward ones are the own time of ``MLP.loss_and_grad`` plus NumPy's ``weight_grad``
+(which writes into the flat gradient buffer); everything else a step does is a call
+into the ops, the optimizer or the loader, and is attributed to it. The GEMM-only epoch of
 :mod:`benchmarks.roofline` is printed next to it for comparison.
 """
 
@@ -28,20 +29,20 @@ if __name__ == "__main__":
 from .roofline import measure_gemm
 from .workloads import WORKLOADS, load_data
 
-#: phase -> (file suffix, function name) pairs whose time is counted (own time of
-#: the functions named, plus everything they call when "cum" is set).
+#: phase -> [(file suffix, function name, how)]: the own time ("own") of the functions
+#: named, or their time with everything they call ("cum").
+_OPS = "arraynn/ops/numpy.py"
 PHASES = {
-    "GEMM (forward)": ("own", [("arraynn/mlp.py", "_forward")]),
-    "GEMM (backward)": ("own", [("arraynn/mlp.py", "_backward")]),
-    "optimizer update": ("cum", [("arraynn/optimizers.py", "update")]),
-    "activations and derivatives": ("cum", [("arraynn/kernels.py", "activate"),
-                                            ("arraynn/kernels.py", "activate_grad"),
-                                            ("arraynn/kernels.py", "add_bias")]),
-    "loss and output error": ("cum", [("arraynn/kernels.py", "loss_and_delta")]),
-    "bias gradients and penalty": ("cum", [("arraynn/kernels.py", "bias_grad"),
-                                           ("arraynn/kernels.py", "penalize")]),
-    "one-hot targets": ("cum", [("arraynn/mlp.py", "one_hot")]),
-    "minibatch gather (loader)": ("cum", [("arraynn/loader.py", "epoch")]),
+    "GEMM (forward)": [("arraynn/nn/mlp.py", "_forward", "own")],
+    "GEMM (backward)": [("arraynn/nn/mlp.py", "loss_and_grad", "own"),
+                        (_OPS, "weight_grad", "cum")],
+    "optimizer update": [("arraynn/nn/optimizers.py", "update", "cum")],
+    "activations and derivatives": [(_OPS, "activate", "cum"), (_OPS, "activate_grad", "cum"),
+                                    (_OPS, "add_bias", "cum")],
+    "loss and output error": [(_OPS, "loss_and_delta", "cum")],
+    "bias gradients and penalty": [(_OPS, "bias_grad", "cum"), (_OPS, "penalize", "cum")],
+    "one-hot targets": [("arraynn/nn/mlp.py", "one_hot", "cum")],
+    "minibatch gather (loader)": [("arraynn/data/loader.py", "epoch", "cum")],
 }
 
 
@@ -62,11 +63,12 @@ def breakdown(workload: str, epochs: int, data_home: str, backend: str = "numpy"
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
     out = {}
-    for phase, (how, funcs) in PHASES.items():
+    for phase, funcs in PHASES.items():
         total = 0.0
         for (path, _line, name), (_cc, _nc, tt, ct, _callers) in stats.items():
-            if any(path.replace(os.sep, "/").endswith(f) and name == n for f, n in funcs):
-                total += tt if how == "own" else ct
+            for f, n, how in funcs:
+                if path.replace(os.sep, "/").endswith(f) and name == n:
+                    total += tt if how == "own" else ct
         out[phase] = total / len(times)
     out["epoch"] = sum(times) / len(times)
     out["other (Python, loop, loss accumulation)"] = out["epoch"] - sum(

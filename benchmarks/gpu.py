@@ -120,25 +120,34 @@ def train_arraynn(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, backen
     """:class:`arraynn.NNClassifier` on ``backend``; ``fused=False`` turns the fast paths
     (CuPy's fused kernels, NumPy's in-place ufuncs) off, ``jit=False`` JAX's jit."""
     import arraynn
-    from arraynn import _jax
-    from arraynn import kernels as kmod
+    from arraynn import ops
 
     be = arraynn.get_backend(backend, device)
-    kmod.set_fast_paths(fused)
-    _jax.set_jit(jit)
+    ops.set_fast_paths(fused)
+    _set_jit(jit)
     try:
         clf = arraynn.NNClassifier(**cfg.batched.classifier_params(), epochs=epochs,
                                    random_seed=SEED, backend=be, dtype="float32", tf32=False)
         times: list[float] = []
         be.synchronize()
         clf.fit(X, y, callback=lambda c, info: times.append(info["seconds"]))
-        used = type(kmod.kernels_for(be.xp)).__name__
+        used = type(ops.ops_for(be.xp)).__name__
         return {"epoch_seconds": times, "final_loss": clf.loss_curve_[-1], "tf32": clf.tf32_,
                 "device": be.device_name, "kernels": used,
                 "jit": bool(jit and be.name == "jax")}
     finally:
-        kmod.set_fast_paths(True)
-        _jax.set_jit(True)
+        ops.set_fast_paths(True)
+        _set_jit(True)
+
+
+def _set_jit(enabled: bool) -> None:
+    """JAX's jit on or off (a no-op where JAX is not installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is not None:
+        from arraynn.ops import jax as jax_step
+
+        jax_step.set_jit(enabled)
 
 
 def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: str) -> dict[str, Any]:

@@ -42,9 +42,9 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
     ``kernels="generic"`` turns arraynn's fast paths off (the generic Array API code).
     """
     import arraynn
-    from arraynn import kernels as kmod
+    from arraynn import ops
 
-    kmod.set_fast_paths(kernels != "generic")
+    ops.set_fast_paths(kernels != "generic")
     try:
         if backend == "torch" and threads:
             import torch
@@ -55,12 +55,12 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
         times: list[float] = []
         clf.fit(data.X_train, data.y_train, callback=lambda c, info: times.append(info["seconds"]))
         accuracy = clf.score(data.X_test, data.y_test)
-        used = type(kmod.kernels_for(clf.backend_.xp)).__name__
+        used = type(ops.ops_for(clf.backend_.xp)).__name__
         return {"epoch_seconds": times, "accuracy": accuracy, "final_loss": clf.loss_curve_[-1],
                 "dtype": clf.backend_.dtype_name, "device": clf.backend_.device_name,
                 "kernels_class": used}
     finally:
-        kmod.set_fast_paths(True)
+        ops.set_fast_paths(True)
 
 
 # --------------------------------------------------------------------------------------

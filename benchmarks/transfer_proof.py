@@ -29,15 +29,15 @@ import numpy as np
 
 import arraynn
 from arraynn.data.loader import DataLoader
-from arraynn.mlp import MLP, one_hot
-from arraynn.optimizers import Adam
+from arraynn.nn import MLP, Adam
 
 
 def run_epoch(be, loader, mlp, opt, params, state, epoch):
-    total = None
+    total, grad_buffer = None, be.xp.empty_like(params)
     for Xb, yb in loader.epoch(epoch):
-        Yb = one_hot(yb, 10, be.dtype)
-        params, state, loss = mlp.train_step(params, opt, state, Xb, Yb)
+        Yb = mlp.one_hot(yb, be.dtype)
+        params, state, loss = mlp.train_step(params, opt, state, Xb, Yb, 1e-3,
+                                             grad_buffer=grad_buffer)
         total = loss if total is None else total + loss
     return params, state, total
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
                         transform=lambda a: (a - 127.5) / 73.0)
     mlp = MLP((784, 256, 128, 10), activation="relu", output="softmax", bias=True)
     params = mlp.init_params(be, np.random.default_rng(1), "he")
-    opt = Adam(1e-3)
+    opt = Adam()
     state = opt.init(params)
 
     # Warm-up epoch: compiles kernels, fills allocator pools.

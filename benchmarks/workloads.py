@@ -139,7 +139,7 @@ def initial_weights(wl: Workload, sizes: tuple[int, ...], seed: int) -> list[np.
     ``numpy.random.default_rng(seed)`` (arraynn's :class:`NNClassifier` uses its
     ``random_seed`` this way), so every implementation starts from the same network.
     """
-    from arraynn.initializers import draw_weights
+    from arraynn.nn import draw_weights
 
     rng = np.random.default_rng(seed)
     params = []

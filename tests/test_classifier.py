@@ -299,7 +299,7 @@ def test_out_of_memory_names_batch_size_and_fix(monkeypatch):
     def exhausted(*args, **kwargs):
         raise MemoryError("Unable to allocate 3.00 GiB")
 
-    monkeypatch.setattr(arraynn.mlp.MLP, "train_step", exhausted)
+    monkeypatch.setattr(arraynn.nn.MLP, "train_step", exhausted)
     with pytest.raises(arraynn.DeviceMemoryError) as info:
         nn.fit(X, y)
     msg = str(info.value)

@@ -23,8 +23,8 @@ def test_quick_run_on_numpy_and_torch_cpu(tmp_path, capsys):
     for workload, batch in configs:
         names = {r["implementation"]: r for r in rows if (r["workload"], r["batch"]) == (workload, batch)}
         assert set(names) == {"arraynn-numpy", "arraynn-numpy-generic", "torch-eager"}
-        assert names["arraynn-numpy"]["kernels"] == "NumpyKernels"
-        assert names["arraynn-numpy-generic"]["kernels"] == "Kernels"
+        assert names["arraynn-numpy"]["kernels"] == "NumpyOps"
+        assert names["arraynn-numpy-generic"]["kernels"] == "Ops"
         for r in names.values():
             assert len(r["epoch_seconds"]) == 2 and r["median_seconds"] > 0
             assert r["tf32"] is False

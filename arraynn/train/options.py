@@ -193,12 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_backend_flags(g: Any) -> None:
     from ..backends import BACKEND_NAMES
+    from ..classifier import CHOICES
 
     g.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default=None,
                    help="array library (default: auto = CuPy when a CUDA GPU works, else NumPy)")
     g.add_argument("--device", default=None,
                    help="device of the backend: cpu, cuda, cuda:1, array_api_strict's device1 ...")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=None,
+    g.add_argument("--dtype", choices=CHOICES["dtype"], default=None,
                    help="floating dtype of the weights and computations (default float32)")
     g.add_argument("--tf32", action="store_true",
                    help="let float32 matmuls use TF32 tensor cores on NVIDIA GPUs (faster, "
@@ -207,20 +208,22 @@ def _add_backend_flags(g: Any) -> None:
 
 def _add_training_flags(g: Any) -> None:
     """``--preset`` and the flags that override its entries (the keys of ``PRESETS``)."""
+    from ..classifier import CHOICES
+
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="default: the best classifier in about a minute; article: the article's "
                         "experiment (default: default)")
     g.add_argument("--hidden", type=_hidden_sizes, default=None, metavar="N[,N...]",
                    help="hidden layer sizes, e.g. 256,128 (default 256,128; article 50)")
-    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=None,
+    g.add_argument("--activation", choices=CHOICES["activation"], default=None,
                    help="hidden activation (default relu; article sigmoid)")
-    g.add_argument("--output", choices=("sigmoid", "softmax"), default=None,
+    g.add_argument("--output", choices=CHOICES["output"], default=None,
                    help="output layer (default softmax; article sigmoid)")
-    g.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
+    g.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None,
                    help="optimizer (default adam; article sgd)")
     g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_positive_float, default=None,
                    metavar="LR", help="(initial) learning rate (default 0.001; article 0.001)")
-    g.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+    g.add_argument("--schedule", choices=CHOICES["schedule"], default=None,
                    help="learning-rate schedule over the epochs (default cosine; article constant)")
     g.add_argument("--epochs", type=_positive_int, default=None,
                    help="epochs (default 15; article 300)")
@@ -232,7 +235,7 @@ def _add_training_flags(g: Any) -> None:
                    help="L1 penalty, added to every minibatch's summed gradient (default 0)")
     g.add_argument("--l2", type=_non_negative_float, default=None,
                    help="L2 penalty, added to every minibatch's summed gradient (default 0.05; article 0.5)")
-    g.add_argument("--init", choices=("uniform", "glorot", "he"), default=None,
+    g.add_argument("--init", choices=CHOICES["init"], default=None,
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="bias vectors in every layer (default yes; article no)")
@@ -241,6 +244,8 @@ def _add_training_flags(g: Any) -> None:
 
 
 def _add_data_flags(g: Any) -> None:
+    from ..data.preprocessing import PREPROCESSORS
+
     g.add_argument("--data-dir", default=None, metavar="DIR",
                    help="directory with the four Fashion-MNIST files (default: $ARRAYNN_DATA, else "
                         "the cache ~/.cache/arraynn)")
@@ -249,7 +254,7 @@ def _add_data_flags(g: Any) -> None:
     g.add_argument("--mirror", action="append", default=None, metavar="URL",
                    help="base URL to download the files from instead of the built-in mirrors "
                         "(repeatable)")
-    g.add_argument("--scale", choices=("standardize", "per-set", "unit", "none"), default=None,
+    g.add_argument("--scale", choices=PREPROCESSORS, default=None,
                    help="preprocessing: standardize with the training set's statistics (default), "
                         "per-set = each set with its own (the article), unit = divide by 255, none")
     g.add_argument("--no-scale", action="store_true",

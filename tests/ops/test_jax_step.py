@@ -1,4 +1,4 @@
-"""The jit-compiled JAX training step (arraynn._jax) against the eager step."""
+"""The jit-compiled JAX training step (arraynn.ops.jax) against the eager step."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("jax")
 
 import arraynn  # noqa: E402
-from arraynn import _jax  # noqa: E402
-from arraynn.mlp import MLP, one_hot  # noqa: E402
-from arraynn.optimizers import make_optimizer  # noqa: E402
+from arraynn.nn import MLP, make_optimizer  # noqa: E402
+from arraynn.nn.optimizers import one_minus_power  # noqa: E402
+from arraynn.ops import jax as _jax  # noqa: E402
 
 CONFIGS = {
     "seed": dict(sizes=(20, 7, 4), activation="sigmoid", output="sigmoid", bias=False,
@@ -47,19 +47,19 @@ def _batches(cfg, steps, n=32, seed=3):
 def _train(be, cfg, steps, jit, lr_change_at=None):
     mlp = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"], bias=cfg["bias"])
     params = mlp.init_params(be, np.random.default_rng(1), cfg["init"])
-    opt = make_optimizer(cfg["optimizer"], cfg["lr"])
+    opt = make_optimizer(cfg["optimizer"])
     state = opt.init(params)
     step = _jax.jit_train_step(mlp, opt, cfg["l1"], cfg["l2"]) if jit else mlp.train_step
     X, labels = _batches(cfg, steps)
-    losses, ids = [], id(params)
+    losses, lr = [], cfg["lr"]
     for s in range(steps):
         if s == lr_change_at:
-            opt.learning_rate = opt.learning_rate / 3.0
-        Y = one_hot(be.asarray(labels[s], dtype=be.index_dtype), cfg["sizes"][-1], be.dtype)
-        params, state, loss = step(params, opt, state, be.asarray(X[s]), Y, cfg["l1"], cfg["l2"])
+            lr = lr / 3.0
+        Y = mlp.one_hot(be.asarray(labels[s], dtype=be.index_dtype), be.dtype)
+        params, state, loss = step(params, opt, state, be.asarray(X[s]), Y, lr, cfg["l1"], cfg["l2"])
         assert loss.shape == ()
         losses.append(be.to_float(loss))
-    assert id(params) == ids  # the caller's list, entries rebound
+    assert params.shape == (mlp.layout.size,)
     assert isinstance(state["t"], int) and state["t"] == steps
     return params, state, losses
 
@@ -70,49 +70,47 @@ def test_jit_step_matches_the_eager_step(jax_backend, name):
     p_jit, s_jit, l_jit = _train(be, cfg, 6, jit=True, lr_change_at=3)
     p_eager, s_eager, l_eager = _train(be, cfg, 6, jit=False, lr_change_at=3)
     np.testing.assert_allclose(l_jit, l_eager, rtol=2e-5)
-    for a, b in zip(p_jit, p_eager):
-        np.testing.assert_allclose(be.to_numpy(a), be.to_numpy(b), rtol=2e-5, atol=2e-6)
-    for key in (k for k, v in s_eager.items() if isinstance(v, list)):
-        for a, b in zip(s_jit[key], s_eager[key]):
-            np.testing.assert_allclose(be.to_numpy(a), be.to_numpy(b), rtol=2e-5, atol=2e-7)
+    np.testing.assert_allclose(be.to_numpy(p_jit), be.to_numpy(p_eager), rtol=2e-5, atol=2e-6)
+    for key in make_optimizer(cfg["optimizer"]).buffers:
+        np.testing.assert_allclose(be.to_numpy(s_jit[key]), be.to_numpy(s_eager[key]), rtol=2e-5,
+                                   atol=2e-7)
 
 
 def test_jit_step_copies_nothing_per_step(jax_backend):
     be, cfg = jax_backend, CONFIGS["modern"]
     mlp = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"], bias=cfg["bias"])
     params = mlp.init_params(be, np.random.default_rng(1), cfg["init"])
-    opt = make_optimizer("adam", 1e-3)
+    opt = make_optimizer("adam")
     state = opt.init(params)
     step = _jax.jit_train_step(mlp, opt)
     X, labels = _batches(cfg, 4)
     Xd = [be.asarray(x) for x in X]
-    Yd = [one_hot(be.asarray(lab, dtype=be.index_dtype), 4, be.dtype) for lab in labels]
+    Yd = [mlp.one_hot(be.asarray(lab, dtype=be.index_dtype), be.dtype) for lab in labels]
     with arraynn.count_transfers() as first:
-        params, state, loss = step(params, opt, state, Xd[0], Yd[0])
+        params, state, loss = step(params, opt, state, Xd[0], Yd[0], 1e-3)
     assert first.host_to_device == 2  # the step counter and the learning rate, once
     with arraynn.count_transfers() as later:
         for s in range(1, 4):
-            params, state, loss = step(params, opt, state, Xd[s], Yd[s])
+            params, state, loss = step(params, opt, state, Xd[s], Yd[s], 1e-3)
         be.synchronize()
     assert (later.host_to_device, later.device_to_host) == (0, 0)
-    opt.learning_rate = 5e-4  # a schedule's change: one upload
-    with arraynn.count_transfers() as changed:
-        step(params, opt, state, Xd[0], Yd[0])
+    with arraynn.count_transfers() as changed:  # a schedule's change: one upload
+        params, state, loss = step(params, opt, state, Xd[0], Yd[0], 5e-4)
     assert changed.host_to_device == 1
     state["t"] = 0  # e.g. a checkpoint loaded into the state: the counter is re-synchronized
     with arraynn.count_transfers() as resync:
-        step(params, opt, state, Xd[0], Yd[0])
+        step(params, opt, state, Xd[0], Yd[0], 5e-4)
     assert resync.host_to_device == 1 and state["t"] == 1
 
 
 def test_steps_are_cached_per_configuration(jax_backend):
     cfg = CONFIGS["modern"]
     mlp = MLP(cfg["sizes"], activation="relu", output="softmax", bias=True)
-    a = _jax.jit_train_step(mlp, make_optimizer("adam", 1e-3))
+    a = _jax.jit_train_step(mlp, make_optimizer("adam"))
     b = _jax.jit_train_step(MLP(cfg["sizes"], activation="relu", output="softmax", bias=True),
-                            make_optimizer("adam", 5e-3))  # the learning rate is an input
-    c = _jax.jit_train_step(mlp, make_optimizer("adam", 1e-3, beta_1=0.8))
-    d = _jax.jit_train_step(mlp, make_optimizer("adam", 1e-3), 0.0, 0.1)
+                            make_optimizer("adam"))  # another instance, the same configuration
+    c = _jax.jit_train_step(mlp, make_optimizer("adam", beta_1=0.8))
+    d = _jax.jit_train_step(mlp, make_optimizer("adam"), 0.0, 0.1)
     assert a is b and c is not a and d is not a
 
 
@@ -121,17 +119,20 @@ def test_adam_bias_correction_on_the_device_matches_the_host_values(jax_backend)
 
     for b in (0.9, 0.999, 0.0):
         for t in (1, 2, 10, 1000, 100000):
-            got = float(_jax._one_minus_power(b, jnp.asarray(float(t), dtype=jnp.float32)))
+            like = jnp.zeros(1, dtype=jnp.float32)
+            got = float(one_minus_power(b, jnp.asarray(t, dtype=jnp.int32), like))
             np.testing.assert_allclose(got, 1.0 - b**t, rtol=3e-7)
 
 
 def test_the_switch_returns_the_eager_step(jax_backend):
     mlp = MLP((4, 3, 2))
-    opt = make_optimizer("sgd", 0.1)
+    opt = make_optimizer("sgd")
     assert isinstance(_jax.train_step_for(mlp, opt), _jax.JitTrainStep)
+    assert isinstance(jax_backend.compiled_step(mlp, opt, 0.0, 0.0), _jax.JitTrainStep)
     _jax.set_jit(False)
     assert not _jax.jit_enabled()
-    assert _jax.train_step_for(mlp, opt) == mlp.train_step
+    assert _jax.train_step_for(mlp, opt) is None  # the epoch loop then runs the eager step
+    assert jax_backend.compiled_step(mlp, opt, 0.0, 0.0) is None
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

@@ -1,9 +1,10 @@
-"""CuPy's fast path: a training step's elementwise work as fused CUDA kernels.
+"""The CUDA sources of CuPy's fused kernels, each beside its Array API twin.
 
 At small batches a step on the GPU costs kernel launches, not arithmetic: the generic
-Array API code launches one kernel per operation (an Adam update alone is twelve per
-parameter). :class:`CupyKernels` keeps the seam's contract (see :mod:`arraynn.kernels`)
-and replaces those chains with one ``cupy.ElementwiseKernel`` each:
+Array API code launches one kernel per operation (an Adam update alone is twelve).
+:class:`arraynn.ops.cupy.CupyOps` keeps the ops contract (see
+:mod:`arraynn.ops.generic`) and replaces those chains with one
+``cupy.ElementwiseKernel`` each:
 
 ==========================  ===========================================  ==========
 operation                   fused kernel                                 generic
@@ -14,15 +15,16 @@ operation                   fused kernel                                 generic
 ``penalize``                ``g + l2*w + l1*sign(w)``, in place          2-5
 ``loss_and_delta``          softmax: one kernel per row plus one sum;    11 / 10
                             sigmoid: one kernel plus one sum
-``output_delta``            as above, without the loss                   5 / 4
 ``one_hot``                 one kernel                                   3
-``sgd``                     ``p -= lr*g``, one kernel per parameter      2
-``adam``                    ``m``, ``v`` and ``p`` in one kernel         12
+``sgd``                     ``p -= lr*g`` over the whole parameter       2
+                            buffer: one launch
+``momentum``                ``v`` and ``p`` (classical or Nesterov),     3 / 5
+                            one launch
+``adam``                    ``m``, ``v`` and ``p``, one launch           12
 ==========================  ===========================================  ==========
 
 The matrix products and the bias gradient (a column sum) stay with cuBLAS and CuPy's
-reductions. A modern step (three layers, ReLU, softmax, Adam) goes from about 110
-launches to about 30.
+reductions, writing straight into the flat gradient buffer.
 
 Every kernel is written twice, and the two are kept line by line parallel:
 
@@ -36,15 +38,13 @@ machines without a GPU; for the straight-line kernels the tests also check that 
 CUDA body, read through :data:`CUDA_TO_ARRAY_API`, *is* the twin's body. The kernels
 are compiled with ``--fmad=false`` (no fused multiply-add contraction), so every
 ``a * b + c`` rounds twice, as in the generic path; with CUDA's correctly rounded
-division and square root, the Adam, SGD, penalty and activation-derivative kernels
-give the generic CuPy path's values bit for bit (the transcendental functions are
-the CUDA math library's, the same that CuPy's own ``tanh``/``exp`` call).
+division and square root, the Adam, SGD, momentum, penalty and activation-derivative
+kernels give the generic CuPy path's values bit for bit (the transcendental functions
+are the CUDA math library's, the same that CuPy's own ``tanh``/``exp`` call).
 
-CuPy is imported when :class:`CupyKernels` is built (the seam selects it for CuPy
-arrays), never when this module is imported. The kernels are built once per process
-(:func:`compiled`); CuPy compiles each once per dtype and device and caches the
-binary on disk. Arrays that are not float32/float64 CuPy arrays of one dtype take
-the generic path.
+This module imports CuPy only in :func:`compiled`, the first time a kernel is built
+(once per process; CuPy compiles each once per dtype and device and caches the
+binary on disk).
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-from .kernels import Kernels
-
-__all__ = ["CUDA_TO_ARRAY_API", "CupyKernels", "FusedKernel", "KERNELS", "compiled"]
+__all__ = ["ACTIVATE", "ACTIVATE_GRAD", "CUDA_TO_ARRAY_API", "FusedKernel", "KERNELS", "OPTIONS", "PREAMBLE",
+           "ROW_KERNEL_MAX_CLASSES", "compiled"]
 
 #: NVRTC options of every kernel: no contraction of ``a * b + c`` into one FMA.
 OPTIONS = ("--fmad=false",)
@@ -183,6 +182,18 @@ def _sgd_twin(xp, g, lr, p):
     return (p,)
 
 
+def _momentum_twin(xp, g, lr, mu, p, v):
+    v = mu * v - lr * g
+    p = p + v
+    return (p, v)
+
+
+def _nesterov_twin(xp, g, lr, mu, p, v):
+    v = mu * v - lr * g
+    p = p + (mu * v - lr * g)
+    return (p, v)
+
+
 def _adam_twin(xp, g, b1, c1, b2, c2, lr, eps, p, m, v):
     m = b1 * m + c1 * g
     v = b2 * v + c2 * (g * g)
@@ -194,11 +205,6 @@ def _sigmoid_loss_delta_twin(xp, z, y, l, d):
     l = (xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))) - y * z
     d = (0.5 * xp.tanh(0.5 * z) + 0.5) - y
     return (l, d)
-
-
-def _sigmoid_delta_twin(xp, z, y, d):
-    d = (0.5 * xp.tanh(0.5 * z) + 0.5) - y
-    return (d,)
 
 
 def _softmax_loss_delta_twin(xp, z, y, k, d, row_loss):
@@ -219,21 +225,6 @@ def _softmax_loss_delta_twin(xp, z, y, k, d, row_loss):
         e[j] = e[j] / s - y[:, j]
     row_loss = -acc
     return (xp.stack(e, axis=1), row_loss)
-
-
-def _softmax_delta_twin(xp, z, y, k, d, row_sum):
-    m = z[:, 0]
-    for j in range(1, k):
-        m = xp.maximum(m, z[:, j])
-    s = xp.zeros_like(m)
-    e = [None] * k
-    for j in range(k):
-        e[j] = xp.exp(z[:, j] - m)
-        s = s + e[j]
-    for j in range(k):
-        e[j] = e[j] / s - y[:, j]
-    row_sum = s
-    return (xp.stack(e, axis=1), row_sum)
 
 
 def _one_hot_twin(xp, labels, k, out):
@@ -282,6 +273,12 @@ KERNELS: dict[str, FusedKernel] = {k.name: k for k in (
                 "g = g + l1 * nn_sign(w);", _penalize_l1_l2_twin),
     FusedKernel("arraynn_sgd", "T g, T lr", "T p",
                 "p = p - lr * g;", _sgd_twin),
+    FusedKernel("arraynn_momentum", "T g, T lr, T mu", "T p, T v",
+                "v = mu * v - lr * g;\n"
+                "p = p + v;", _momentum_twin),
+    FusedKernel("arraynn_nesterov", "T g, T lr, T mu", "T p, T v",
+                "v = mu * v - lr * g;\n"
+                "p = p + (mu * v - lr * g);", _nesterov_twin),
     FusedKernel("arraynn_adam", "T g, T b1, T c1, T b2, T c2, T lr, T eps", "T p, T m, T v",
                 "m = b1 * m + c1 * g;\n"
                 "v = b2 * v + c2 * (g * g);\n"
@@ -289,8 +286,6 @@ KERNELS: dict[str, FusedKernel] = {k.name: k for k in (
     FusedKernel("arraynn_sigmoid_loss_delta", "T z, T y", "T l, T d",
                 "l = (nn_maximum(z, (T)0.0) + log1p(exp(-nn_abs(z)))) - y * z;\n"
                 "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_loss_delta_twin),
-    FusedKernel("arraynn_sigmoid_delta", "T z, T y", "T d",
-                "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_delta_twin),
     # One thread per row (the loop runs over row_loss); z, y and d are C-order (n, k).
     FusedKernel("arraynn_softmax_loss_delta", "raw T z, raw T y, int32 k", "raw T d, T row_loss",
                 _SOFTMAX_ROW_MAX_AND_EXP + r"""
@@ -302,11 +297,6 @@ for (int j = 0; j < k; ++j) {
 }
 row_loss = -acc;
 """, _softmax_loss_delta_twin, straight=False),
-    FusedKernel("arraynn_softmax_delta", "raw T z, raw T y, int32 k", "raw T d, T row_sum",
-                _SOFTMAX_ROW_MAX_AND_EXP + r"""
-for (int j = 0; j < k; ++j) d[r + j] = d[r + j] / s - y[r + j];
-row_sum = s;
-""", _softmax_delta_twin, straight=False),
     FusedKernel("arraynn_one_hot", "raw I labels, int32 k", "T out",
                 "out = (labels[i / k] == (I)(i % k)) ? (T)1 : (T)0;", _one_hot_twin,
                 straight=False),
@@ -333,120 +323,9 @@ def compiled(name: str) -> Any:
     return kern
 
 
-_ACTIVATE = {"relu": "arraynn_relu", "sigmoid": "arraynn_sigmoid", "tanh": "arraynn_tanh"}
-_ACTIVATE_GRAD = {"relu": "arraynn_relu_grad", "sigmoid": "arraynn_sigmoid_grad",
-                  "tanh": "arraynn_tanh_grad"}
+#: The kernel of each hidden activation, and of its derivative.
+ACTIVATE = {"relu": "arraynn_relu", "sigmoid": "arraynn_sigmoid", "tanh": "arraynn_tanh"}
+ACTIVATE_GRAD = {"relu": "arraynn_relu_grad", "sigmoid": "arraynn_sigmoid_grad",
+                 "tanh": "arraynn_tanh_grad"}
 #: Above this many classes the softmax's one-thread-per-row kernel would loop too long.
 ROW_KERNEL_MAX_CLASSES = 256
-
-
-class CupyKernels(Kernels):
-    """CuPy's fast path: :class:`arraynn.kernels.Kernels` with fused CUDA kernels.
-
-    Operations consume (overwrite) exactly the arguments the seam documents as
-    consumed, and never the others. Inputs that are not float32/float64 CuPy arrays
-    of one dtype go to the generic implementation.
-    """
-
-    name = "cupy"
-
-    def __init__(self, xp: Any) -> None:
-        super().__init__(xp)
-        import cupy  # made when the seam selects this class for CuPy arrays
-
-        self.cp = cupy
-
-    def _fusable(self, *arrays: Any) -> bool:
-        ndarray = self.cp.ndarray
-        first = arrays[0]
-        if not isinstance(first, ndarray) or first.dtype.char not in "fd":
-            return False
-        return all(isinstance(a, ndarray) and a.dtype == first.dtype for a in arrays[1:])
-
-    # ---- layers -----------------------------------------------------------------
-    def activate(self, name: str, z: Any) -> Any:
-        kern = _ACTIVATE.get(name)
-        if kern is None or not self._fusable(z):
-            return super().activate(name, z)
-        compiled(kern)(z)
-        return z
-
-    def activate_grad(self, name: str, a: Any, g: Any) -> Any:
-        kern = _ACTIVATE_GRAD.get(name)
-        if kern is None or not self._fusable(a, g) or a.shape != g.shape:
-            return super().activate_grad(name, a, g)
-        compiled(kern)(a, g)
-        return g
-
-    def add_bias(self, z: Any, b: Any) -> Any:
-        if not self._fusable(z, b) or z.ndim != 2 or b.shape != z.shape[1:]:
-            return super().add_bias(z, b)
-        compiled("arraynn_add_bias")(b, z)
-        return z
-
-    def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
-        if not (l1 or l2):
-            return g
-        if not self._fusable(w, g) or w.shape != g.shape:
-            return super().penalize(w, g, l1, l2)
-        if l1 and l2:
-            compiled("arraynn_penalize_l1_l2")(w, l1, l2, g)
-        elif l2:
-            compiled("arraynn_penalize_l2")(w, l2, g)
-        else:
-            compiled("arraynn_penalize_l1")(w, l1, g)
-        return g
-
-    # ---- output layer -----------------------------------------------------------
-    def _rows_ok(self, z: Any, y: Any) -> bool:
-        return (self._fusable(z, y) and z.ndim == 2 and z.shape == y.shape
-                and 0 < z.shape[1] <= ROW_KERNEL_MAX_CLASSES)
-
-    def loss_and_delta(self, output: str, z: Any, y: Any) -> tuple[Any, Any]:
-        cp = self.cp
-        if output == "softmax" and self._rows_ok(z, y):
-            d = cp.empty(z.shape, dtype=z.dtype)
-            row_loss = cp.empty(z.shape[:1], dtype=z.dtype)
-            compiled("arraynn_softmax_loss_delta")(z, y, z.shape[1], d, row_loss)
-            return cp.sum(row_loss), d
-        if output == "sigmoid" and self._fusable(z, y) and z.shape == y.shape:
-            l, d = compiled("arraynn_sigmoid_loss_delta")(z, y)
-            return cp.sum(l), d
-        return super().loss_and_delta(output, z, y)
-
-    def output_delta(self, output: str, z: Any, y: Any) -> Any:
-        cp = self.cp
-        if output == "softmax" and self._rows_ok(z, y):
-            d = cp.empty(z.shape, dtype=z.dtype)
-            compiled("arraynn_softmax_delta")(z, y, z.shape[1], d, cp.empty(z.shape[:1], z.dtype))
-            return d
-        if output == "sigmoid" and self._fusable(z, y) and z.shape == y.shape:
-            return compiled("arraynn_sigmoid_delta")(z, y)
-        return super().output_delta(output, z, y)
-
-    def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
-        cp = self.cp
-        if (not isinstance(labels, cp.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu"
-                or cp.dtype(dtype).char not in "fd"):
-            return super().one_hot(labels, n_classes, dtype)
-        out = cp.empty((labels.shape[0], int(n_classes)), dtype=dtype)
-        compiled("arraynn_one_hot")(labels, int(n_classes), out)
-        return out
-
-    # ---- parameter updates (in place; the list entries stay the same arrays) -------
-    def sgd(self, params: list[Any], grads: list[Any], lr: float) -> None:
-        if not all(self._fusable(p, g) and p.shape == g.shape for p, g in zip(params, grads)):
-            return super().sgd(params, grads, lr)
-        kern = compiled("arraynn_sgd")
-        for p, g in zip(params, grads):
-            kern(g, lr, p)
-
-    def adam(self, params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any],
-             lr_t: float, beta_1: float, beta_2: float, eps_t: float) -> None:
-        if not all(self._fusable(p, g, m, v) and p.shape == g.shape == m.shape == v.shape
-                   for p, g, m, v in zip(params, grads, ms, vs)):
-            return super().adam(params, grads, ms, vs, lr_t, beta_1, beta_2, eps_t)
-        kern = compiled("arraynn_adam")
-        c1, c2 = 1.0 - beta_1, 1.0 - beta_2  # as the generic path's (1.0 - beta) factors
-        for p, g, m, v in zip(params, grads, ms, vs):
-            kern(g, beta_1, c1, beta_2, c2, lr_t, eps_t, p, m, v)

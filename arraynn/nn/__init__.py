@@ -1,0 +1,22 @@
+"""The network, its parameter layout, initializers, optimizers and the epoch loop.
+
+Array API code only: nothing here names an array library (initial weights are drawn
+on the host with NumPy's generator, the one place randomness comes from).
+"""
+
+from .initializers import INITIALIZERS, draw_weights
+from .loop import EpochRecord, Trainer, TrainingDivergedError
+from .mlp import MLP, ParamLayout
+from .optimizers import (
+    OPTIMIZERS,
+    SCHEDULES,
+    SGD,
+    Adam,
+    Momentum,
+    learning_rate_at,
+    make_optimizer,
+)
+
+__all__ = ["INITIALIZERS", "OPTIMIZERS", "SCHEDULES", "SGD", "Adam", "EpochRecord", "MLP",
+           "Momentum", "ParamLayout", "Trainer", "TrainingDivergedError", "draw_weights",
+           "learning_rate_at", "make_optimizer"]

@@ -1,0 +1,131 @@
+"""The epoch loop: loader -> steps -> loss -> divergence / out-of-memory -> callback.
+
+:class:`Trainer` holds what does not change during a fit (the network, the
+optimizer, the penalties, the learning-rate schedule, the backend) and runs epochs
+over a :class:`arraynn.data.DataLoader`: per minibatch it builds the one-hot targets
+on the device and runs the training step (the backend's compiled step when it has
+one, e.g. JAX's ``jax.jit``; else :meth:`MLP.train_step`); per epoch it copies the
+summed loss to the host once, checks it, and hands the epoch's record to a callback.
+Nothing else goes back to the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..backends import DeviceMemoryError, is_out_of_memory
+
+__all__ = ["EpochRecord", "Trainer", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    """What one finished epoch reports."""
+
+    #: 1-based number of the epoch just finished.
+    epoch: int
+    #: Mean loss per sample: data loss plus the penalty, counted once per minibatch.
+    loss: float
+    seconds: float
+    learning_rate: float
+    #: The flat parameters and the optimizer state after the epoch.
+    params: Any
+    state: dict[str, Any]
+
+
+class Trainer:
+    """Runs training epochs of one network with one optimizer on one backend.
+
+    Parameters
+    ----------
+    mlp : MLP
+    optimizer : SGD, Momentum or Adam
+    backend : Backend
+    l1, l2 : float
+        Penalties; their gradient is added to every minibatch's summed gradient.
+    learning_rate_at : callable
+        ``learning_rate_at(epoch)`` for a 0-based epoch number.
+    """
+
+    def __init__(self, mlp: Any, optimizer: Any, backend: Any, *, l1: float, l2: float,
+                 learning_rate_at: Callable[[int], float]) -> None:
+        self.mlp, self.optimizer, self.backend = mlp, optimizer, backend
+        self.l1, self.l2 = float(l1), float(l2)
+        self.learning_rate_at = learning_rate_at
+        self.step = backend.compiled_step(mlp, optimizer, self.l1, self.l2)
+
+    def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
+            end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
+        """Train epochs ``first_epoch .. end_epoch - 1`` (0-based); returns the final
+        ``(params, state)``.
+
+        ``on_epoch(record)`` is called after every epoch; returning ``True`` stops.
+
+        Raises
+        ------
+        TrainingDivergedError
+            The epoch's loss is NaN or infinite (the message names the learning rate).
+
+        Run it inside :meth:`memory_errors` to have out-of-memory errors explained.
+        """
+        for epoch in range(first_epoch, end_epoch):
+            start = time.perf_counter()
+            lr = self.learning_rate_at(epoch)
+            params, state, value = self._epoch(params, state, loader, epoch, lr)
+            if not math.isfinite(value):
+                raise TrainingDivergedError(
+                    f"the training loss became {value} in epoch {epoch + 1}; lower the "
+                    f"learning rate (this epoch used {lr:g}) or standardize the inputs")
+            record = EpochRecord(epoch + 1, value, time.perf_counter() - start, lr, params, state)
+            if on_epoch(record):
+                break
+        return params, state
+
+    def _epoch(self, params: Any, state: dict[str, Any], loader: Any, epoch: int,
+               lr: float) -> tuple[Any, dict[str, Any], float]:
+        mlp, l1, l2, dtype = self.mlp, self.l1, self.l2, self.backend.dtype
+        step = self.step
+        if step is None:  # the eager step; fast paths write the gradient into one buffer
+            step = functools.partial(mlp.train_step, grad_buffer=self.backend.xp.empty_like(params))
+        total = None
+        for Xb, yb in loader.epoch(epoch):
+            Yb = mlp.one_hot(yb, dtype)
+            params, state, loss = step(params, self.optimizer, state, Xb, Yb, lr, l1, l2)
+            total = loss if total is None else total + loss
+        if l1 or l2:
+            total = total + len(loader) * mlp.penalty(params, l1, l2)
+        value = self.backend.to_float(total) / loader.n_samples  # the epoch's one copy to the host
+        return params, state, value
+
+    @contextlib.contextmanager
+    def memory_errors(self, n_samples: int, batches: str) -> Iterator[None]:
+        """Turn any library's out-of-memory error raised inside the block (uploading
+        the data, training) into a :class:`DeviceMemoryError` that names the backend,
+        the batches (``batches``, e.g. ``"batch_size=128"``), the memory in use and
+        the fix."""
+        try:
+            yield
+        except DeviceMemoryError:
+            raise
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            be = self.backend
+            used = be.memory_in_use()
+            used_text = "unknown" if used is None else f"{used / 2**20:.0f} MiB"
+            raise DeviceMemoryError(
+                f"{be.name} on {be.device_name} ran out of memory training with {batches} on "
+                f"{n_samples} samples (device memory in use: {used_text}); use a smaller "
+                "batch_size (or more n_batches), a smaller network, or stream the data "
+                f"with arraynn.DataLoader(stream=True). [{type(exc).__name__}: {exc}]"
+            ) from exc

@@ -1,0 +1,217 @@
+"""A multilayer perceptron with hand-written backpropagation, in Array API code.
+
+Layout: samples are rows. Layer ``i`` maps ``a_i`` (``n_i`` columns) to
+``z_i = a_i @ W_i (+ b_i)`` with ``W_i`` of shape ``(n_i, n_{i+1})`` (scikit-learn's
+``coefs_`` layout). Hidden layers apply one activation; the last layer's logits go
+through the output layer.
+
+**One parameter buffer.** The parameters ``W_0, (b_0,) W_1, (b_1,) ...`` live in one
+contiguous 1-D array; :class:`ParamLayout` cuts it into a view per parameter (a
+slice, reshaped: a view on NumPy, CuPy, torch and array-api-strict; under JAX, whose
+arrays are immutable, the same slicing inside the compiled step). The gradient is one
+buffer of the same layout, and so is every optimizer buffer, so an update is one pass
+over one array, and data-parallel training has one buffer to all-reduce.
+
+No autograd of any library is used. Gradients are **summed** over the minibatch, as
+in the article; the penalty's gradient is added once per minibatch. The matrix
+products are written here; every other operation goes through the ops of the arrays'
+namespace (:mod:`arraynn.ops`), which may reuse the temporaries this code hands them
+but never the caller's arrays: ``X`` and ``Y`` are only read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from ..ops import ACTIVATIONS, OUTPUTS, Ops, ops_of
+from .initializers import INITIALIZERS, draw_weights
+
+__all__ = ["MLP", "ParamLayout"]
+
+
+class ParamLayout:
+    """Where each parameter sits in the flat buffer.
+
+    Parameters
+    ----------
+    shapes : sequence of tuple of int
+        The parameters' shapes, in buffer order.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, ...]]) -> None:
+        self.shapes = [tuple(int(d) for d in s) for s in shapes]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        #: Elements in the whole buffer.
+        self.size = sum(self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def views(self, flat: Any) -> list[Any]:
+        """One array per parameter, cut from ``flat`` (views where the library has them)."""
+        xp = array_namespace(flat)
+        return [xp.reshape(flat[o:o + n], s)
+                for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
+
+    def pack(self, arrays: Sequence[Any]) -> Any:
+        """The flat buffer holding ``arrays`` (one per parameter, in order)."""
+        got = [tuple(a.shape) for a in arrays]
+        if got != self.shapes:
+            raise ValueError(f"parameter shapes {got} do not match the layout {self.shapes}")
+        xp = array_namespace(*arrays)
+        return xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+
+
+class MLP:
+    """The shape of a network; its parameters (one flat buffer) are kept outside it.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_features, hidden_1, ..., n_outputs)``; at least two entries.
+    activation : {"sigmoid", "tanh", "relu"}
+        The hidden layers' activation.
+    output : {"sigmoid", "softmax"}
+        The output layer (see :mod:`arraynn.ops.generic`).
+    bias : bool
+        Whether layers have bias vectors (the article's network has none).
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], activation: str = "sigmoid",
+                 output: str = "sigmoid", bias: bool = False) -> None:
+        sizes = tuple(int(s) for s in layer_sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"layer_sizes must have >= 2 positive entries, got {layer_sizes!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUTS)}")
+        self.layer_sizes = sizes
+        self.activation = activation
+        self.output = output
+        self.bias = bool(bias)
+        shapes: list[tuple[int, ...]] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            shapes.append((fan_in, fan_out))
+            if self.bias:
+                shapes.append((fan_out,))
+        #: The parameter layout of the flat buffer.
+        self.layout = ParamLayout(shapes)
+
+    def __repr__(self) -> str:
+        return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
+                f"output={self.output!r}, bias={self.bias})")
+
+    @property
+    def n_layers(self) -> int:
+        """The number of weight matrices."""
+        return len(self.layer_sizes) - 1
+
+    def _weight_index(self, i: int) -> int:
+        return 2 * i if self.bias else i
+
+    def weights(self, params: Any) -> list[Any]:
+        """The weight matrices (views of the flat buffer ``params``)."""
+        views = self.layout.views(params)
+        return [views[self._weight_index(i)] for i in range(self.n_layers)]
+
+    def biases(self, params: Any) -> list[Any]:
+        """The bias vectors (views; an empty list without biases)."""
+        if not self.bias:
+            return []
+        views = self.layout.views(params)
+        return [views[2 * i + 1] for i in range(self.n_layers)]
+
+    # ---- parameters -------------------------------------------------------------
+    def init_params(self, backend: Any, rng: Any, init: str = "uniform") -> Any:
+        """Draw the weights on the host with ``rng`` (biases start at zero) and copy
+        the whole flat buffer to ``backend`` in one transfer."""
+        if init not in INITIALIZERS:
+            raise ValueError(f"unknown init {init!r}; choose one of {list(INITIALIZERS)}")
+        import numpy as np  # host-side randomness only
+
+        host = np.zeros(self.layout.size, dtype=np.float64)
+        for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            k = self._weight_index(i)
+            o, n = self.layout.offsets[k], self.layout.sizes[k]
+            host[o:o + n] = draw_weights(rng, fan_in, fan_out, init).reshape(-1)
+        return backend.asarray(host)
+
+    # ---- computation ------------------------------------------------------------
+    def _forward(self, ops: Ops, views: list[Any], X: Any) -> tuple[Any, list[Any]]:
+        inputs = []
+        a = X
+        last = self.n_layers - 1
+        for i in range(self.n_layers):
+            inputs.append(a)
+            k = self._weight_index(i)
+            z = a @ views[k]
+            if self.bias:
+                z = ops.add_bias(z, views[k + 1])
+            a = ops.activate(self.activation, z) if i < last else z
+        return a, inputs
+
+    def forward(self, params: Any, X: Any) -> Any:
+        """The logits of ``X``."""
+        z, _ = self._forward(ops_of(X), self.layout.views(params), X)
+        return z
+
+    def predict_proba(self, params: Any, X: Any) -> Any:
+        """The output layer's probabilities for ``X``."""
+        ops = ops_of(X)
+        z, _ = self._forward(ops, self.layout.views(params), X)
+        return ops.probabilities(self.output, z)
+
+    def penalty(self, params: Any, l1: float, l2: float) -> Any:
+        """The L1/L2 penalty of the weights (0-d array)."""
+        return ops_of(params).penalty(self.weights(params), l1, l2)
+
+    def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
+                      grad_buffer: Any = None) -> tuple[Any, Any]:
+        """The summed data loss of ``(X, Y)`` (0-d) and the flat gradient of the loss
+        plus the penalty.
+
+        ``Y`` is one-hot, in ``X``'s float dtype. ``grad_buffer``, a flat array the
+        caller owns, is where fast paths write the gradient (and then return it);
+        without it, or on the generic path, the gradient is a new array.
+        """
+        ops = ops_of(X)
+        views = self.layout.views(params)
+        z, inputs = self._forward(ops, views, X)
+        loss, delta = ops.loss_and_delta(self.output, z, Y)
+        out = None if grad_buffer is None else self.layout.views(grad_buffer)
+        grads: list[Any] = [None] * len(views)
+        penalized = bool(l1 or l2)
+        for i in range(self.n_layers - 1, -1, -1):
+            k = self._weight_index(i)
+            W = views[k]
+            g = ops.weight_grad(inputs[i], delta, None if out is None else out[k])
+            grads[k] = ops.penalize(W, g, l1, l2) if penalized else g
+            if self.bias:
+                grads[k + 1] = ops.bias_grad(delta, None if out is None else out[k + 1])
+            if i > 0:
+                delta = ops.activate_grad(self.activation, inputs[i], delta @ W.T)
+        return loss, ops.pack(grads, out, grad_buffer)
+
+    def train_step(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
+                   learning_rate: Any, l1: float = 0.0, l2: float = 0.0,
+                   grad_buffer: Any = None) -> tuple[Any, dict[str, Any], Any]:
+        """One minibatch: forward, backward, update.
+
+        Returns ``(params, state, loss)``: the updated flat parameters (the same buffer,
+        updated in place, where the library allows), the optimizer state and the
+        summed data loss of the batch as a 0-d device array (nothing is copied to the
+        host).
+        """
+        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer)
+        params, state = optimizer.update(params, grads, state, learning_rate)
+        return params, state, loss
+
+    def one_hot(self, labels: Any, dtype: Any) -> Any:
+        """One-hot rows of the output layer's width for integer ``labels``."""
+        return ops_of(labels).one_hot(labels, self.layer_sizes[-1], dtype)

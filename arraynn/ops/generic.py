@@ -1,0 +1,227 @@
+"""A training step's elementwise work, written once in Array API code.
+
+Everything a step does besides the matrix products lives here: the hidden
+activations and their derivatives, the output layer's loss and error term, the
+L1/L2 penalty, one-hot targets, the bias and weight gradients' bookkeeping, and the
+optimizers' elementwise updates. :class:`Ops` is the generic implementation: every
+backend without a fast path runs it, and the tests run it on every backend as the
+reference. Fast paths (:mod:`arraynn.ops.numpy`, :mod:`arraynn.ops.cupy`) subclass it
+and override what they can do better; :func:`arraynn.ops.ops_for` picks one.
+
+The contract every implementation keeps:
+
+* Operations *return* their results. An argument documented as "consumed" may be
+  overwritten and used as the result's storage; the caller passes an array it owns
+  (a temporary it made, or a buffer it updates) and does not read the old value
+  afterwards. The generic path overwrites only through augmented assignment
+  (``m *= beta``), which rebinds immutable arrays (JAX), so they work unchanged.
+* ``out=`` arguments are a *hint*: a fast path may write the result there and return
+  ``out`` itself; the generic path returns a new array. Callers use the returned
+  array, and can tell by identity whether it landed in ``out``.
+* Hyperparameters are Python floats (or, inside a compiled JAX step, 0-d arrays of the
+  parameters' dtype), never NumPy scalars, so float32 stays float32.
+
+The math, for reference:
+
+========  ======================  ==========================
+name      f(z)                    f'(z) from a = f(z)
+========  ======================  ==========================
+sigmoid   0.5 * tanh(z / 2) + 0.5  a * (1 - a)
+tanh      tanh(z)                 1 - a**2
+relu      max(z, 0)               1 where a > 0, else 0
+========  ======================  ==========================
+
+The sigmoid is the logistic function written so that it never overflows (the
+article's ``1 / (1 + exp(-z))`` does on raw 0-255 pixels). The two output layers
+pair with the cross-entropy whose gradient with respect to the logits is ``p - y``:
+``"sigmoid"`` (the article's: independent sigmoids, binary cross-entropy summed over
+classes, ``softplus(z) - y * z``) and ``"softmax"`` (categorical cross-entropy, by
+log-sum-exp). The penalty on a weight matrix is ``l1 * sum|w| + l2 / 2 * sum w**2``;
+its subgradient ``l1 * sign(w) + l2 * w`` (the article added ``l1 * w``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+__all__ = ["ACTIVATIONS", "OUTPUTS", "Ops", "log_softmax", "softmax", "softplus"]
+
+#: Hidden-layer activations.
+ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
+#: Output layers.
+OUTPUTS: tuple[str, ...] = ("sigmoid", "softmax")
+
+
+def _unknown(kind: str, name: str, choices: tuple[str, ...]) -> ValueError:
+    return ValueError(f"unknown {kind} {name!r}; choose one of {list(choices)}")
+
+
+def softmax(z: Any, xp: Any) -> Any:
+    """Row-wise softmax of a 2-D array, shifted by the row maximum (no overflow)."""
+    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return e / xp.sum(e, axis=1, keepdims=True)
+
+
+def log_softmax(z: Any, xp: Any) -> Any:
+    """Row-wise ``log(softmax(z))`` by the log-sum-exp trick."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def softplus(z: Any, xp: Any) -> Any:
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+class Ops:
+    """The generic Array API implementation of a training step's elementwise work.
+
+    Parameters
+    ----------
+    xp : namespace
+        The Array API namespace of the arrays it will see.
+    """
+
+    name = "generic"
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({getattr(self.xp, '__name__', self.xp)!s})"
+
+    # ---- hidden layers --------------------------------------------------------------
+    def activate(self, name: str, z: Any) -> Any:
+        """The hidden activation ``name`` of ``z`` (consumed)."""
+        xp = self.xp
+        if name == "sigmoid":
+            return 0.5 * xp.tanh(0.5 * z) + 0.5
+        if name == "tanh":
+            return xp.tanh(z)
+        if name == "relu":
+            return xp.maximum(z, 0.0)
+        raise _unknown("activation", name, ACTIVATIONS)
+
+    def activate_grad(self, name: str, a: Any, g: Any) -> Any:
+        """``g * f'(z)`` given the activation's output ``a``; ``g`` is consumed."""
+        if name == "sigmoid":
+            return g * (a * (1.0 - a))
+        if name == "tanh":
+            return g * (1.0 - a * a)
+        if name == "relu":  # the subgradient at 0 is 0
+            return self.xp.where(a > 0.0, g, 0.0)
+        raise _unknown("activation", name, ACTIVATIONS)
+
+    def add_bias(self, z: Any, b: Any) -> Any:
+        """``z + b`` (``b`` broadcast over rows); ``z`` is consumed."""
+        return z + b
+
+    # ---- gradients ------------------------------------------------------------------
+    def weight_grad(self, a: Any, delta: Any, out: Any = None) -> Any:
+        """``a.T @ delta``, the weight gradient summed over the minibatch."""
+        return a.T @ delta
+
+    def bias_grad(self, delta: Any, out: Any = None) -> Any:
+        """The bias gradient: ``delta`` summed over the minibatch (rows)."""
+        return self.xp.sum(delta, axis=0)
+
+    def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
+        """``g`` plus the L1/L2 subgradient at ``w``; ``g`` is consumed."""
+        if l2:
+            g = g + l2 * w
+        if l1:
+            g = g + l1 * self.xp.sign(w)
+        return g
+
+    def pack(self, grads: list[Any], out: list[Any] | None, flat: Any) -> Any:
+        """The per-parameter ``grads`` as one flat buffer.
+
+        ``out`` are the views of ``flat`` the gradients were asked to land in (see
+        :meth:`weight_grad`); when every gradient did, ``flat`` is already the result.
+        """
+        if out is not None and all(g is o for g, o in zip(grads, out)):
+            return flat
+        xp = self.xp
+        return xp.concat([xp.reshape(g, (-1,)) for g in grads])
+
+    def penalty(self, weights: list[Any], l1: float, l2: float) -> Any:
+        """``sum over w of l1*|w|_1 + l2/2*|w|_2^2`` as a 0-d array."""
+        xp = self.xp
+        w0 = weights[0]
+        total = xp.zeros((), dtype=w0.dtype, device=array_api_compat.device(w0))
+        for w in weights:
+            if l1:
+                total = total + l1 * xp.sum(xp.abs(w))
+            if l2:
+                total = total + (0.5 * l2) * xp.sum(w * w)
+        return total
+
+    # ---- output layer ---------------------------------------------------------------
+    def probabilities(self, output: str, z: Any) -> Any:
+        """The output layer's activation of the logits ``z``. ``z`` is not changed."""
+        if output == "softmax":
+            return softmax(z, self.xp)
+        if output == "sigmoid":
+            return self.activate("sigmoid", z)
+        raise _unknown("output", output, OUTPUTS)
+
+    def loss_and_delta(self, output: str, z: Any, y: Any) -> tuple[Any, Any]:
+        """The summed cross-entropy of logits ``z`` against one-hot ``y`` (0-d) and the
+        error term ``p - y``, sharing the exponentials. ``z`` is not changed."""
+        xp = self.xp
+        if output == "softmax":
+            shifted = z - xp.max(z, axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            s = xp.sum(e, axis=1, keepdims=True)
+            loss = -xp.sum(y * (shifted - xp.log(s)))
+            return loss, e / s - y
+        if output == "sigmoid":
+            # -[y log s(z) + (1-y) log(1 - s(z))] = softplus(z) - y z
+            loss = xp.sum(softplus(z, xp) - y * z)
+            return loss, self.activate("sigmoid", z) - y
+        raise _unknown("output", output, OUTPUTS)
+
+    def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
+        """One-hot rows for integer ``labels`` (on their device), in ``dtype``."""
+        xp = self.xp
+        classes = xp.arange(n_classes, dtype=labels.dtype, device=array_api_compat.device(labels))
+        return xp.astype(labels[:, None] == classes[None, :], dtype)
+
+    # ---- optimizer updates: whole buffers; p, m, v are consumed, g is only read ------
+    # Written with augmented assignment: in place where the library allows it, a
+    # rebinding for immutable arrays (JAX), so the same code serves both.
+    def sgd(self, p: Any, g: Any, lr: Any) -> Any:
+        """``p - lr * g``."""
+        p -= lr * g
+        return p
+
+    def momentum(self, p: Any, g: Any, v: Any, lr: Any, mu: float,
+                 nesterov: bool) -> tuple[Any, Any]:
+        """Classical momentum ``v = mu*v - lr*g; p += v``, or Nesterov's
+        ``p += mu*v - lr*g`` with the new ``v``. Returns ``(p, v)``."""
+        v *= mu
+        v -= lr * g
+        if nesterov:
+            p += mu * v - lr * g
+        else:
+            p += v
+        return p, v
+
+    def adam(self, p: Any, g: Any, m: Any, v: Any, lr_t: Any, beta_1: float, beta_2: float,
+             eps_t: Any) -> tuple[Any, Any, Any]:
+        """One Adam step with the bias correction folded into ``lr_t`` and ``eps_t``::
+
+            m = beta_1 * m + (1 - beta_1) * g
+            v = beta_2 * v + (1 - beta_2) * g * g
+            p = p - lr_t * m / (sqrt(v) + eps_t)
+
+        Returns ``(p, m, v)``.
+        """
+        m *= beta_1
+        m += (1.0 - beta_1) * g
+        v *= beta_2
+        v += (1.0 - beta_2) * (g * g)
+        p -= lr_t * (m / (self.xp.sqrt(v) + eps_t))
+        return p, m, v

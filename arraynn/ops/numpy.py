@@ -1,0 +1,172 @@
+"""NumPy's fast path: :class:`arraynn.ops.generic.Ops` with in-place ufuncs.
+
+The same operations in the same order as the generic code, so the same values bit
+for bit (the ReLU derivative multiplies by the mask, which differs from the generic
+``where`` only for a non-finite gradient), but written with in-place ufuncs and
+``out=`` so that a step allocates almost nothing and makes fewer passes over memory:
+the weight and bias gradients land directly in the flat gradient buffer, and an
+optimizer update is a handful of calls over the whole parameter buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from .generic import Ops
+
+__all__ = ["NumpyOps"]
+
+
+class NumpyOps(Ops):
+    """NumPy's fast path, bit-for-bit equal to :class:`Ops`.
+
+    Scratch arrays are kept per thread, shape and dtype, so a step allocates only the
+    arrays it returns.
+    """
+
+    name = "numpy"
+
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        self._local = threading.local()
+        self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
+
+    def _scratch(self, like: Any, slot: int = 0) -> np.ndarray:
+        """A per-thread scratch array of ``like``'s shape and dtype."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        key = (like.shape, like.dtype, slot)
+        buf = bufs.get(key)
+        if buf is None:
+            buf = bufs[key] = np.empty(like.shape, like.dtype)
+        return buf
+
+    # ---- hidden layers --------------------------------------------------------------
+    def activate(self, name: str, z: Any) -> Any:
+        if name == "relu":
+            # z * (z > 0): twice as fast as NumPy's maximum (which checks for NaN) and
+            # equal to maximum(z, 0) except that -0.0 stays -0.0 and -inf becomes NaN
+            z *= z > 0.0
+            return z
+        if name == "sigmoid":  # 0.5 * tanh(0.5 * z) + 0.5, in place
+            z *= 0.5
+            np.tanh(z, out=z)
+            z *= 0.5
+            z += 0.5
+            return z
+        if name == "tanh":
+            return np.tanh(z, out=z)
+        return super().activate(name, z)
+
+    def activate_grad(self, name: str, a: Any, g: Any) -> Any:
+        if name == "relu":
+            # g * (a > 0): the generic where(a > 0, g, 0) for every finite g, ten times
+            # faster (NumPy's masked copies and where() do not vectorize)
+            g *= a > 0.0
+            return g
+        if name == "sigmoid":  # g * (a * (1 - a))
+            t = np.subtract(1.0, a, out=self._scratch(a))
+            t *= a
+            g *= t
+            return g
+        if name == "tanh":  # g * (1 - a * a)
+            t = np.multiply(a, a, out=self._scratch(a))
+            np.subtract(1.0, t, out=t)
+            g *= t
+            return g
+        return super().activate_grad(name, a, g)
+
+    def add_bias(self, z: Any, b: Any) -> Any:
+        z += b
+        return z
+
+    # ---- gradients ------------------------------------------------------------------
+    def weight_grad(self, a: Any, delta: Any, out: Any = None) -> Any:
+        if out is None:
+            return a.T @ delta
+        return np.matmul(a.T, delta, out=out)
+
+    def bias_grad(self, delta: Any, out: Any = None) -> Any:
+        return np.sum(delta, axis=0, out=out)
+
+    def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
+        if l2:
+            g += np.multiply(w, l2, out=self._scratch(w))
+        if l1:
+            t = np.sign(w, out=self._scratch(w))
+            t *= l1
+            g += t
+        return g
+
+    # ---- output layer ---------------------------------------------------------------
+    def loss_and_delta(self, output: str, z: Any, y: Any) -> tuple[Any, Any]:
+        if output == "softmax":
+            shifted = z - z.max(axis=1, keepdims=True)
+            e = np.exp(shifted)
+            s = e.sum(axis=1, keepdims=True)
+            shifted -= np.log(s)
+            shifted *= y
+            loss = -shifted.sum()
+            e /= s
+            e -= y
+            return loss, e
+        if output == "sigmoid":
+            # loss = sum(softplus(z) - y * z), softplus(z) = max(z, 0) + log1p(exp(-|z|))
+            t = np.abs(z)
+            np.negative(t, out=t)
+            np.exp(t, out=t)
+            np.log1p(t, out=t)
+            t += np.maximum(z, 0.0)
+            t -= y * z
+            loss = t.sum()
+            delta = self.activate("sigmoid", z.copy())
+            delta -= y
+            return loss, delta
+        return super().loss_and_delta(output, z, y)
+
+    def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
+        # rows of a cached identity matrix: one gather instead of compare-and-convert
+        key = (n_classes, np.dtype(dtype))
+        eye = self._eyes.get(key)
+        if eye is None:
+            eye = self._eyes[key] = np.eye(n_classes, dtype=dtype)
+        return eye.take(labels, axis=0)
+
+    # ---- optimizer updates, in place on the whole buffers -----------------------------
+    def sgd(self, p: Any, g: Any, lr: Any) -> Any:
+        p -= np.multiply(g, lr, out=self._scratch(g))
+        return p
+
+    def momentum(self, p: Any, g: Any, v: Any, lr: Any, mu: float,
+                 nesterov: bool) -> tuple[Any, Any]:
+        lr_g = np.multiply(g, lr, out=self._scratch(g))
+        v *= mu
+        v -= lr_g
+        if nesterov:
+            t = np.multiply(v, mu, out=self._scratch(v, 1))
+            t -= lr_g
+            p += t
+        else:
+            p += v
+        return p, v
+
+    def adam(self, p: Any, g: Any, m: Any, v: Any, lr_t: Any, beta_1: float, beta_2: float,
+             eps_t: Any) -> tuple[Any, Any, Any]:
+        c1, c2 = 1.0 - beta_1, 1.0 - beta_2
+        t = np.multiply(g, g, out=self._scratch(g))
+        t *= c2
+        v *= beta_2
+        v += t
+        np.multiply(g, c1, out=t)
+        m *= beta_1
+        m += t
+        np.sqrt(v, out=t)
+        t += eps_t
+        np.divide(m, t, out=t)
+        t *= lr_t
+        p -= t
+        return p, m, v

@@ -1,0 +1,293 @@
+"""The ops seam: the generic Array API ops on every backend against the definitions,
+and NumPy's fast path equal to them (bit for bit on NumPy, to float32 rounding against
+other backends)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import arraynn
+from arraynn import ops as ops_module
+from arraynn.nn import MLP, make_optimizer
+from arraynn.ops import ACTIVATIONS, Ops, ops_for, ops_of
+from arraynn.ops.numpy import NumpyOps
+
+NP = arraynn.get_backend("numpy")
+FAST = NumpyOps(NP.xp)
+GENERIC_NP = Ops(NP.xp)
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on():
+    ops_module.set_fast_paths(True)
+    yield
+    ops_module.set_fast_paths(True)
+
+
+def _host(rng, *shape, scale=1.0):
+    return (scale * rng.normal(size=shape)).astype(np.float32)
+
+
+def _close(be, got, want, rtol=2e-6, atol=1e-6):
+    np.testing.assert_allclose(be.to_numpy(got), want, rtol=rtol, atol=atol)
+
+
+# --- the definitions, written independently with NumPy in float64 ----------------------
+
+def _act(name, z):
+    z = z.astype(np.float64)
+    return {"sigmoid": 1.0 / (1.0 + np.exp(-z)), "tanh": np.tanh(z), "relu": np.maximum(z, 0.0)}[name]
+
+
+def _act_grad(name, a, g):
+    return {"sigmoid": g * a * (1.0 - a), "tanh": g * (1.0 - a * a), "relu": g * (a > 0)}[name]
+
+
+def _proba(output, z):
+    z = z.astype(np.float64)
+    if output == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _cross_entropy(output, z, Y):
+    p = _proba(output, z)
+    if output == "sigmoid":
+        return -np.sum(Y * np.log(p) + (1 - Y) * np.log1p(-p))
+    return -np.sum(Y * np.log(p))
+
+
+# --- selection --------------------------------------------------------------------------
+
+def test_numpy_gets_its_fast_path_and_others_the_generic_ops(backend):
+    ops = ops_for(backend.xp)
+    library = arraynn.backends.library_of(backend.xp)
+    assert type(ops) is type(library.ops(backend.xp))
+    if backend.xp is NP.xp:
+        assert type(ops) is NumpyOps
+    assert ops_of(backend.asarray(np.zeros((2, 2)))) is ops
+
+
+def test_fast_paths_can_be_turned_off():
+    ops_module.set_fast_paths(False)
+    assert type(ops_for(NP.xp)) is Ops
+    assert type(ops_of(np.zeros(3, dtype=np.float32))) is Ops
+    ops_module.set_fast_paths(True)
+    assert type(ops_for(NP.xp)) is NumpyOps
+
+
+# --- the generic ops on every backend, against the definitions --------------------------
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_generic_activation_and_grad(backend, name):
+    rng = np.random.default_rng(0)
+    z, g = _host(rng, 7, 5, scale=2.0), _host(rng, 7, 5)
+    ops = Ops(backend.xp)
+    a = ops.activate(name, backend.asarray(z))
+    _close(backend, a, _act(name, z))
+    a_host = backend.to_numpy(a).astype(np.float64)
+    _close(backend, ops.activate_grad(name, a, backend.asarray(g)), _act_grad(name, a_host, g))
+    # and NumPy's fast path gives the same values from the same inputs
+    a_fast = FAST.activate(name, z.copy())
+    np.testing.assert_allclose(a_fast, backend.to_numpy(a), rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_generic_loss_and_delta(backend, output):
+    rng = np.random.default_rng(1)
+    z = _host(rng, 9, 4, scale=3.0)
+    Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=9)]
+    ops = Ops(backend.xp)
+    zd, Yd = backend.asarray(z), backend.asarray(Y)
+    loss, delta = ops.loss_and_delta(output, zd, Yd)
+    assert loss.shape == () and delta.shape == (9, 4)
+    _close(backend, loss, _cross_entropy(output, z, Y), rtol=1e-5)
+    _close(backend, delta, _proba(output, z) - Y)
+    _close(backend, ops.probabilities(output, zd), _proba(output, z))
+    _close(backend, zd, z, rtol=0, atol=0)  # the logits are left alone
+    f_loss, f_delta = FAST.loss_and_delta(output, z.copy(), Y)
+    np.testing.assert_allclose(f_loss, backend.to_float(loss), rtol=1e-5)
+    np.testing.assert_allclose(f_delta, backend.to_numpy(delta), rtol=2e-6, atol=1e-6)
+
+
+def test_generic_penalty_gradients_bias_and_one_hot(backend):
+    rng = np.random.default_rng(2)
+    w, g = _host(rng, 5, 3), _host(rng, 5, 3)
+    ops = Ops(backend.xp)
+    got = ops.penalize(backend.asarray(w), backend.asarray(g), 0.3, 0.7)
+    _close(backend, got, g + 0.7 * w + 0.3 * np.sign(w))
+    _close(backend, ops.penalty([backend.asarray(w)], 0.3, 0.7),
+           0.3 * np.abs(w).sum() + 0.35 * (w.astype(np.float64) ** 2).sum(), rtol=1e-5)
+    _close(backend, ops.add_bias(backend.asarray(g), backend.asarray(w[0])), g + w[0])
+    _close(backend, ops.bias_grad(backend.asarray(g)), g.sum(axis=0), rtol=1e-5)
+    a = _host(rng, 4, 5)
+    _close(backend, ops.weight_grad(backend.asarray(a), backend.asarray(g[:4])), a.T @ g[:4],
+           rtol=1e-5)
+    labels = backend.asarray(np.array([2, 0, 1, 2]), dtype=backend.index_dtype)
+    oh = ops.one_hot(labels, 3, backend.dtype)
+    assert oh.dtype == backend.dtype
+    _close(backend, oh, np.eye(3)[[2, 0, 1, 2]], rtol=0, atol=0)
+
+
+def test_pack_returns_the_buffer_only_when_every_gradient_landed_in_it(backend):
+    xp = backend.xp
+    flat = backend.asarray(np.arange(6.0))
+    views = [xp.reshape(flat[0:4], (2, 2)), flat[4:6]]
+    ops = Ops(xp)
+    assert ops.pack(views, views, flat) is flat
+    other = [backend.asarray(np.ones((2, 2))), views[1]]
+    _close(backend, ops.pack(other, views, flat), [1, 1, 1, 1, 4, 5], rtol=0, atol=0)
+
+
+def _buffers(rng, n=40):
+    p, g, m = _host(rng, n), _host(rng, n), 0.1 * _host(rng, n)
+    return p, g, m, np.abs(_host(rng, n))
+
+
+def test_generic_updates_on_every_backend_match_numpys_fast_path(backend):
+    rng = np.random.default_rng(3)
+    hp, hg, hm, hv = _buffers(rng)
+    ops = Ops(backend.xp)
+    # copies: on NumPy, asarray returns the host array itself
+    p, g, m, v = (backend.asarray(a.copy()) for a in (hp, hg, hm, hv))
+    p, m, v = ops.adam(p, g, m, v, 0.01, 0.9, 0.999, 1e-8)
+    fp, fg, fm, fv = (a.copy() for a in (hp, hg, hm, hv))
+    fp, fm, fv = FAST.adam(fp, fg, fm, fv, 0.01, 0.9, 0.999, 1e-8)
+    for got, want in zip((p, m, v), (fp, fm, fv)):
+        _close(backend, got, want)
+    p = ops.sgd(p, g, 0.05)
+    fp = FAST.sgd(fp, fg, 0.05)
+    _close(backend, p, fp)
+    for nesterov in (False, True):
+        p, v = ops.momentum(p, g, v, 0.05, 0.9, nesterov)
+        fp, fv = FAST.momentum(fp, fg, fv, 0.05, 0.9, nesterov)
+        _close(backend, p, fp)
+        _close(backend, v, fv)
+    _close(backend, g, hg, rtol=0, atol=0)  # gradients are only read
+
+
+# --- NumPy's fast path against the generic ops, bit for bit ------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_fast_activations_equal_generic_exactly(name, dtype):
+    rng = np.random.default_rng(4)
+    z = (3.0 * rng.normal(size=(33, 17))).astype(dtype)
+    g = rng.normal(size=(33, 17)).astype(dtype)
+    a = GENERIC_NP.activate(name, z)
+    a_fast = FAST.activate(name, z.copy())
+    np.testing.assert_array_equal(a_fast, a)
+    assert a_fast.dtype == dtype
+    want = GENERIC_NP.activate_grad(name, a, g)
+    a_before = a.copy()
+    got = FAST.activate_grad(name, a, g.copy())
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(a, a_before)  # only g is consumed
+
+
+def test_fast_relu_grad_is_zero_where_the_output_is_not_positive():
+    # (the fast path multiplies by the mask: equal to the generic where() for finite g)
+    a = np.array([[0.0, 1.0, np.nan, 2.0, -0.0]], dtype=np.float32)
+    g = np.array([[5.0, 6.0, 7.0, np.inf, -3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(FAST.activate_grad("relu", a, g.copy()),
+                                  GENERIC_NP.activate_grad("relu", a, g))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_fast_loss_and_delta_equal_generic_exactly(output, dtype):
+    rng = np.random.default_rng(5)
+    z = (4.0 * rng.normal(size=(50, 10))).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, size=50)]
+    z_before = z.copy()
+    loss, delta = FAST.loss_and_delta(output, z, Y)
+    ref_loss, ref_delta = GENERIC_NP.loss_and_delta(output, z, Y)
+    np.testing.assert_array_equal(z, z_before)
+    assert loss == ref_loss and loss.dtype == dtype
+    np.testing.assert_array_equal(delta, ref_delta)
+
+
+def test_fast_penalty_gradients_bias_and_one_hot_equal_generic_exactly():
+    rng = np.random.default_rng(6)
+    w, g = _host(rng, 20, 7), _host(rng, 20, 7)
+    for l1, l2 in [(0.0, 0.5), (0.3, 0.0), (0.2, 0.4)]:
+        np.testing.assert_array_equal(FAST.penalize(w, g.copy(), l1, l2),
+                                      GENERIC_NP.penalize(w, g, l1, l2))
+    np.testing.assert_array_equal(FAST.add_bias(g.copy(), w[0]), GENERIC_NP.add_bias(g, w[0]))
+    out = np.empty(7, np.float32)
+    assert FAST.bias_grad(g, out) is out
+    np.testing.assert_array_equal(out, GENERIC_NP.bias_grad(g))
+    a = _host(rng, 20, 5)
+    out = np.empty((5, 7), np.float32)
+    assert FAST.weight_grad(a, g, out) is out
+    np.testing.assert_array_equal(out, GENERIC_NP.weight_grad(a, g))
+    labels = np.array([3, 0, 6, 6, 1])
+    oh = FAST.one_hot(labels, 7, np.float32)
+    np.testing.assert_array_equal(oh, GENERIC_NP.one_hot(labels, 7, np.float32))
+    assert oh.dtype == np.float32
+
+
+def test_fast_updates_equal_generic_exactly_and_work_in_place():
+    rng = np.random.default_rng(7)
+    bufs = _buffers(rng)
+    copies = [a.copy() for a in bufs]
+    p, g, m, v = bufs
+    fp, fg, fm, fv = copies
+    for step in range(3):
+        p, m, v = GENERIC_NP.adam(p, g, m, v, 0.01 / (step + 1), 0.9, 0.999, 1e-8)
+        out = FAST.adam(fp, fg, fm, fv, 0.01 / (step + 1), 0.9, 0.999, 1e-8)
+        assert all(a is b for a, b in zip(out, (fp, fm, fv)))  # in place
+    for want, got in zip((p, g, m, v), (fp, fg, fm, fv)):
+        np.testing.assert_array_equal(got, want)
+    p = GENERIC_NP.sgd(p, g, 0.1)
+    assert FAST.sgd(fp, fg, 0.1) is fp
+    np.testing.assert_array_equal(fp, p)
+    for nesterov in (False, True):
+        p, v = GENERIC_NP.momentum(p, g, v, 0.1, 0.8, nesterov)
+        fp, fv = FAST.momentum(fp, fg, fv, 0.1, 0.8, nesterov)
+        np.testing.assert_array_equal(fp, p)
+        np.testing.assert_array_equal(fv, v)
+
+
+CONFIGS = {
+    "seed": dict(sizes=(12, 5, 3), activation="sigmoid", output="sigmoid", bias=False,
+                 optimizer="sgd", init="uniform", l1=0.0, l2=0.5),
+    "modern": dict(sizes=(12, 8, 6, 3), activation="relu", output="softmax", bias=True,
+                   optimizer="adam", init="he", l1=0.0, l2=0.0),
+    "tanh-l1": dict(sizes=(12, 6, 3), activation="tanh", output="softmax", bias=True,
+                    optimizer="momentum", init="glorot", l1=0.1, l2=0.2),
+}
+
+
+def _train(cfg, fast, steps=5):
+    ops_module.set_fast_paths(fast)
+    rng = np.random.default_rng(8)
+    mlp = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"], bias=cfg["bias"])
+    params = mlp.init_params(NP, rng, cfg["init"])
+    opt = make_optimizer(cfg["optimizer"])
+    state = opt.init(params)
+    grad_buffer = np.empty_like(params)
+    X = rng.normal(size=(steps, 16, cfg["sizes"][0])).astype(np.float32)
+    labels = rng.integers(0, cfg["sizes"][-1], size=(steps, 16))
+    losses = []
+    for s in range(steps):
+        Y = mlp.one_hot(labels[s], NP.dtype)
+        params, state, loss = mlp.train_step(params, opt, state, X[s], Y, 0.01, cfg["l1"],
+                                             cfg["l2"], grad_buffer=grad_buffer)
+        losses.append(float(loss))
+    Y0 = mlp.one_hot(labels[0], NP.dtype)
+    _, grads = mlp.loss_and_grad(params, X[0], Y0, cfg["l1"], cfg["l2"], grad_buffer)
+    return params, losses, grads.copy(), [a.copy() for a in X]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_training_steps_with_the_fast_path_equal_the_generic_path_exactly(name):
+    fast_params, fast_losses, fast_grads, X_fast = _train(CONFIGS[name], True)
+    params, losses, grads, X = _train(CONFIGS[name], False)
+    assert fast_losses == losses
+    np.testing.assert_array_equal(fast_params, params)
+    np.testing.assert_array_equal(fast_grads, grads)
+    for a, b in zip(X_fast, X):  # the inputs are never written
+        np.testing.assert_array_equal(a, b)
