@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import model_io
-from .backends import Backend, backend_for, get_backend, to_host
+from ._validation import check_array, encode_labels, encode_with, labels_to_host
+from .backends import Backend, backend_for, get_backend
 from .data.loader import DataLoader
 from .model_io import ModelFileError
 from .nn import (
@@ -282,35 +283,6 @@ class NNClassifier:
             return backend_for(X, dtype=self.dtype)
         return get_backend(self.backend, self.device, self.dtype)
 
-    def _check_X(self, X: Any, what: str = "X") -> Any:
-        """Shape and finiteness checks, before any work; returns X (lists -> NumPy)."""
-        if isinstance(X, (list, tuple)):
-            X = np.asarray(X)
-        shape = getattr(X, "shape", None)
-        if shape is None:
-            raise TypeError(f"{what} must be an array, got {type(X).__name__}")
-        if len(shape) != 2:
-            raise ValueError(
-                f"{what} must be 2-D (n_samples, n_features), got shape {tuple(shape)}; "
-                "reshape a single sample with X.reshape(1, -1) and images with X.reshape(len(X), -1)"
-            )
-        if shape[0] == 0:
-            raise ValueError(f"{what} is empty (0 samples); at least one sample is needed")
-        if shape[1] == 0:
-            raise ValueError(f"{what} has 0 features")
-        if isinstance(X, np.ndarray):
-            if X.dtype.kind not in "biuf":
-                raise TypeError(f"{what} must be numeric, got dtype {X.dtype}")
-            if X.dtype.kind == "f" and not np.isfinite(X).all():
-                raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
-        else:
-            import array_api_compat as aac
-
-            xp = aac.array_namespace(X)
-            if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
-                raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
-        return X
-
     # ------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------
@@ -336,8 +308,8 @@ class NNClassifier:
         self
         """
         self._check_params()
-        X = self._check_X(X)
-        y_idx, classes = self._encode_labels(X, y)
+        X = check_array(X)
+        y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
         resume = self.warm_start and hasattr(self, "_params")
         if resume:
             if X.shape[1] != self.n_features_in_:
@@ -359,10 +331,10 @@ class NNClassifier:
         unless ``n_classes`` is set or ``y`` already holds every class.
         """
         self._check_params()
-        X = self._check_X(X)
+        X = check_array(X)
         if not hasattr(self, "_params"):
             if classes is None and self.n_classes is None:
-                _, classes = self._encode_labels(X, y)
+                _, classes = encode_labels(y, X.shape[0], self.n_classes)
             elif classes is not None:
                 classes = np.unique(np.asarray(classes))
                 if classes.size < 2:
@@ -373,7 +345,7 @@ class NNClassifier:
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
-        y_idx = self._encode_with(y, self.classes_, len(X))
+        y_idx = encode_with(y, self.classes_, len(X))
         self._train(X, y_idx, self.n_iter_ + 1, None)
         return self
 
@@ -421,45 +393,6 @@ class NNClassifier:
             sizes = dict(n_batches=min(int(self.n_batches), X.shape[0]))
         return DataLoader(X, y_idx, backend=self.backend_, shuffle=shuffle, seed=self.random_seed_,
                           **sizes)
-
-    def _encode_labels(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        y_host = _labels_to_host(y)
-        if y_host.ndim != 1:
-            if y_host.ndim == 2 and y_host.shape[1] == 1:
-                raise ValueError("y must be 1-D (n_samples,), got a column vector; use y.ravel()")
-            raise ValueError(f"y must be 1-D (n_samples,), got shape {y_host.shape}")
-        if len(y_host) != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {len(y_host)}; they must match")
-        if y_host.dtype.kind == "f" and not np.isfinite(y_host).all():
-            raise ValueError("y contains NaN or infinity")
-        present = np.unique(y_host)
-        if present.size < 2:
-            raise ValueError(
-                f"y holds a single class ({present[0]!r}); a classifier needs at least two"
-            )
-        if self.n_classes is not None:
-            if y_host.dtype.kind not in "iu" or present.min() < 0 or present.max() >= self.n_classes:
-                raise ValueError(
-                    f"with n_classes={self.n_classes}, labels must be integers 0..{self.n_classes - 1}; "
-                    f"got values from {present.min()!r} to {present.max()!r} (omit n_classes to "
-                    "infer the classes from y)"
-                )
-            classes = np.arange(self.n_classes, dtype=y_host.dtype)
-        else:
-            classes = present
-        return self._encode_with(y_host, classes, X.shape[0]), classes
-
-    @staticmethod
-    def _encode_with(y: Any, classes: np.ndarray, n: int) -> np.ndarray:
-        y_host = _labels_to_host(y)
-        if y_host.ndim != 1 or len(y_host) != n:
-            raise ValueError(f"y must be 1-D with {n} entries, got shape {y_host.shape}")
-        idx = np.searchsorted(classes, y_host)
-        idx = np.clip(idx, 0, len(classes) - 1)
-        unknown = classes[idx] != y_host
-        if unknown.any():
-            raise ValueError(f"y holds labels not seen in the first fit: {np.unique(y_host[unknown])[:5]!r}")
-        return idx.astype(np.int64)
 
     def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend) -> None:
         if self.n_features is not None and n_features != self.n_features:
@@ -513,7 +446,7 @@ class NNClassifier:
     # ------------------------------------------------------------------------------
     def _check_predict_X(self, X: Any) -> Any:
         self._check_is_fitted()
-        X = self._check_X(X)
+        X = check_array(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but this NNClassifier was fitted with "
@@ -563,7 +496,7 @@ class NNClassifier:
     def score(self, X: Any, y: Any) -> float:
         """Mean accuracy of ``predict(X)`` against ``y``."""
         X = self._check_predict_X(X)
-        y_host = _labels_to_host(y)
+        y_host = labels_to_host(y)
         if y_host.shape != (X.shape[0],):
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {y_host.shape}")
         be, xp = self.backend_, self.backend_.xp
@@ -588,39 +521,11 @@ class NNClassifier:
         The file holds the parameters, the optimizer's buffers, the classes and a
         ``meta.json`` entry (the constructor's parameters, the epoch count, the loss
         curve, the seed). It is written to a temporary file in the same directory and
-        renamed into place, so a crash never leaves a half-written model.
+        renamed into place, so a crash never leaves a half-written model. See
+        :mod:`arraynn.model_io`.
         """
         self._check_is_fitted()
-        be, layout = self.backend_, self._mlp.layout
-        arrays: dict[str, np.ndarray] = {}
-        for i, p in enumerate(layout.views(be.to_numpy(self._params))):
-            arrays[f"param_{i}"] = p
-        for key in self._opt.buffers:
-            for i, a in enumerate(layout.views(be.to_numpy(self._opt_state[key]))):
-                arrays[f"opt_{key}_{i}"] = a
-        classes = self.classes_
-        if classes.dtype.kind == "O":
-            classes = classes.astype(str)
-        arrays["classes"] = classes
-        params = self.get_params()
-        if isinstance(params["backend"], Backend):
-            params["backend"] = params["backend"].name
-        params["device"] = None if params["device"] is None else str(params["device"])
-        if not isinstance(params["n_hidden_units"], (int, np.integer)):
-            params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]
-        meta = {
-            "params": _jsonable(params),
-            "layer_sizes": list(self._mlp.layer_sizes),
-            "n_features_in": self.n_features_in_,
-            "n_iter": self.n_iter_,
-            "loss_curve": self.loss_curve_,
-            "random_seed": self.random_seed_,
-            "optimizer_step": int(self._opt_state["t"]),
-            "optimizer_buffers": sorted(self._opt.buffers),
-            "n_params": len(layout),
-            "trained_on": {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name},
-        }
-        return model_io.write_model(path, arrays, meta)
+        return model_io.save_classifier(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str | Backend | None = None,
@@ -634,45 +539,7 @@ class NNClassifier:
         backend, device, dtype : optional
             Where to put the model; default: NumPy on the CPU, in the saved dtype.
         """
-        path = Path(path)
-        arrays, meta = model_io.read_model(path)
-        params = dict(meta["params"])
-        params["backend"], params["device"] = None, None
-        if isinstance(params.get("n_hidden_units"), list):
-            params["n_hidden_units"] = tuple(params["n_hidden_units"])
-        if dtype is not None:
-            params["dtype"] = dtype
-        clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        clf.backend = backend
-        clf.device = device
-        be = get_backend(backend or "numpy", device, clf.dtype)
-        clf._check_params()
-        clf.backend_ = be
-        clf.tf32_ = be.set_tf32(bool(clf.tf32))
-        clf.classes_ = arrays["classes"]
-        clf.n_features_in_ = int(meta["n_features_in"])
-        clf._mlp = mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output,
-                             bias=clf.bias)
-        layout = mlp.layout
-        if meta["n_params"] != len(layout):
-            raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
-                                 f"its network needs {len(layout)}")
-        flat = model_io.pack_arrays(path, arrays, "param_", len(layout), layout.shapes)
-        clf._params = be.asarray(flat, dtype=be.dtype)
-        clf._opt = clf._make_optimizer()
-        state = clf._opt.init(clf._params)
-        for key in meta["optimizer_buffers"]:
-            if key not in state:
-                raise ModelFileError(f"{path}: the optimizer buffer {key!r} does not belong to "
-                                     f"the {clf.optimizer!r} optimizer")
-            buf = model_io.pack_arrays(path, arrays, f"opt_{key}_", len(layout), layout.shapes)
-            state[key] = be.asarray(buf, dtype=be.dtype)
-        state["t"] = int(meta["optimizer_step"])
-        clf._opt_state = state
-        clf.n_iter_ = int(meta["n_iter"])
-        clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
-        clf.random_seed_ = int(meta["random_seed"])
-        return clf
+        return model_io.load_classifier(cls, path, backend, device, dtype)
 
 
 # ----------------------------------------------------------------------------------
@@ -687,24 +554,3 @@ def _same(a: Any, b: Any) -> bool:
 
 def _int_like(a: Any) -> bool:
     return "int" in str(getattr(a, "dtype", ""))
-
-
-def _labels_to_host(y: Any) -> np.ndarray:
-    if isinstance(y, np.ndarray):
-        return y
-    if isinstance(y, (list, tuple)):
-        return np.asarray(y)
-    return to_host(y)
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, np.integer):
-            v = int(v)
-        elif isinstance(v, np.floating):
-            v = float(v)
-        elif isinstance(v, tuple):
-            v = list(v)
-        out[k] = v
-    return out

@@ -24,7 +24,8 @@ import numpy as np
 
 from ._fileio import atomic_open
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_classifier", "read_model",
+           "save_classifier", "write_model"]
 
 FORMAT = "arraynn.NNClassifier"
 FORMAT_VERSION = 1
@@ -84,12 +85,11 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     return arrays, meta
 
 
-def pack_arrays(path: Path, arrays: dict[str, np.ndarray], prefix: str, n: int,
-                shapes: list[tuple[int, ...]]) -> np.ndarray:
-    """``arrays[prefix + "0"] ... [prefix + str(n - 1)]`` checked against ``shapes`` and
-    concatenated into one flat host buffer."""
+def _pack(path: Path, arrays: dict[str, np.ndarray], prefix: str, layout: Any) -> np.ndarray:
+    """``arrays[prefix + "0"] ...``, one per parameter of ``layout``, checked against its
+    shapes and concatenated into one flat host buffer."""
     parts = []
-    for i, shape in enumerate(shapes[:n]):
+    for i, shape in enumerate(layout.shapes):
         key = f"{prefix}{i}"
         if key not in arrays:
             raise ModelFileError(f"{path}: the array {key!r} is missing; the file is "
@@ -100,4 +100,100 @@ def pack_arrays(path: Path, arrays: dict[str, np.ndarray], prefix: str, n: int,
         if a.dtype.kind != "f":
             raise ModelFileError(f"{path}: {key} has dtype {a.dtype}; model arrays are floating")
         parts.append(a.reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0)
+    return np.concatenate(parts)
+
+
+# ----------------------------------------------------------------------------------
+# NNClassifier <-> file
+# ----------------------------------------------------------------------------------
+def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
+    """Write the fitted :class:`arraynn.NNClassifier` ``clf`` to ``path`` (see the
+    module docstring for the layout)."""
+    from .backends import Backend
+
+    be, layout = clf.backend_, clf._mlp.layout
+    arrays: dict[str, np.ndarray] = {}
+    for i, p in enumerate(layout.views(be.to_numpy(clf._params))):
+        arrays[f"param_{i}"] = p
+    for key in clf._opt.buffers:
+        for i, a in enumerate(layout.views(be.to_numpy(clf._opt_state[key]))):
+            arrays[f"opt_{key}_{i}"] = a
+    classes = clf.classes_
+    arrays["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
+    params = clf.get_params()
+    if isinstance(params["backend"], Backend):
+        params["backend"] = params["backend"].name
+    params["device"] = None if params["device"] is None else str(params["device"])
+    if not isinstance(params["n_hidden_units"], (int, np.integer)):
+        params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]
+    meta = {
+        "params": _jsonable(params),
+        "layer_sizes": list(clf._mlp.layer_sizes),
+        "n_features_in": clf.n_features_in_,
+        "n_iter": clf.n_iter_,
+        "loss_curve": clf.loss_curve_,
+        "random_seed": clf.random_seed_,
+        "optimizer_step": int(clf._opt_state["t"]),
+        "optimizer_buffers": sorted(clf._opt.buffers),
+        "n_params": len(layout),
+        "trained_on": {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name},
+    }
+    return write_model(path, arrays, meta)
+
+
+def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, device: Any = None,
+                    dtype: str | None = None) -> Any:
+    """An estimator of class ``cls`` from the file at ``path``, on ``backend`` (default
+    NumPy), ``device`` and ``dtype`` (default: the saved one), ready to predict or to
+    continue training (``warm_start``)."""
+    from .backends import get_backend
+    from .nn import MLP
+
+    path = Path(path)
+    arrays, meta = read_model(path)
+    params = dict(meta["params"])
+    params["backend"], params["device"] = None, None
+    if isinstance(params.get("n_hidden_units"), list):
+        params["n_hidden_units"] = tuple(params["n_hidden_units"])
+    if dtype is not None:
+        params["dtype"] = dtype
+    clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+    clf.backend, clf.device = backend, device
+    be = get_backend(backend or "numpy", device, clf.dtype)
+    clf._check_params()
+    clf.backend_ = be
+    clf.tf32_ = be.set_tf32(bool(clf.tf32))
+    clf.classes_ = arrays["classes"]
+    clf.n_features_in_ = int(meta["n_features_in"])
+    clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias)
+    layout = clf._mlp.layout
+    if meta["n_params"] != len(layout):
+        raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
+                             f"its network needs {len(layout)}")
+    clf._params = be.asarray(_pack(path, arrays, "param_", layout), dtype=be.dtype)
+    clf._opt = clf._make_optimizer()
+    state = clf._opt.init(clf._params)
+    for key in meta["optimizer_buffers"]:
+        if key not in clf._opt.buffers:
+            raise ModelFileError(f"{path}: the optimizer buffer {key!r} does not belong to "
+                                 f"the {clf.optimizer!r} optimizer")
+        state[key] = be.asarray(_pack(path, arrays, f"opt_{key}_", layout), dtype=be.dtype)
+    state["t"] = int(meta["optimizer_step"])
+    clf._opt_state = state
+    clf.n_iter_ = int(meta["n_iter"])
+    clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
+    clf.random_seed_ = int(meta["random_seed"])
+    return clf
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.floating):
+            v = float(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INITIALIZERS", "draw_weights"]
+__all__ = ["INITIALIZERS", "draw_flat", "draw_weights"]
 
 INITIALIZERS = ("uniform", "glorot", "he")
 
@@ -35,3 +35,19 @@ def draw_weights(rng: np.random.Generator, fan_in: int, fan_out: int, init: str)
     if init == "he":
         return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
     raise ValueError(f"unknown init {init!r}; choose one of {list(INITIALIZERS)}")
+
+
+def draw_flat(rng: np.random.Generator, shapes: list[tuple[int, ...]], weights: list[int],
+              init: str) -> np.ndarray:
+    """A flat host parameter buffer (float64): the parameters ``weights`` (indices into
+    ``shapes``, each a ``(fan_in, fan_out)`` matrix) drawn in that order with
+    :func:`draw_weights`, every other parameter (the biases) zero."""
+    if init not in INITIALIZERS:
+        raise ValueError(f"unknown init {init!r}; choose one of {list(INITIALIZERS)}")
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.cumsum([0, *sizes])
+    flat = np.zeros(offsets[-1], dtype=np.float64)
+    for k in weights:
+        fan_in, fan_out = shapes[k]
+        flat[offsets[k]:offsets[k + 1]] = draw_weights(rng, fan_in, fan_out, init).reshape(-1)
+    return flat

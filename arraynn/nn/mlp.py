@@ -28,7 +28,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from ..ops import ACTIVATIONS, OUTPUTS, Ops, ops_of
-from .initializers import INITIALIZERS, draw_weights
+from .initializers import draw_flat
 
 __all__ = ["MLP", "ParamLayout"]
 
@@ -129,18 +129,10 @@ class MLP:
 
     # ---- parameters -------------------------------------------------------------
     def init_params(self, backend: Any, rng: Any, init: str = "uniform") -> Any:
-        """Draw the weights on the host with ``rng`` (biases start at zero) and copy
-        the whole flat buffer to ``backend`` in one transfer."""
-        if init not in INITIALIZERS:
-            raise ValueError(f"unknown init {init!r}; choose one of {list(INITIALIZERS)}")
-        import numpy as np  # host-side randomness only
-
-        host = np.zeros(self.layout.size, dtype=np.float64)
-        for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
-            k = self._weight_index(i)
-            o, n = self.layout.offsets[k], self.layout.sizes[k]
-            host[o:o + n] = draw_weights(rng, fan_in, fan_out, init).reshape(-1)
-        return backend.asarray(host)
+        """Draw the weights on the host with ``rng`` (layer by layer; biases start at
+        zero) and copy the whole flat buffer to ``backend`` in one transfer."""
+        weights = [self._weight_index(i) for i in range(self.n_layers)]
+        return backend.asarray(draw_flat(rng, self.layout.shapes, weights, init))
 
     # ---- computation ------------------------------------------------------------
     def _forward(self, ops: Ops, views: list[Any], X: Any) -> tuple[Any, list[Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import arraynn
 from arraynn.nn import MLP, ParamLayout, draw_weights
 
 
@@ -56,4 +57,4 @@ def test_bad_network_shapes_are_refused():
     with pytest.raises(ValueError, match="unknown output"):
         MLP((4, 2), output="linear")
     with pytest.raises(ValueError, match="unknown init"):
-        MLP((4, 2)).init_params(None, np.random.default_rng(0), "zeros")
+        MLP((4, 2)).init_params(arraynn.get_backend("numpy"), np.random.default_rng(0), "zeros")

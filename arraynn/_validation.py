@@ -1,0 +1,98 @@
+"""Checks of what users pass in: feature arrays and labels, before any work starts.
+
+Every error names what is wrong and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends import to_host
+
+__all__ = ["check_array", "encode_labels", "encode_with", "labels_to_host"]
+
+
+def check_array(X: Any, what: str = "X") -> Any:
+    """Shape and finiteness checks of a 2-D feature array; returns X (lists -> NumPy)."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        raise TypeError(f"{what} must be an array, got {type(X).__name__}")
+    if len(shape) != 2:
+        raise ValueError(
+            f"{what} must be 2-D (n_samples, n_features), got shape {tuple(shape)}; "
+            "reshape a single sample with X.reshape(1, -1) and images with X.reshape(len(X), -1)"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{what} is empty (0 samples); at least one sample is needed")
+    if shape[1] == 0:
+        raise ValueError(f"{what} has 0 features")
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{what} must be numeric, got dtype {X.dtype}")
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
+    else:
+        import array_api_compat as aac
+
+        xp = aac.array_namespace(X)
+        if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
+            raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
+    return X
+
+
+def labels_to_host(y: Any) -> np.ndarray:
+    """Labels of any library (or a list) as a host NumPy array."""
+    if isinstance(y, np.ndarray):
+        return y
+    if isinstance(y, (list, tuple)):
+        return np.asarray(y)
+    return to_host(y)
+
+
+def encode_labels(y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(class indices, classes)`` of labels ``y`` for ``n_samples`` rows.
+
+    The classes are the sorted distinct labels, or ``0 .. n_classes - 1`` when
+    ``n_classes`` is given (the labels must then be those integers).
+    """
+    y_host = labels_to_host(y)
+    if y_host.ndim != 1:
+        if y_host.ndim == 2 and y_host.shape[1] == 1:
+            raise ValueError("y must be 1-D (n_samples,), got a column vector; use y.ravel()")
+        raise ValueError(f"y must be 1-D (n_samples,), got shape {y_host.shape}")
+    if len(y_host) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y_host)}; they must match")
+    if y_host.dtype.kind == "f" and not np.isfinite(y_host).all():
+        raise ValueError("y contains NaN or infinity")
+    present = np.unique(y_host)
+    if present.size < 2:
+        raise ValueError(f"y holds a single class ({present[0]!r}); a classifier needs at least two")
+    if n_classes is not None:
+        if y_host.dtype.kind not in "iu" or present.min() < 0 or present.max() >= n_classes:
+            raise ValueError(
+                f"with n_classes={n_classes}, labels must be integers 0..{n_classes - 1}; "
+                f"got values from {present.min()!r} to {present.max()!r} (omit n_classes to "
+                "infer the classes from y)"
+            )
+        classes = np.arange(n_classes, dtype=y_host.dtype)
+    else:
+        classes = present
+    return encode_with(y_host, classes, n_samples), classes
+
+
+def encode_with(y: Any, classes: np.ndarray, n: int) -> np.ndarray:
+    """The index of each of the ``n`` labels ``y`` in ``classes`` (int64); labels not in
+    ``classes`` are an error."""
+    y_host = labels_to_host(y)
+    if y_host.ndim != 1 or len(y_host) != n:
+        raise ValueError(f"y must be 1-D with {n} entries, got shape {y_host.shape}")
+    idx = np.searchsorted(classes, y_host)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    unknown = classes[idx] != y_host
+    if unknown.any():
+        raise ValueError(f"y holds labels not seen in the first fit: {np.unique(y_host[unknown])[:5]!r}")
+    return idx.astype(np.int64)
