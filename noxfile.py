@@ -1,6 +1,7 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
-    nox                      # the default set: numpy, array-api-strict, torch (CPU), lint
+    nox                      # the default set: numpy, array-api-strict, torch (CPU), lint,
+                             # and the package installed as users install it
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s "tests(jax)"
     nox -s bench
@@ -13,10 +14,12 @@ its device with a tiny computation and is skipped, with the reason, when none wo
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "lint"]
+nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "lint", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
@@ -63,6 +66,38 @@ def lint(session: nox.Session) -> None:
     """ruff on the package, tests, examples and benchmarks."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+# The real Fashion-MNIST files, when a copy sits beside the checkout (or is named by
+# ARRAYNN_FASHION_MNIST_DIR); the package session falls back to a synthetic look-alike.
+REAL_DATA = Path(os.environ.get("ARRAYNN_FASHION_MNIST_DIR",
+                                Path(__file__).resolve().parent.parent / "shared" / "data" / "fashion-mnist"))
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """The package as users install it (`pip install .`, not editable) runs the main job."""
+    session.install(".")
+    tmp = Path(session.create_tmp()).resolve()
+    data = REAL_DATA
+    if not (data / "train-images-idx3-ubyte.gz").is_file():
+        data = tmp / "synthetic-fashion-mnist"
+        session.run("python", "-c", "import sys; sys.path.insert(0, 'tests'); "
+                    "from pathlib import Path; from _synthetic import write_synthetic_fashion_mnist; "
+                    f"write_synthetic_fashion_mnist(Path({str(data)!r}), 3000, 500)")
+    run = tmp / "run"
+    shutil.rmtree(run, ignore_errors=True)  # a reused environment keeps the last run
+    session.chdir(tmp)  # away from the source tree: import the installed copy
+    session.run("python", "-c", "import arraynn, arraynn.backends, arraynn.ops, arraynn.nn, "
+                "arraynn.data, arraynn.train; assert 'site-packages' in arraynn.__file__, "
+                "arraynn.__file__; print('installed:', arraynn.__file__)")
+    session.run("python", "-m", "arraynn.train", "--data-dir", str(data), "--epochs", "2",
+                "--limit", "3000", "--val-size", "500", "--no-plots", "--no-progress",
+                "--out", str(run), "--backend", "numpy")
+    session.run("python", "-m", "arraynn.train", "--evaluate", str(run), "--data-dir", str(data))
+    session.run("python", "-c", f"import json; s = json.load(open({str(run / 'summary.json')!r})); "
+                "assert s['test_accuracy'] > 0.5, s['test_accuracy']; print('test accuracy', "
+                "s['test_accuracy'])")
 
 
 @nox.session
