@@ -29,9 +29,10 @@ try:
 except ImportError:  # run from a source checkout without installing arraynn
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import arraynn  # noqa: E402
 from arraynn import NNClassifier  # noqa: E402
 from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
-from arraynn.data.preprocessing import Standardizer, scale  # noqa: E402
+from arraynn.data.preprocessing import Preprocessor, scale  # noqa: E402
 
 _ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
@@ -48,16 +49,7 @@ def hidden_features(model_path: Path, X_uint8: np.ndarray) -> np.ndarray:
     X = X_uint8.astype(np.float32)
     sidecar = model_path.with_suffix(".json")
     prep = json.loads(sidecar.read_text())["preprocessing"] if sidecar.exists() else {"scheme": "per-set"}
-    if prep["scheme"] == "standardize":
-        st = Standardizer()
-        st.mean_ = np.asarray(prep["mean"], dtype=np.float32)
-        st.scale_ = np.asarray(prep["scale"], dtype=np.float32)
-        st.n_features_in_ = X.shape[1]
-        X = st.transform(X)
-    elif prep["scheme"] == "per-set":
-        X = scale(X)
-    elif prep["scheme"] == "unit":
-        X = X / np.float32(255)
+    X = Preprocessor.from_dict(prep, arraynn.get_backend("numpy")).apply(X)
     act = _ACTIVATIONS[clf.activation]
     weights, biases = clf.coefs_, clf.intercepts_
     a = X
