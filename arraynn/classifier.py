@@ -384,6 +384,8 @@ class NNClassifier:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
             finally:
                 loader.close()
+                # current even after an error or Ctrl-C inside an epoch
+                self._params, self._opt_state = trainer.params, trainer.state
 
     def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
         shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None

@@ -67,7 +67,8 @@ class Trainer:
     def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
         """Train epochs ``first_epoch .. end_epoch - 1`` (0-based); returns the final
-        ``(params, state)``.
+        ``(params, state)``, which are also ``self.params`` and ``self.state`` (kept
+        current after every step).
 
         ``on_epoch(record)`` is called after every epoch; returning ``True`` stops.
 
@@ -78,34 +79,39 @@ class Trainer:
 
         Run it inside :meth:`memory_errors` to have out-of-memory errors explained.
         """
+        self.params, self.state = params, state
+        step = self.step
+        if step is None:  # the eager step; fast paths write the gradient into one buffer
+            step = functools.partial(self.mlp.train_step,
+                                     grad_buffer=self.backend.xp.empty_like(params))
         for epoch in range(first_epoch, end_epoch):
             start = time.perf_counter()
             lr = self.learning_rate_at(epoch)
-            params, state, value = self._epoch(params, state, loader, epoch, lr)
+            value = self._epoch(step, loader, epoch, lr)
             if not math.isfinite(value):
                 raise TrainingDivergedError(
                     f"the training loss became {value} in epoch {epoch + 1}; lower the "
                     f"learning rate (this epoch used {lr:g}) or standardize the inputs")
-            record = EpochRecord(epoch + 1, value, time.perf_counter() - start, lr, params, state)
+            record = EpochRecord(epoch + 1, value, time.perf_counter() - start, lr, self.params,
+                                 self.state)
             if on_epoch(record):
                 break
-        return params, state
+        return self.params, self.state
 
-    def _epoch(self, params: Any, state: dict[str, Any], loader: Any, epoch: int,
-               lr: float) -> tuple[Any, dict[str, Any], float]:
-        mlp, l1, l2, dtype = self.mlp, self.l1, self.l2, self.backend.dtype
-        step = self.step
-        if step is None:  # the eager step; fast paths write the gradient into one buffer
-            step = functools.partial(mlp.train_step, grad_buffer=self.backend.xp.empty_like(params))
-        total = None
+    def _epoch(self, step: Callable[..., Any], loader: Any, epoch: int, lr: float) -> float:
+        """One pass over ``loader``; returns the epoch's mean loss (one copy to the host).
+        ``self.params`` and ``self.state`` follow every step, so they are current even
+        when a step raises (JAX donates the buffers a step was given)."""
+        mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
+        params, state, total = self.params, self.state, None
         for Xb, yb in loader.epoch(epoch):
             Yb = mlp.one_hot(yb, dtype)
-            params, state, loss = step(params, self.optimizer, state, Xb, Yb, lr, l1, l2)
+            params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
+            self.params, self.state = params, state
             total = loss if total is None else total + loss
         if l1 or l2:
             total = total + len(loader) * mlp.penalty(params, l1, l2)
-        value = self.backend.to_float(total) / loader.n_samples  # the epoch's one copy to the host
-        return params, state, value
+        return self.backend.to_float(total) / loader.n_samples
 
     @contextlib.contextmanager
     def memory_errors(self, n_samples: int, batches: str) -> Iterator[None]:

@@ -169,3 +169,28 @@ def test_nnclassifier_on_jax_uses_the_jit_step_and_matches_eager(jax_backend, sc
     eager.fit(X, y)
     assert again._opt_state["t"] == eager._opt_state["t"] == 5 * 7
     np.testing.assert_allclose(again.loss_curve_, eager.loss_curve_, rtol=1e-4)
+
+
+def test_an_interrupted_fit_leaves_usable_weights(jax_backend, tmp_path, monkeypatch):
+    """The jitted step donates its input buffers: after Ctrl-C inside an epoch the
+    estimator must hold the last step's arrays, not deleted ones."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(96, 10)).astype(np.float32)
+    y = rng.integers(0, 3, size=96)
+    calls = []
+    call = _jax.JitTrainStep.__call__
+
+    def interrupting(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return call(self, *a, **k)
+
+    monkeypatch.setattr(_jax.JitTrainStep, "__call__", interrupting)
+    clf = arraynn.NNClassifier(n_hidden_units=8, optimizer="adam", batch_size=16, epochs=2,
+                               random_seed=0, backend="jax")
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert clf._opt_state["t"] == 2
+    assert clf.predict_proba(X).shape == (96, 3)
+    clf.save(tmp_path / "interrupted.npz")
