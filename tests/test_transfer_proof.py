@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from arraynn.backends import _dtype_name
+from arraynn.backends import dtype_name
 from benchmarks import transfer_proof
 
 
@@ -17,5 +17,5 @@ def test_one_epoch_copies_only_the_permutation_and_the_loss(backend, capsys):
     assert transfer_proof.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["counted"]["host_to_device"] == 1
-    index_bytes = np.dtype(_dtype_name(backend.xp, backend.index_dtype)).itemsize
+    index_bytes = np.dtype(dtype_name(backend.xp, backend.index_dtype)).itemsize
     assert report["counted"]["host_to_device_bytes"] == 1500 * index_bytes  # the permutation

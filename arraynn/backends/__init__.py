@@ -71,10 +71,6 @@ __all__ = [
     "to_host",
 ]
 
-# Old private names, kept while the rest of arraynn and its tests move to the new ones.
-_dtype_name = dtype_name
-_array_to_numpy = to_host
-
 # --------------------------------------------------------------------------------------
 # The registry: one module of this package per array library, named as its backend.
 # --------------------------------------------------------------------------------------

@@ -59,11 +59,6 @@ def test_library_modules_import_only_the_generic_ones():
         assert relative <= {"base", "hooks"}, (name, relative)
 
 
-def test_old_private_names_still_work():
-    assert arraynn.backends._dtype_name is dtype_name
-    assert arraynn.backends._array_to_numpy is to_host
-
-
 # ---- no backend name compared with a string literal --------------------------------------
 
 
