@@ -83,5 +83,10 @@ class TorchLibrary(Library):
 
             torch.cuda.synchronize(device)
 
+    def ops(self, xp: Any) -> Any:
+        from ..ops.torch import TorchOps
+
+        return TorchOps(xp)
+
 
 library = TorchLibrary()

@@ -201,6 +201,7 @@ def fake_ops(monkeypatch):
     install("arraynn.ops.generic", Ops=lambda xp: ("generic", xp))
     install("arraynn.ops.numpy", NumpyOps=lambda xp: ("numpy", xp))
     install("arraynn.ops.cupy", CupyOps=lambda xp: ("cupy", xp))
+    install("arraynn.ops.torch", TorchOps=lambda xp: ("torch", xp))
     install("arraynn.ops.jax", train_step_for=lambda *args: ("jax step", args))
 
 
@@ -209,7 +210,7 @@ def test_ops_and_compiled_step_hooks(fake_ops):
     assert be.ops == ("numpy", be.xp)
     assert library_of(be.xp).ops(be.xp) == ("numpy", be.xp)
     assert be.compiled_step("mlp", "optimizer", 0.1, 0.2) is None
-    expected_ops = {"numpy": "numpy", "cupy": "cupy", "torch": "generic", "jax": "generic",
+    expected_ops = {"numpy": "numpy", "cupy": "cupy", "torch": "torch", "jax": "generic",
                     "array_api_strict": "generic"}
     for name in BACKEND_NAMES:
         library = _library_module(name).library
