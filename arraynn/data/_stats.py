@@ -64,12 +64,16 @@ def mean_std(X: Any, xp: Any) -> tuple[Any, Any]:
     Two passes over blocks of rows, each summed pairwise: the first gives the
     mean, the second the sums of the deviations ``d`` and of ``d**2``, combined
     by the corrected two-pass formula ``(sum(d**2) - sum(d)**2 / n) / n``, whose
-    second term cancels the rounding error of the mean.
+    second term cancels the rounding error of the mean. A constant feature gets its
+    value as the mean, exactly, and std 0 (a summed mean can be an ulp off, which
+    would leave ``X - mean`` at 1e-16 instead of 0 on some libraries).
     """
     dev = array_api_compat.device(X)
     n = xp.asarray(X.shape[0], dtype=X.dtype, device=dev)
     blocks = _row_blocks(X)
     mean = _combine([_sum_rows(B, xp) for B in blocks], xp) / n
+    first = X[0, ...]
+    mean = xp.where(xp.max(X, axis=0) == xp.min(X, axis=0), first, mean)
     s1_parts, s2_parts = [], []
     for B in blocks:
         D = B - mean
@@ -82,8 +86,8 @@ def mean_std(X: Any, xp: Any) -> tuple[Any, Any]:
     return mean, xp.sqrt(xp.where(var > zero, var, zero))
 
 
-def safe_scale(X: Any, std: Any, xp: Any) -> Any:
-    """``std`` with 1 where a feature is constant (as scikit-learn does)."""
-    dev = array_api_compat.device(X)
-    constant = (xp.max(X, axis=0) == xp.min(X, axis=0)) | (std == 0)
-    return xp.where(constant, xp.asarray(1, dtype=X.dtype, device=dev), std)
+def safe_scale(std: Any, xp: Any) -> Any:
+    """``std`` with 1 where a feature is constant (std 0, see :func:`mean_std`), as
+    scikit-learn does."""
+    one = xp.asarray(1, dtype=std.dtype, device=array_api_compat.device(std))
+    return xp.where(std == 0, one, std)

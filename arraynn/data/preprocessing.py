@@ -111,7 +111,7 @@ class Standardizer:
         _check_2d(X, "Standardizer.fit")
         mean, std = mean_std(X, xp)
         self.mean_ = mean
-        self.scale_ = safe_scale(X, std, xp)
+        self.scale_ = safe_scale(std, xp)
         self.n_features_in_ = int(X.shape[1])
         self.n_samples_seen_ = int(X.shape[0])
         return self
@@ -218,7 +218,7 @@ def scale(X: Any) -> Any:
     _check_float(X, xp, "scale")
     _check_2d(X, "scale")
     mean, std = mean_std(X, xp)
-    return (X - mean) / safe_scale(X, std, xp)
+    return (X - mean) / safe_scale(std, xp)
 
 
 def scale_unit(X: Any, max_value: float = 255.0) -> Any:
