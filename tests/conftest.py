@@ -136,3 +136,11 @@ def assert_on_backend(x, be: arraynn.Backend) -> None:
     got = arraynn.backend_for(x)
     assert got.name == be.name, f"expected a {be.name} array, got {type(x)}"
     assert aac.device(x) == be.device, f"expected device {be.device}, got {aac.device(x)}"
+
+
+@pytest.fixture(autouse=True)
+def _cli_tests_run_in_a_temporary_directory(request, tmp_path, monkeypatch):
+    """The CLI's tests run in a temporary directory, so a run without --out (its default
+    runs/<preset>-<time>/) never lands in the checkout."""
+    if "train" in Path(str(request.node.path)).parent.parts:
+        monkeypatch.chdir(tmp_path)
