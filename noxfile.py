@@ -1,9 +1,8 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
-    nox                      # the default set: numpy, array-api-strict, torch (CPU), lint,
-                             # and the package installed as users install it
+    nox                      # the default set: numpy, array-api-strict, torch (CPU), jax (CPU),
+                             # lint, and the package installed as users install it
     nox -s "tests(cupy)"     # on an NVIDIA GPU
-    nox -s "tests(jax)"
     nox -s bench
 
 Each tests session installs arraynn with its test extra plus one array library and
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "lint", "package"]
+nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
