@@ -17,8 +17,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import sys
-from pathlib import Path
 
 from . import drop_blas_pinning
 
@@ -46,12 +44,12 @@ PHASES = {
 }
 
 
-def breakdown(workload: str, epochs: int, data_home: str, backend: str = "numpy") -> dict[str, float]:
+def breakdown(workload: str, epochs: int, data_dir: str | None, backend: str = "numpy") -> dict[str, float]:
     """Seconds per epoch of each phase (and ``"epoch"``, ``"other"``)."""
     import arraynn
 
     wl = WORKLOADS[workload]
-    data = load_data(data_home)
+    data = load_data(data_dir)
     clf = arraynn.NNClassifier(**wl.classifier_params(), epochs=epochs, random_seed=0,
                                backend=backend)
     clf.fit(data.X_train[:2048], data.y_train[:2048])  # warm up: imports, first allocations
@@ -78,16 +76,14 @@ def breakdown(workload: str, epochs: int, data_home: str, backend: str = "numpy"
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .run import DEFAULT_DATA
-
     p = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__)
     p.add_argument("--workload", choices=list(WORKLOADS), default="modern")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--data-home", default=os.environ.get("ARRAYNN_FASHION_MNIST_DIR", str(DEFAULT_DATA)))
+    p.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
+                   help="directory of the Fashion-MNIST files (default: $ARRAYNN_DATA, else the "
+                        "cache ~/.cache/arraynn; never downloaded)")
     args = p.parse_args(argv)
-    if not (Path(args.data_home) / "train-images-idx3-ubyte.gz").exists():
-        sys.exit(f"no Fashion-MNIST files in {args.data_home}: give --data-home")
-    out = breakdown(args.workload, args.epochs, args.data_home)
+    out = breakdown(args.workload, args.epochs, args.data_dir)
     epoch = out["epoch"]
     print(f"arraynn (numpy), {args.workload}: {epoch:.3f} s per epoch (mean of {args.epochs}, "
           "under cProfile)\n")

@@ -49,8 +49,9 @@ from typing import Any
 
 from .workloads import WORKLOADS, Data, load_data, synthetic_data
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+#: Where a run writes its JSON unless told otherwise (ignored by git); a run is recorded in
+#: the repository only on purpose: ``--output benchmarks/results/latest.json``.
+SCRATCH = Path(__file__).resolve().parents[1] / ".benchmarks"
 CPU_BACKENDS = ("numpy", "torch")
 ALL_PEERS = ("numpy", "torch", "sklearn")
 BUSY = 0.1  # other processes' share of the CPUs above which a measurement is redone
@@ -328,17 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="total epochs per implementation: --warmup plus the timed ones")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch's intra-op threads (default: the CPU count)")
-    p.add_argument("--data-home", default=os.environ.get("ARRAYNN_FASHION_MNIST_DIR", str(DEFAULT_DATA)),
-                   help="directory of the Fashion-MNIST files (never downloaded)")
+    p.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
+                   help="directory of the Fashion-MNIST files (default: $ARRAYNN_DATA, else the "
+                        "cache ~/.cache/arraynn; never downloaded)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: small synthetic data, 1 warm-up and 2 timed epochs, in-process")
     p.add_argument("--in-process", action="store_true",
                    help="run every measurement in this process (faster to start, less isolated)")
     p.add_argument("--output", type=Path, default=None,
-                   help="where to write the JSON (default benchmarks/results/latest.json; with "
-                        "--quick, benchmarks/results/quick.json, so a smoke test never replaces "
-                        "the recorded results)")
+                   help="where to write the JSON (default .benchmarks/latest.json, or "
+                        ".benchmarks/quick.json with --quick, both ignored by git; record a run "
+                        "with --output benchmarks/results/latest.json)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     p.add_argument("--retries", type=int, default=2,
                    help="measure again (up to N times) when other processes used more than "
@@ -371,16 +373,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.retries, args.wait_quiet = 0, 0.0
     if args.output is None:
-        args.output = RESULTS / ("quick.json" if args.quick else "latest.json")
+        args.output = SCRATCH / ("quick.json" if args.quick else "latest.json")
 
     if args.quick:
         data = synthetic_data()
     else:
-        data_home = Path(args.data_home)
-        if not (data_home / "train-images-idx3-ubyte.gz").exists():
-            raise SystemExit(f"no Fashion-MNIST files in {data_home}: give --data-home (or run "
-                             "with --quick for a smoke test on synthetic data)")
-        data = load_data(data_home, limit=args.limit)
+        data = load_data(args.data_dir, limit=args.limit)
 
     tasks = plan(args.workloads, backends, peers, warmup, repeats, epochs, args.threads, args.generic)
     results = []

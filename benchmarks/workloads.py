@@ -108,11 +108,17 @@ def _standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, n
             np.ascontiguousarray(st.transform(X_test.astype(np.float32))))
 
 
-def load_data(data_home: str | Path, limit: int | None = None) -> Data:
-    """Fashion-MNIST from ``data_home`` (never downloaded), standardized, float32."""
+def load_data(data_dir: str | Path | None = None, limit: int | None = None) -> Data:
+    """Fashion-MNIST, standardized, float32, found as arraynn finds it: ``data_dir``, else
+    ``$ARRAYNN_DATA``, else the cache (never downloaded: a benchmark does not fetch data)."""
+    from arraynn.data import DatasetNotFoundError
     from arraynn.data.fashion_mnist import load_fashion_mnist
 
-    X_train, y_train, X_test, y_test = load_fashion_mnist(data_home, download=False)
+    try:
+        X_train, y_train, X_test, y_test = load_fashion_mnist(data_dir, download=False)
+    except DatasetNotFoundError as exc:
+        raise SystemExit(f"{exc}\nGive --data-dir DIR (or set ARRAYNN_DATA), or run with --quick "
+                         "for a smoke test on synthetic data") from None
     if limit:
         X_train, y_train = X_train[:limit], y_train[:limit]
     X_train, X_test = _standardize(X_train, X_test)
