@@ -88,11 +88,15 @@ class CupyLibrary(Library):
             raise DeviceUnavailableError("backend 'cupy' computed a wrong matrix product")
 
     def device_context(self, device: Any) -> Any:
-        return device  # a cupy.cuda.Device is a context manager: the thread's current device
+        # a cupy.cuda.Device is a context manager that makes it the thread's current
+        # device; a new one each time, so no state is shared between threads or nestings
+        import cupy
+
+        return cupy.cuda.Device(device.id)
 
     @contextlib.contextmanager
     def background_context(self, device: Any) -> Any:
-        with device:
+        with self.device_context(device):
             _thread.staged = True
             try:
                 yield
@@ -102,7 +106,7 @@ class CupyLibrary(Library):
     def from_host(self, xp: Any, device: Any, host: np.ndarray) -> Any:
         import cupy
 
-        with device:
+        with self.device_context(device):
             if not getattr(_thread, "staged", False):
                 return cupy.asarray(host)
             # In a background thread: copy from pinned memory on a non-blocking stream of
