@@ -1,7 +1,8 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
     nox                      # the default set: numpy, array-api-strict, torch (CPU), jax (CPU),
-                             # lint, and the package installed as users install it
+                             # lint, the package installed as users install it, and nvrtc
+    nox -s nvrtc             # every CUDA kernel compiled with NVRTC (no GPU needed)
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s bench
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint", "package"]
+nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint",
+                        "package", "nvrtc"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
@@ -58,6 +60,23 @@ def tests(session: nox.Session, backend: str) -> None:
         if "Error" in (probe or ""):
             session.skip(f"backend {backend} cannot run here: {probe.strip().splitlines()[-1]}")
     session.run("python", "-m", "pytest", *session.posargs, env=env)
+
+
+# NVRTC compiles CUDA to PTX without a GPU or a driver; CuPy's wheel brings the code
+# generator, nvidia-cuda-nvrtc-cu12 the compiler.
+NVRTC_PACKAGES = [os.environ.get("ARRAYNN_NOX_CUPY_NVRTC", "cupy-cuda12x"), "nvidia-cuda-nvrtc-cu12"]
+
+
+@nox.session
+def nvrtc(session: nox.Session) -> None:
+    """Every fused CuPy kernel, float32 and float64, compiled by NVRTC for compute_80 and
+    compute_90 (the source and options CuPy itself would compile); then its tests, one of
+    which checks that a kernel broken on purpose fails with the compiler's log."""
+    session.install(*NVRTC_PACKAGES, "pytest>=7.4", "-e", ".")
+    env = {"ARRAYNN_TEST_BACKENDS": "numpy"}
+    session.run("python", "-m", "arraynn.ops.cupy_nvrtc", "--arch", "80,90", env=env)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops/test_cupy_nvrtc.py",
+                *session.posargs, env=env)
 
 
 @nox.session

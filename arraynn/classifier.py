@@ -378,7 +378,7 @@ class NNClassifier:
                     "learning_rate": record.learning_rate}
             return bool(callback is not None and callback(self, info))
 
-        with trainer.memory_errors(n, batches):
+        with be.device_context(), trainer.memory_errors(n, batches):
             loader = self._make_loader(X, y_idx)
             try:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
@@ -407,9 +407,11 @@ class NNClassifier:
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
         self._mlp = self._build_mlp(len(classes))
-        self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_), self.init)
-        self._opt = self._make_optimizer()
-        self._opt_state = self._opt.init(self._params)
+        with backend.device_context():
+            self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_),
+                                                 self.init)
+            self._opt = self._make_optimizer()
+            self._opt_state = self._opt.init(self._params)
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
 
@@ -427,7 +429,12 @@ class NNClassifier:
     # ------------------------------------------------------------------------------
     @property
     def coefs_(self) -> list[Any]:
-        """Weight matrices, ``(n_in, n_out)`` each, on the model's backend."""
+        """Weight matrices, ``(n_in, n_out)`` each, on the model's backend.
+
+        Views of the flat parameter buffer where the library has views (NumPy, CuPy,
+        torch: they follow further training); copies on JAX, whose compiled step donates
+        that buffer, so arrays taken from here stay valid after another ``partial_fit``.
+        """
         self._check_is_fitted()
         return self._mlp.weights(self._params)
 
@@ -477,7 +484,8 @@ class NNClassifier:
         Columns follow ``classes_``.
         """
         X = self._check_predict_X(X)
-        return self._to_input_library(self._proba_on_model(X), X)
+        with self.backend_.device_context():
+            return self._to_input_library(self._proba_on_model(X), X)
 
     def predict(self, X: Any) -> Any:
         """The most probable class of each row, in ``X``'s library and device.
@@ -486,14 +494,15 @@ class NNClassifier:
         """
         X = self._check_predict_X(X)
         be, xp = self.backend_, self.backend_.xp
-        idx = xp.argmax(self._proba_on_model(X), axis=1)
-        if isinstance(X, np.ndarray) or self.classes_.dtype.kind not in "biuf":
-            return self.classes_[be.to_numpy(idx)]
-        if np.array_equal(self.classes_, np.arange(len(self.classes_))):
-            labels = idx
-        else:
-            labels = xp.take(be.asarray(self.classes_), idx, axis=0)
-        return self._to_input_library(labels, X)
+        with be.device_context():
+            idx = xp.argmax(self._proba_on_model(X), axis=1)
+            if isinstance(X, np.ndarray) or self.classes_.dtype.kind not in "biuf":
+                return self.classes_[be.to_numpy(idx)]
+            if np.array_equal(self.classes_, np.arange(len(self.classes_))):
+                labels = idx
+            else:
+                labels = xp.take(be.asarray(self.classes_), idx, axis=0)
+            return self._to_input_library(labels, X)
 
     def score(self, X: Any, y: Any) -> float:
         """Mean accuracy of ``predict(X)`` against ``y``."""
@@ -502,7 +511,8 @@ class NNClassifier:
         if y_host.shape != (X.shape[0],):
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {y_host.shape}")
         be, xp = self.backend_, self.backend_.xp
-        idx = be.to_numpy(xp.argmax(self._proba_on_model(X), axis=1))
+        with be.device_context():
+            idx = be.to_numpy(xp.argmax(self._proba_on_model(X), axis=1))
         return float(np.mean(self.classes_[idx] == y_host))
 
     def _to_input_library(self, result: Any, X: Any) -> Any:

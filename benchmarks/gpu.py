@@ -307,6 +307,14 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _emit_row(args: argparse.Namespace, row: dict[str, Any]) -> None:
+    """Append a finished row to ``--rows`` (one JSON object a line): a run cut short keeps
+    the rows it finished."""
+    if getattr(args, "rows", None):
+        with open(args.rows, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     X, y, source = training_data(args.data_dir, args.samples)
     epochs = args.warmup + args.repeats
@@ -338,6 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {cfg.workload.name} batch {cfg.label} {name}: {row['error']}",
                       file=sys.stderr)
                 rows.append(row)
+                _emit_row(args, row)
                 continue
             timed = res.pop("epoch_seconds")[args.warmup:]
             median = statistics.median(timed)
@@ -347,6 +356,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 peer = row
             group.append(row)
             rows.append(row)
+            _emit_row(args, row)
             print(f"  {cfg.workload.name:6s} batch {cfg.label:>8s}  {name:20s} "
                   f"{median * 1e3:9.1f} ms/epoch", file=sys.stderr, flush=True)
         by_name = {r["implementation"]: r for r in group}
@@ -430,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="smoke test: 1,024 samples, 1 warm-up and 2 timed epochs")
     ap.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     ap.add_argument("--json", default=None, help="write the report as JSON to this path")
+    ap.add_argument("--rows", default=None,
+                    help="append each row, as it finishes, to this file (JSON lines)")
     args = ap.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]

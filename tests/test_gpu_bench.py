@@ -12,10 +12,16 @@ from benchmarks import gpu
 def test_quick_run_on_numpy_and_torch_cpu(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
-    rc = gpu.main(["--backends", "numpy,torch", "--device", "cpu", "--quick", "--json", str(out)])
+    streamed = tmp_path / "rows.jsonl"
+    rc = gpu.main(["--backends", "numpy,torch", "--device", "cpu", "--quick", "--json", str(out),
+                   "--rows", str(streamed)])
     assert rc == 0
     report = json.loads(out.read_text())
     rows = report["rows"]
+    # --rows: every row, one JSON line each, written as it finished
+    lines = [json.loads(line) for line in streamed.read_text().splitlines()]
+    assert [(r["workload"], r["batch"], r["implementation"]) for r in lines] == [
+        (r["workload"], r["batch"], r["implementation"]) for r in rows]
     assert not [r for r in rows if "error" in r]
     configs = {(r["workload"], r["batch"]) for r in rows}
     assert configs == {("seed", "25 fixed"), ("seed", "128"), ("seed", "4096"), ("modern", "128"),

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import warnings
 from typing import Any
 
 import numpy as np
@@ -103,7 +105,8 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
     Parameters
     ----------
     name : {"auto", "numpy", "cupy", "torch", "jax", "array_api_strict"}
-        ``"auto"`` takes CuPy when a CUDA device really works, else NumPy.
+        ``"auto"`` takes CuPy when a CUDA device really works, else NumPy (with a
+        ``RuntimeWarning`` saying why when CuPy is installed but cannot run).
     device : str or device object, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``; array-api-strict's ``"device1"`` or
         ``"no_float64"``; or the library's own device object. Default: the library's
@@ -138,7 +141,11 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
     if name == "auto":
         try:
             return get_backend(_AUTO_GPU, device, dtype)
-        except BackendError:
+        except BackendError as exc:
+            if importlib.util.find_spec(_AUTO_GPU) is not None:
+                # installed but not working (no device, no driver, CUDA libraries
+                # missing): say so rather than quietly run on the CPU
+                warnings.warn(f"backend 'auto' uses {_HOST}: {exc}", RuntimeWarning, stacklevel=2)
             return get_backend(_HOST, None, dtype)
     if name not in _LIBRARIES:
         raise _unknown_backend(name)

@@ -152,14 +152,27 @@ def _record(direction: str, nbytes: int) -> None:
 # --------------------------------------------------------------------------------------
 
 
+#: What the libraries' out-of-memory errors say, whatever their class: XLA's
+#: ``RESOURCE_EXHAUSTED`` (jaxlib's ``XlaRuntimeError`` or, newer, ``JaxRuntimeError``),
+#: CUDA's ``out of memory`` (CuPy's ``CUDARuntimeError``, torch), and the CUDA libraries'
+#: ``..._STATUS_ALLOC_FAILED`` (CuPy's ``CUBLASError``, cuSOLVER, cuSPARSE).
+_OUT_OF_MEMORY_TEXTS = ("resource_exhausted", "out of memory", "_status_alloc_failed",
+                        "cudaerrormemoryallocation", "cuda_error_out_of_memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an out-of-memory error of any supported library."""
-    if isinstance(exc, MemoryError):
+    """Whether ``exc`` is an out-of-memory error of any supported library.
+
+    Recognised by class (``MemoryError``, torch's and CuPy's ``OutOfMemoryError``) or, for
+    any ``RuntimeError`` (every library's runtime errors are), by what it says, whatever
+    the class is called (see ``_OUT_OF_MEMORY_TEXTS``).
+    """
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
-    name = type(exc).__name__
-    text = str(exc)
-    return name in ("OutOfMemoryError", "XlaRuntimeError") and (
-        name == "OutOfMemoryError" or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower())
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc).lower()
+    return any(t in text for t in _OUT_OF_MEMORY_TEXTS)
 
 
 def dtype_name(xp: Any, dtype: Any) -> str:
@@ -377,5 +390,16 @@ class Backend:
         return self.library.set_tf32(self.device, enabled) and enabled and self.dtype_name == "float32"
 
     def synchronize(self) -> None:
-        """Wait for queued device work to finish (for timing)."""
+        """Wait for queued work on this backend's device to finish (for timing)."""
         self.library.synchronize(self.device)
+
+    def device_context(self) -> contextlib.AbstractContextManager:
+        """``with backend.device_context():`` makes this backend's device the calling
+        thread's current device, where libraries put what is made without a device
+        (CuPy's kernel outputs, ``empty_like``). Fit, predict and the loader enter it."""
+        return self.library.device_context(self.device)
+
+    def background_context(self) -> contextlib.AbstractContextManager:
+        """The context of a background thread's uploads to this device (the loader's
+        prefetch thread): the device entered, and the library's own copy machinery."""
+        return self.library.background_context(self.device)

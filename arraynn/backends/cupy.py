@@ -6,6 +6,8 @@ or a device object select one.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import array_api_compat
@@ -67,11 +69,65 @@ class CupyLibrary(Library):
 
         return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
 
+    def probe(self, xp: Any, device: Any) -> None:
+        super().probe(xp, device)
+        # A matrix product too: it loads cuBLAS, which cupy-cuda*x 14 brings only with its
+        # [ctk] extra (as it does NVRTC and the runtime).
+        try:
+            with device:
+                import cupy
+
+                a = cupy.ones((2, 2), dtype=cupy.float32)
+                value = float((a @ a)[0, 0].get())
+        except Exception as exc:
+            raise DeviceUnavailableError(
+                f"backend 'cupy' is installed but a matrix product on {self.device_name(device)} "
+                f"failed ({type(exc).__name__}: {exc}); install the CUDA libraries with "
+                f"{self.install_hint}") from exc
+        if value != 2.0:  # pragma: no cover - would mean a broken library
+            raise DeviceUnavailableError("backend 'cupy' computed a wrong matrix product")
+
+    def device_context(self, device: Any) -> Any:
+        # a cupy.cuda.Device is a context manager that makes it the thread's current
+        # device; a new one each time, so no state is shared between threads or nestings
+        import cupy
+
+        return cupy.cuda.Device(device.id)
+
+    @contextlib.contextmanager
+    def background_context(self, device: Any) -> Any:
+        with self.device_context(device):
+            _thread.staged = True
+            try:
+                yield
+            finally:
+                _thread.staged = False
+
     def from_host(self, xp: Any, device: Any, host: np.ndarray) -> Any:
         import cupy
 
-        with device:
-            return cupy.asarray(host)
+        with self.device_context(device):
+            if not getattr(_thread, "staged", False):
+                return cupy.asarray(host)
+            # In a background thread: copy from pinned memory on a non-blocking stream of
+            # the thread's, which overlaps the training on the default stream (a copy
+            # from pageable memory on the default stream would not). The device buffer
+            # comes from the current stream's pool, so the copy first waits for the work
+            # queued there (the buffer's earlier users); this thread then waits for its
+            # copy, so the array is complete when handed over and the pinned buffer free.
+            import cupyx
+
+            streams = _thread.__dict__.setdefault("copy_streams", {})
+            stream = streams.get(device.id)
+            if stream is None:
+                stream = streams[device.id] = cupy.cuda.Stream(non_blocking=True)
+            out = cupy.empty(host.shape, dtype=host.dtype)
+            pinned = cupyx.empty_pinned(host.shape, dtype=host.dtype)
+            pinned[...] = host
+            stream.wait_event(cupy.cuda.get_current_stream().record())
+            out.set(pinned, stream=stream)
+            stream.synchronize()
+            return out
 
     def to_host(self, x: Any) -> np.ndarray:
         return x.get()
@@ -91,14 +147,15 @@ class CupyLibrary(Library):
         return True
 
     def synchronize(self, device: Any) -> None:
-        import cupy
-
-        cupy.cuda.Device().synchronize()
+        device.synchronize()  # this device, whichever is current
 
     def ops(self, xp: Any) -> Any:
         from ..ops.cupy import CupyOps
 
         return CupyOps(xp)
 
+
+# Per thread: whether uploads are staged (inside background_context), and the copy streams.
+_thread = threading.local()
 
 library = CupyLibrary()

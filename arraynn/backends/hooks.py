@@ -15,6 +15,7 @@ The hooks are called by :class:`arraynn.backends.Backend` (which passes its ``xp
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -125,8 +126,9 @@ class Library:
     def probe(self, xp: Any, device: Any) -> None:
         """A tiny computation on the device: proves it really runs."""
         try:
-            a = xp.arange(4, device=device)
-            value = int(self.to_host(xp.sum(a * a)))
+            with self.device_context(device):
+                a = xp.arange(4, device=device)
+                value = int(self.to_host(xp.sum(a * a)))
         except BackendError:
             raise
         except Exception as exc:
@@ -182,6 +184,21 @@ class Library:
         return np.asarray(x)
 
     # ---- device services ------------------------------------------------------------
+    def device_context(self, device: Any) -> contextlib.AbstractContextManager:
+        """A context in which ``device`` is the calling thread's current device.
+
+        Libraries with a current device (CuPy, torch CUDA, JAX's default device) allocate
+        there whatever is made without an explicit device (``empty_like``, a kernel's
+        outputs); the current device is per thread. The default does nothing.
+        """
+        return contextlib.nullcontext()
+
+    def background_context(self, device: Any) -> contextlib.AbstractContextManager:
+        """The context of work a background thread does for ``device`` (the loader's
+        prefetch): :meth:`device_context`, and any copy machinery of the library's own
+        (CuPy: pinned staging and a copy stream of the thread's)."""
+        return self.device_context(device)
+
     def memory_in_use(self, device: Any) -> int | None:
         """Bytes of device memory held by the library's allocator (``None`` if unknown)."""
         return None

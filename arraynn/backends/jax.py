@@ -67,6 +67,11 @@ class JaxLibrary(Library):
         stats = device.memory_stats() or {}
         return int(stats["bytes_in_use"]) if "bytes_in_use" in stats else None
 
+    def device_context(self, device: Any) -> Any:
+        import jax
+
+        return jax.default_device(device)
+
     def set_tf32(self, device: Any, enabled: bool) -> bool:
         import jax
 
@@ -74,9 +79,13 @@ class JaxLibrary(Library):
         return getattr(device, "platform", "cpu") == "gpu"
 
     def synchronize(self, device: Any) -> None:
+        # jax.effects_barrier() waits only for side effects, not for queued computations;
+        # a computation on the device runs after those queued before it, so waiting for
+        # its (tiny) result waits for them.
         import jax
+        import jax.numpy as jnp
 
-        jax.effects_barrier()
+        jax.block_until_ready(jnp.zeros((), device=device) + 1)
 
     def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float) -> Any:
         from ..ops.jax import train_step_for

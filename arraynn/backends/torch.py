@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import array_api_compat
@@ -70,11 +71,26 @@ class TorchLibrary(Library):
 
         return int(torch.cuda.memory_reserved(device))
 
+    def device_context(self, device: Any) -> Any:
+        if getattr(device, "type", "cpu") != "cuda":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.cuda.device(device)
+
     def set_tf32(self, device: Any, enabled: bool) -> bool:
         import torch
 
-        torch.backends.cuda.matmul.allow_tf32 = enabled
-        torch.backends.cudnn.allow_tf32 = enabled
+        matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        if hasattr(matmul, "fp32_precision"):  # torch 2.9+, which warns on the old flags
+            precision = "tf32" if enabled else "ieee"
+            matmul.fp32_precision = precision
+            conv = getattr(cudnn, "conv", None)
+            if conv is not None and hasattr(conv, "fp32_precision"):
+                conv.fp32_precision = precision
+        else:
+            matmul.allow_tf32 = enabled
+            cudnn.allow_tf32 = enabled
         return device.type == "cuda"
 
     def synchronize(self, device: Any) -> None:

@@ -13,7 +13,8 @@ Streaming mode (``stream=True``) is for data larger than device memory: the data
 stays on the host, and each epoch is sent in chunks of whole minibatches. A
 background thread gathers and uploads the next chunk while the current one trains
 (on CPU backends the overlap is the gather and conversion; on GPU backends also the
-copy). Batches are identical to resident mode for the same seed.
+copy: on CuPy from pinned memory on a copy stream of the thread's, see the backend's
+``background_context``). Batches are identical to resident mode for the same seed.
 
 Batching follows either ``batch_size`` (the last batch may be smaller, unless
 ``drop_last``) or ``n_batches`` (NumPy's ``array_split`` sizes: the article's fixed
@@ -127,16 +128,17 @@ class DataLoader:
             self.chunks = _group_bounds(self.bounds, rows)
             self.X = self.y = None
         else:
-            Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
-            if Xd.dtype != be.dtype:
-                Xd = xp.astype(Xd, be.dtype)
-            self.X = transform(Xd) if transform is not None else Xd
-            if y is None:
-                self.y = None
-            elif isinstance(y, np.ndarray):
-                self.y = be.asarray(_labels_host(y), dtype=be.index_dtype)
-            else:
-                self.y = be.asarray(y, dtype=be.index_dtype)
+            with be.device_context():
+                Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
+                if Xd.dtype != be.dtype:
+                    Xd = xp.astype(Xd, be.dtype)
+                self.X = transform(Xd) if transform is not None else Xd
+                if y is None:
+                    self.y = None
+                elif isinstance(y, np.ndarray):
+                    self.y = be.asarray(_labels_host(y), dtype=be.index_dtype)
+                else:
+                    self.y = be.asarray(y, dtype=be.index_dtype)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
@@ -159,16 +161,27 @@ class DataLoader:
             for s, e in self.bounds:
                 yield self.X[s:e, ...], (None if self.y is None else self.y[s:e])
             return
-        idx = be.asarray(perm, dtype=be.index_dtype)  # the epoch's one upload
+        # The device is entered around each piece of work, not across a yield: the
+        # consumer's code between batches keeps its own current device.
+        with be.device_context():
+            idx = be.asarray(perm, dtype=be.index_dtype)  # the epoch's one upload
         for s, e in self.bounds:
-            sel = idx[s:e]
-            yield (xp.take(self.X, sel, axis=0),
-                   None if self.y is None else xp.take(self.y, sel, axis=0))
+            with be.device_context():
+                sel = idx[s:e]
+                batch = (xp.take(self.X, sel, axis=0),
+                         None if self.y is None else xp.take(self.y, sel, axis=0))
+            yield batch
 
     __iter__ = epoch  # iterating a loader gives epoch 0's batches
 
     # ---- streaming -------------------------------------------------------------
     def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
+        """One chunk on the device; runs in the prefetch thread, whose current device and
+        copy machinery are set by the backend's ``background_context``."""
+        with self.backend.background_context():
+            return self._load_chunk_here(order, s, e)
+
+    def _load_chunk_here(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
         be, xp = self.backend, self.backend.xp
         rows = slice(s, e) if order is None else order[s:e]
         Xh = self._X_host[rows]

@@ -79,6 +79,11 @@ class Trainer:
 
         Run it inside :meth:`memory_errors` to have out-of-memory errors explained.
         """
+        with self.backend.device_context():  # what is made without a device lands there
+            return self._run(params, state, loader, first_epoch, end_epoch, on_epoch)
+
+    def _run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
+             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
         self.params, self.state = params, state
         step = self.step
         if step is None:  # the eager step; fast paths write the gradient into one buffer

@@ -57,7 +57,7 @@ from typing import Any
 from array_api_compat import device as _device
 
 __all__ = ["ACTIVATE", "ACTIVATE_GRAD", "CUDA_TO_ARRAY_API", "FusedKernel", "KERNELS", "OPTIONS", "PREAMBLE",
-           "ROW_KERNEL_MAX_CLASSES", "compiled"]
+           "ROW_KERNEL_MAX_CLASSES", "compiled", "elementwise_kernel"]
 
 #: NVRTC options of every kernel: no contraction of ``a * b + c`` into one FMA.
 OPTIONS = ("--fmad=false",)
@@ -112,6 +112,13 @@ class FusedKernel:
     straight : bool
         Whether the body is straight-line code that reads as the twin's body
         statement for statement (checked by the tests).
+    launch : str
+        How :class:`arraynn.ops.cupy.CupyOps` passes each parameter (in and out, in
+        order), one word each: ``s`` a scalar; ``a`` a C-contiguous array, which CuPy
+        views as 1-D; ``rowb`` a row broadcast over a C-contiguous matrix (both stay
+        2-D); ``m`` that matrix; ``raw1``/``raw2`` a ``raw`` C-contiguous 1-D/2-D
+        array. It fixes the CUDA code CuPy generates for the launch, which
+        :mod:`arraynn.ops.cupy_nvrtc` compiles without a GPU.
     """
 
     name: str
@@ -120,6 +127,7 @@ class FusedKernel:
     body: str
     twin: Callable[..., tuple[Any, ...]]
     straight: bool = True
+    launch: str = ""
 
 
 # --------------------------------------------------------------------------------------
@@ -251,41 +259,42 @@ for (int j = 0; j < k; ++j) {
 
 KERNELS: dict[str, FusedKernel] = {k.name: k for k in (
     FusedKernel("arraynn_relu", "", "T z",
-                "z = nn_maximum(z, (T)0.0);", _relu_twin),
+                "z = nn_maximum(z, (T)0.0);", _relu_twin, launch="a"),
     FusedKernel("arraynn_sigmoid", "", "T z",
-                "z = (T)0.5 * tanh((T)0.5 * z) + (T)0.5;", _sigmoid_twin),
+                "z = (T)0.5 * tanh((T)0.5 * z) + (T)0.5;", _sigmoid_twin, launch="a"),
     FusedKernel("arraynn_tanh", "", "T z",
-                "z = tanh(z);", _tanh_twin),
+                "z = tanh(z);", _tanh_twin, launch="a"),
     FusedKernel("arraynn_relu_grad", "T a", "T g",
-                "g = nn_where(a > (T)0.0, g, (T)0.0);", _relu_grad_twin),
+                "g = nn_where(a > (T)0.0, g, (T)0.0);", _relu_grad_twin, launch="a a"),
     FusedKernel("arraynn_sigmoid_grad", "T a", "T g",
-                "g = g * (a * ((T)1.0 - a));", _sigmoid_grad_twin),
+                "g = g * (a * ((T)1.0 - a));", _sigmoid_grad_twin, launch="a a"),
     FusedKernel("arraynn_tanh_grad", "T a", "T g",
-                "g = g * ((T)1.0 - a * a);", _tanh_grad_twin),
+                "g = g * ((T)1.0 - a * a);", _tanh_grad_twin, launch="a a"),
     FusedKernel("arraynn_add_bias", "T b", "T z",
-                "z = z + b;", _add_bias_twin),
+                "z = z + b;", _add_bias_twin, launch="rowb m"),
     FusedKernel("arraynn_penalize_l2", "T w, T l2", "T g",
-                "g = g + l2 * w;", _penalize_l2_twin),
+                "g = g + l2 * w;", _penalize_l2_twin, launch="a s a"),
     FusedKernel("arraynn_penalize_l1", "T w, T l1", "T g",
-                "g = g + l1 * nn_sign(w);", _penalize_l1_twin),
+                "g = g + l1 * nn_sign(w);", _penalize_l1_twin, launch="a s a"),
     FusedKernel("arraynn_penalize_l1_l2", "T w, T l1, T l2", "T g",
                 "g = g + l2 * w;\n"
-                "g = g + l1 * nn_sign(w);", _penalize_l1_l2_twin),
+                "g = g + l1 * nn_sign(w);", _penalize_l1_l2_twin, launch="a s s a"),
     FusedKernel("arraynn_sgd", "T g, T lr", "T p",
-                "p = p - lr * g;", _sgd_twin),
+                "p = p - lr * g;", _sgd_twin, launch="a s a"),
     FusedKernel("arraynn_momentum", "T g, T lr, T mu", "T p, T v",
                 "v = mu * v - lr * g;\n"
-                "p = p + v;", _momentum_twin),
+                "p = p + v;", _momentum_twin, launch="a s s a a"),
     FusedKernel("arraynn_nesterov", "T g, T lr, T mu", "T p, T v",
                 "v = mu * v - lr * g;\n"
-                "p = p + (mu * v - lr * g);", _nesterov_twin),
+                "p = p + (mu * v - lr * g);", _nesterov_twin, launch="a s s a a"),
     FusedKernel("arraynn_adam", "T g, T b1, T c1, T b2, T c2, T lr, T eps", "T p, T m, T v",
                 "m = b1 * m + c1 * g;\n"
                 "v = b2 * v + c2 * (g * g);\n"
-                "p = p - lr * (m / (sqrt(v) + eps));", _adam_twin),
+                "p = p - lr * (m / (sqrt(v) + eps));", _adam_twin, launch="a s s s s s s a a a"),
     FusedKernel("arraynn_sigmoid_loss_delta", "T z, T y", "T l, T d",
                 "l = (nn_maximum(z, (T)0.0) + log1p(exp(-nn_abs(z)))) - y * z;\n"
-                "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_loss_delta_twin),
+                "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_loss_delta_twin,
+                launch="a a a a"),
     # One thread per row (the loop runs over row_loss); z, y and d are C-order (n, k).
     FusedKernel("arraynn_softmax_loss_delta", "raw T z, raw T y, int32 k", "raw T d, T row_loss",
                 _SOFTMAX_ROW_MAX_AND_EXP + r"""
@@ -296,9 +305,9 @@ for (int j = 0; j < k; ++j) {
   d[r + j] = d[r + j] / s - y[r + j];
 }
 row_loss = -acc;
-""", _softmax_loss_delta_twin, straight=False),
+""", _softmax_loss_delta_twin, launch="raw2 raw2 s raw2 a", straight=False),
     FusedKernel("arraynn_one_hot", "raw I labels, int32 k", "T out",
-                "out = (labels[i / k] == (I)(i % k)) ? (T)1 : (T)0;", _one_hot_twin,
+                "out = (labels[i / k] == (I)(i % k)) ? (T)1 : (T)0;", _one_hot_twin, launch="raw1 s a",
                 straight=False),
 )}
 
@@ -307,19 +316,23 @@ _compiled: dict[str, Any] = {}
 _compiled_lock = threading.Lock()
 
 
+def elementwise_kernel(spec: FusedKernel) -> Any:
+    """A new ``cupy.ElementwiseKernel`` of ``spec`` (CuPy compiles it at its first launch)."""
+    import cupy
+
+    return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.body, spec.name,
+                                  preamble=PREAMBLE, options=OPTIONS)
+
+
 def compiled(name: str) -> Any:
     """The ``cupy.ElementwiseKernel`` of :data:`KERNELS` ``[name]``, built once per process."""
     kern = _compiled.get(name)
     if kern is None:
-        import cupy
-
         spec = KERNELS[name]
         with _compiled_lock:
             kern = _compiled.get(name)
             if kern is None:
-                kern = _compiled[name] = cupy.ElementwiseKernel(
-                    spec.in_params, spec.out_params, spec.body, spec.name,
-                    preamble=PREAMBLE, options=OPTIONS)
+                kern = _compiled[name] = elementwise_kernel(spec)
     return kern
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["ACTIVATIONS", "OUTPUTS", "Ops", "log_softmax", "softmax", "softplus"]
+__all__ = ["ACTIVATIONS", "OUTPUTS", "Ops", "log_softmax", "relu", "sign", "softmax", "softplus"]
 
 #: Hidden-layer activations.
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
@@ -70,9 +70,29 @@ def log_softmax(z: Any, xp: Any) -> Any:
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
 
 
+def relu(z: Any, xp: Any) -> Any:
+    """``max(z, 0)``, the zero a 0-d array on ``z``'s device.
+
+    Not ``xp.maximum(z, 0.0)``: array-api-compat turns that Python scalar into a tensor
+    for ``torch.maximum``, a host-to-device copy (and a wait for it) on every call on
+    CUDA. A device zero is made by a fill on the device.
+    """
+    return xp.maximum(z, xp.zeros((), dtype=z.dtype, device=array_api_compat.device(z)))
+
+
+def sign(w: Any, xp: Any) -> Any:
+    """``sign(w)`` of real floating ``w``: 1, -1, +0 for either zero, NaN for NaN.
+
+    Written with ``where`` rather than ``xp.sign``: array-api-compat's CuPy ``sign``
+    writes the NaNs back through a boolean mask, which reads a count back to the host
+    on every call.
+    """
+    return xp.where(w > 0.0, 1.0, xp.where(w < 0.0, -1.0, w + 0.0))
+
+
 def softplus(z: Any, xp: Any) -> Any:
     """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
-    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+    return relu(z, xp) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
 class Ops:
@@ -101,7 +121,7 @@ class Ops:
         if name == "tanh":
             return xp.tanh(z)
         if name == "relu":
-            return xp.maximum(z, 0.0)
+            return relu(z, xp)
         raise _unknown("activation", name, ACTIVATIONS)
 
     def activate_grad(self, name: str, a: Any, g: Any) -> Any:
@@ -132,7 +152,7 @@ class Ops:
         if l2:
             g = g + l2 * w
         if l1:
-            g = g + l1 * self.xp.sign(w)
+            g = g + l1 * sign(w, self.xp)
         return g
 
     def pack(self, grads: list[Any], out: list[Any] | None, flat: Any) -> Any:

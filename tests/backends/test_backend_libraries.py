@@ -166,6 +166,19 @@ def test_out_of_memory_errors_are_recognised():
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
+@pytest.mark.parametrize("name, text", [
+    ("JaxRuntimeError", "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4.00GiB"),
+    ("XlaRuntimeError", "RESOURCE_EXHAUSTED: failed to allocate"),
+    ("CUDARuntimeError", "cudaErrorMemoryAllocation: out of memory"),
+    ("CUBLASError", "CUBLAS_STATUS_ALLOC_FAILED"),
+    ("CUDADriverError", "CUDA_ERROR_OUT_OF_MEMORY: out of memory"),
+])
+def test_out_of_memory_is_recognised_whatever_the_class_is_called(name, text):
+    error = type(name, (RuntimeError,), {})
+    assert is_out_of_memory(error(text))
+    assert not is_out_of_memory(error("CUBLAS_STATUS_NOT_INITIALIZED"))
+
+
 # ---- the record ------------------------------------------------------------------------
 
 

@@ -135,6 +135,21 @@ def test_every_operation_cupyops_fuses_has_a_kernel():
     assert used == set(ck.KERNELS), "every kernel is used, and every one used is defined"
 
 
+@pytest.mark.parametrize("name", sorted(ck.KERNELS))
+def test_every_kernel_describes_its_launch(name):
+    """The argument layout NVRTC's check (arraynn.ops.cupy_nvrtc) compiles for: a word per
+    parameter, raw parameters as raw arrays, scalars only where a parameter is no array."""
+    spec = ck.KERNELS[name]
+    kinds = spec.launch.split()
+    params = [p for p in (spec.in_params + "," + spec.out_params).split(",") if p.strip()]
+    assert len(kinds) == len(params), (spec.launch, params)
+    for kind, param in zip(kinds, params):
+        assert kind in ("s", "a", "m", "rowb", "raw1", "raw2"), kind
+        assert kind.startswith("raw") == param.split()[0].startswith("raw"), (kind, param)
+    outs = kinds[len(kinds) - len([p for p in spec.out_params.split(",") if p.strip()]):]
+    assert "s" not in outs, "outputs are arrays"
+
+
 # --------------------------------------------------------------------------------------
 # (b) the CUDA sources
 # --------------------------------------------------------------------------------------

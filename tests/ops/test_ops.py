@@ -291,3 +291,41 @@ def test_training_steps_with_the_fast_path_equal_the_generic_path_exactly(name):
     np.testing.assert_array_equal(fast_grads, grads)
     for a, b in zip(X_fast, X):  # the inputs are never written
         np.testing.assert_array_equal(a, b)
+
+
+class _NoSignNamespace:
+    """A namespace without ``sign`` and ``maximum`` against a Python scalar: array-api-compat's
+    CuPy ``sign`` writes through a boolean mask (a read back to the host per call), and its
+    torch ``maximum`` turns a Python scalar into a tensor (a copy to the device per call)."""
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def sign(self, x):
+        raise AssertionError("the generic path called xp.sign")
+
+    def maximum(self, a, b):
+        if isinstance(a, (int, float)) or isinstance(b, (int, float)):
+            raise AssertionError("the generic path called xp.maximum with a Python scalar")
+        return self._xp.maximum(a, b)
+
+
+def test_generic_penalty_relu_and_softplus_avoid_the_costly_wrappers(backend):
+    xp = _NoSignNamespace(backend.xp)
+    K, ref = Ops(xp), Ops(backend.xp)
+    w_host = np.array([[-2.0, -0.0, 0.0], [3.0, np.nan, -np.inf]], dtype=np.float32)
+    w, g = backend.asarray(w_host), backend.asarray(np.ones((2, 3), dtype=np.float32))
+    got = backend.to_numpy(K.penalize(w, g, 0.5, 0.0))
+    np.testing.assert_array_equal(got, 1.0 + 0.5 * np.sign(w_host))
+    assert not np.signbit(got[0, 1])
+    z = backend.asarray(w_host)
+    np.testing.assert_array_equal(backend.to_numpy(K.activate("relu", z)),
+                                  np.maximum(w_host, np.float32(0.0)))
+    y = backend.asarray(np.eye(3, dtype=np.float32)[[0, 2]])
+    zf = backend.asarray(np.array([[-2.0, 0.5, 0.0], [3.0, 1.0, -4.0]], dtype=np.float32))
+    loss, _ = K.loss_and_delta("sigmoid", zf, y)
+    np.testing.assert_array_equal(backend.to_numpy(loss),
+                                  backend.to_numpy(ref.loss_and_delta("sigmoid", zf, y)[0]))

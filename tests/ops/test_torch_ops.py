@@ -67,3 +67,35 @@ def test_training_steps_equal_the_generic_path_exactly(be, config):
             ops_module.set_fast_paths(True)
 
     assert torch.equal(train(True), train(False))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_training_step_turns_no_python_scalar_into_a_tensor(be, monkeypatch, fast):
+    """array-api-compat makes a tensor of a Python scalar given to ``xp.maximum`` (ReLU,
+    the sigmoid loss's softplus) with ``torch.asarray``: on CUDA a host-to-device copy and
+    a wait, every step. A step with ReLU, the sigmoid output and both penalties makes none."""
+    made = []
+    real = torch.asarray
+
+    def spy(obj, *args, **kwargs):
+        if isinstance(obj, (bool, int, float, complex)):
+            made.append(obj)
+        return real(obj, *args, **kwargs)
+
+    rng = np.random.default_rng(0)
+    mlp = MLP((6, 5, 3), activation="relu", output="sigmoid")
+    params = mlp.init_params(be, rng)
+    opt = make_optimizer("adam")
+    state = opt.init(params)
+    X = be.asarray(rng.normal(size=(8, 6)))
+    Y = mlp.one_hot(be.asarray(rng.integers(0, 3, size=8), dtype=be.index_dtype), be.dtype)
+    ops_module.set_fast_paths(fast)
+    monkeypatch.setattr(torch, "asarray", spy)
+    try:
+        for _ in range(2):
+            params, state, loss = mlp.train_step(params, opt, state, X, Y, 0.01, 1e-3, 1e-3,
+                                                 grad_buffer=torch.empty_like(params))
+    finally:
+        ops_module.set_fast_paths(True)
+    assert made == [], f"Python scalars made into tensors during a step: {made}"
+    assert torch.isfinite(loss)
