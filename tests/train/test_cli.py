@@ -274,3 +274,16 @@ def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(data_dir, tmp
     assert code == 1
     assert_one_line_error(err, "diverged", "no checkpoint")
     assert not (out / "checkpoint.npz").exists()
+
+
+def test_out_of_memory_reading_the_data_names_the_file(data_dir, tmp_path, capsys, monkeypatch):
+    from arraynn.data import idx
+
+    def no_memory(self, n):
+        raise MemoryError
+
+    monkeypatch.setattr(idx._Stream, "read_payload", no_memory)
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
+                                   "--no-download", *FAST)
+    assert code == 1
+    assert_one_line_error(err, "out of memory", "train-images-idx3-ubyte.gz")
