@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import stat
 import secrets
+import stat
 from collections.abc import Iterator
 from typing import IO
 

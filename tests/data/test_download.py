@@ -258,7 +258,8 @@ def test_md5_helper_matches_hashlib(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kw", [{"retries": 1.5}, {"retries": True}, {"retries": "2"},
                                 {"backoff": float("nan")}, {"timeout": float("nan")},
-                                {"timeout": float("inf")}, {"timeout": "60"}, {"backoff": None, "timeout": -1}])
+                                {"timeout": float("inf")}, {"timeout": "60"},
+                                {"backoff": None, "timeout": -1}])
 def test_bad_option_types_and_non_finite_values(dest: Path, kw) -> None:
     bad = next(k for k, v in kw.items() if v is not None)
     with pytest.raises(ValueError, match=f"need retries >= 0.*fix {bad}"):
