@@ -172,6 +172,16 @@ def _hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
 
+def _mirror(text: str) -> str:
+    """An argparse type: a mirror's base URL (see :func:`arraynn.data.download.check_mirrors`)."""
+    from ..data.download import check_mirrors
+
+    try:
+        return check_mirrors([text])[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.train``.
 
@@ -252,7 +262,7 @@ def _add_data_flags(g: Any) -> None:
                         "the cache ~/.cache/arraynn)")
     g.add_argument("--no-download", action="store_true",
                    help="never download; fail when the files are missing")
-    g.add_argument("--mirror", action="append", default=None, metavar="URL",
+    g.add_argument("--mirror", action="append", default=None, metavar="URL", type=_mirror,
                    help="base URL to download the files from instead of the built-in mirrors "
                         "(repeatable)")
     g.add_argument("--scale", choices=PREPROCESSORS, default=None,
@@ -345,10 +355,10 @@ def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = N
         over = {k: v for k, v in over.items() if not _same_value(v, saved.get(k))}
     if over:
         names = ", ".join("--" + k.replace("_", "-") for k in over)
-        were = ("; the run has " + ", ".join(f"{k.replace('_', '-')} {_shown(saved.get(k))}" for k in over)
-                if saved is not None else "")
-        raise UsageError(f"--resume continues the run with its saved configuration; drop {names} "
-                         f"(or start a new run with another --out){were}")
+        were = (" (the run has " + ", ".join(f"{k.replace('_', '-')} {_shown(saved.get(k))}" for k in over)
+                + ")" if saved is not None else "")
+        raise UsageError(f"--resume continues the run with its saved configuration; drop {names}{were} "
+                         "(or start a new run with another --out)")
 
 
 def check_evaluate_args(args: argparse.Namespace) -> None:

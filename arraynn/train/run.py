@@ -304,7 +304,7 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
                 clf.fit(sets.X_train, sets.y_train, callback=callback)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
-                if rows else "no epoch finished, so there is no checkpoint")
+                if rows else "no epoch finished, so there is no checkpoint and nothing is kept")
         raise CLIError(f"training diverged: {exc}; {kept}") from None
     finally:
         progress.close()
