@@ -5,6 +5,7 @@
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s "tests(jax)"
     nox -s bench
+    nox -s fuzz              # the property-based tests with many examples
 
 Each tests session installs arraynn with its test extra plus one array library and
 sets ARRAYNN_TEST_BACKENDS, which tests/conftest.py reads. A GPU session first probes
@@ -59,6 +60,16 @@ def tests(session: nox.Session, backend: str) -> None:
         if "Error" in (probe or ""):
             session.skip(f"backend {backend} cannot run here: {probe.strip().splitlines()[-1]}")
     session.run("python", "-m", "pytest", *session.posargs, env=env)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property-based tests (hypothesis) of the IDX reader, the model loader and the
+    CLI parser, with a bounded, derandomized example count (ARRAYNN_FUZZ_EXAMPLES, default 300)."""
+    session.install("-e", ".[test]")
+    env = {"ARRAYNN_FUZZ_EXAMPLES": os.environ.get("ARRAYNN_FUZZ_EXAMPLES", "300"),
+           "ARRAYNN_FUZZ_DERANDOMIZE": "1", "ARRAYNN_TEST_BACKENDS": "numpy"}
+    session.run("python", "-m", "pytest", "tests/test_fuzzing.py", *session.posargs, env=env)
 
 
 @nox.session

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,14 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except MemoryError:
         raise MemoryError(f"{path}: its arrays do not fit in memory; free memory, or check that "
                           "the file is an arraynn model and not damaged") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+            RuntimeError) as exc:
         raise ModelFileError(
             f"{path} is not a readable arraynn model ({type(exc).__name__}: {exc}); the file "
             "is truncated or corrupt. Use another checkpoint or train again"
@@ -87,6 +90,29 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         raise ModelFileError(f"{path} has format version {meta.get('format_version')}; this "
                              f"arraynn reads version {FORMAT_VERSION}")
     return arrays, meta
+
+
+def _check_sizes(path: Path) -> None:
+    """Each ``.npy`` entry's header against the size the zip declares for it, before
+    any array is allocated: a damaged header declaring a huge array is an error, not an
+    allocation. Raises ValueError (reported as a damaged file by :func:`read_model`)."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+            n = dtype.itemsize
+            for d in shape:
+                n *= d
+            if n > info.file_size:
+                raise ValueError(f"{info.filename} declares {n} bytes of data in {info.file_size}")
 
 
 def _pack(path: Path, arrays: dict[str, np.ndarray], prefix: str, layout: Any) -> np.ndarray:

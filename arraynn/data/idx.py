@@ -297,7 +297,10 @@ def _read_stream(src: _Stream, path: str | os.PathLike[str]) -> np.ndarray:
         # A raw file: compare its size with the header before reading anything.
         found = os.fstat(src.f.fileno()).st_size - header
         _check_size(path, what, expected, found)
-    if expected > np.iinfo(np.intp).max:
+    spanned = disk_dtype.itemsize  # NumPy refuses shapes whose nonzero sizes overflow, even empty ones
+    for s in shape:
+        spanned *= max(s, 1)
+    if spanned > np.iinfo(np.intp).max:
         raise _fail(path, f"the header declares {what}: {expected} bytes, more than any array can "
                           "hold; the header is damaged")
     try:

@@ -347,3 +347,9 @@ def test_write_bad_compresslevel(tmp_path: Path, level) -> None:
     with pytest.raises(ValueError, match="compresslevel must be an integer from 0"):
         write_idx(tmp_path / "a.idx.gz", np.zeros(3, dtype=np.uint8), compresslevel=level)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_shape_whose_other_sizes_overflow(tmp_path: Path) -> None:
+    # Found by the fuzzer: NumPy refuses such a shape even with 0 elements.
+    path = _raw(tmp_path / "z.idx", _header(0x08, (0, 2, 375768, 2946992, 4164482)))
+    _bad(path, "more than any array")
