@@ -19,8 +19,13 @@
 ``loss.png``, ``confusion_matrix.png``, ``predictions.png``
     The figures, when matplotlib is installed.
 
+``.lock``
+    Locked (``flock``) while a process runs in the directory; a killed process
+    releases it, so the file left behind is no obstacle.
+
 Every file is written through a temporary file and renamed into place, so a run
-killed at any moment leaves each file whole. The formats are read back by
+killed at any moment leaves each file whole; the temporary files of a killed run are
+removed when the directory is next prepared. The formats are read back by
 ``--resume`` and ``--evaluate``; runs written by earlier versions keep working.
 """
 
