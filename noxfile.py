@@ -5,6 +5,7 @@
     nox -s nvrtc             # every CUDA kernel compiled with NVRTC (no GPU needed)
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s bench
+    nox -s fuzz              # the property-based tests with many examples
 
 Each tests session installs arraynn with its test extra plus one array library and
 sets ARRAYNN_TEST_BACKENDS, which tests/conftest.py reads. A GPU session first probes
@@ -77,6 +78,16 @@ def nvrtc(session: nox.Session) -> None:
     session.run("python", "-m", "arraynn.ops.cupy_nvrtc", "--arch", "80,90", env=env)
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops/test_cupy_nvrtc.py",
                 *session.posargs, env=env)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property-based tests (hypothesis) of the IDX reader, the model loader and the
+    CLI parser, with a bounded, derandomized example count (ARRAYNN_FUZZ_EXAMPLES, default 300)."""
+    session.install("-e", ".[test]")
+    env = {"ARRAYNN_FUZZ_EXAMPLES": os.environ.get("ARRAYNN_FUZZ_EXAMPLES", "300"),
+           "ARRAYNN_FUZZ_DERANDOMIZE": "1", "ARRAYNN_TEST_BACKENDS": "numpy"}
+    session.run("python", "-m", "pytest", "tests/test_fuzzing.py", *session.posargs, env=env)
 
 
 @nox.session

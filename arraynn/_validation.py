@@ -11,7 +11,7 @@ import numpy as np
 
 from .backends import to_host
 
-__all__ = ["check_array", "encode_labels", "encode_with", "labels_to_host"]
+__all__ = ["check_array", "encode_labels", "encode_with", "labels_to_host", "unique_labels"]
 
 
 def check_array(X: Any, what: str = "X") -> Any:
@@ -31,6 +31,9 @@ def check_array(X: Any, what: str = "X") -> Any:
     if shape[1] == 0:
         raise ValueError(f"{what} has 0 features")
     if isinstance(X, np.ndarray):
+        if X.dtype.kind == "c":
+            raise TypeError(f"{what} must be real-valued, got dtype {X.dtype}; take X.real or "
+                            "abs(X) first if that is what you mean")
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{what} must be numeric, got dtype {X.dtype}")
         if X.dtype.kind == "f" and not np.isfinite(X).all():
@@ -39,6 +42,9 @@ def check_array(X: Any, what: str = "X") -> Any:
         import array_api_compat as aac
 
         xp = aac.array_namespace(X)
+        if xp.isdtype(X.dtype, "complex floating"):
+            raise TypeError(f"{what} must be real-valued, got dtype {X.dtype}; take X.real or "
+                            "abs(X) first if that is what you mean")
         if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
     return X
@@ -68,7 +74,7 @@ def encode_labels(y: Any, n_samples: int, n_classes: int | None) -> tuple[np.nda
         raise ValueError(f"X has {n_samples} samples but y has {len(y_host)}; they must match")
     if y_host.dtype.kind == "f" and not np.isfinite(y_host).all():
         raise ValueError("y contains NaN or infinity")
-    present = np.unique(y_host)
+    present = unique_labels(y_host, "y")
     if present.size < 2:
         raise ValueError(f"y holds a single class ({present[0]!r}); a classifier needs at least two")
     if n_classes is not None:
@@ -84,13 +90,28 @@ def encode_labels(y: Any, n_samples: int, n_classes: int | None) -> tuple[np.nda
     return encode_with(y_host, classes, n_samples), classes
 
 
+def unique_labels(y: np.ndarray, what: str) -> np.ndarray:
+    """The sorted distinct labels of the host array ``y``; labels that cannot be sorted
+    together (e.g. strings mixed with numbers) are a ValueError naming their types."""
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel().tolist()})
+        raise ValueError(f"{what} mixes labels of types {', '.join(kinds)}, which cannot be "
+                         "ordered; make every label the same type, e.g. y.astype(str)") from None
+
+
 def encode_with(y: Any, classes: np.ndarray, n: int) -> np.ndarray:
     """The index of each of the ``n`` labels ``y`` in ``classes`` (int64); labels not in
     ``classes`` are an error."""
     y_host = labels_to_host(y)
     if y_host.ndim != 1 or len(y_host) != n:
         raise ValueError(f"y must be 1-D with {n} entries, got shape {y_host.shape}")
-    idx = np.searchsorted(classes, y_host)
+    try:
+        idx = np.searchsorted(classes, y_host)
+    except TypeError:
+        raise ValueError(f"y holds labels of another type than the classes {classes[:5]!r}; "
+                         "use labels of the same type as in the first fit") from None
     idx = np.clip(idx, 0, len(classes) - 1)
     unknown = classes[idx] != y_host
     if unknown.any():

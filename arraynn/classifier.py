@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import model_io
-from ._validation import check_array, encode_labels, encode_with, labels_to_host
+from ._validation import check_array, encode_labels, encode_with, labels_to_host, unique_labels
 from .backends import Backend, backend_for, get_backend
 from .data.loader import DataLoader
 from .model_io import ModelFileError
@@ -251,13 +251,22 @@ class NNClassifier:
             positive_int("n_batches", self.n_batches)
         for h in self._hidden_sizes():
             positive_int("n_hidden_units", h)
-        v = self.learning_rate
-        if not isinstance(v, (int, float, np.floating)) or not v > 0 or not math.isfinite(v):
-            raise ValueError(f"learning_rate must be a positive number, got {v!r}")
-        for name in ("l1", "l2"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating)) or not v >= 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        _check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_number("l1", self.l1, low=0.0)
+        _check_number("l2", self.l2, low=0.0)
+        _check_number("momentum", self.momentum, low=0.0, high=1.0)
+        _check_number("beta_1", self.beta_1, low=0.0, high=1.0)
+        _check_number("beta_2", self.beta_2, low=0.0, high=1.0)
+        _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
+        seed = self.random_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
+        if self.shuffle is not None and not isinstance(self.shuffle, (bool, np.bool_)):
+            raise ValueError(f"shuffle must be None, True or False, got {self.shuffle!r}")
+        for name in ("bias", "tf32", "warm_start", "verbose"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, choices in CHOICES.items():
             value = getattr(self, name)
             if not isinstance(value, str) or value not in choices:
@@ -336,7 +345,7 @@ class NNClassifier:
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
             elif classes is not None:
-                classes = np.unique(np.asarray(classes))
+                classes = unique_labels(labels_to_host(classes), "classes")
                 if classes.size < 2:
                     raise ValueError("classes must hold at least two labels")
             else:
@@ -382,10 +391,25 @@ class NNClassifier:
             loader = self._make_loader(X, y_idx)
             try:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
+            except TrainingDivergedError as exc:
+                # The trainer is back at the start of the diverged epoch.
+                if trainer.params is None or self.n_iter_ == 0:
+                    self._forget_fit()
+                    kept = "the estimator is left unfitted"
+                else:
+                    kept = f"the estimator keeps its weights after epoch {self.n_iter_}"
+                raise TrainingDivergedError(f"{exc}; {kept}") from None
             finally:
                 loader.close()
-                # current even after an error or Ctrl-C inside an epoch
-                self._params, self._opt_state = trainer.params, trainer.state
+                if hasattr(self, "_params"):
+                    # current even after an error or Ctrl-C inside an epoch
+                    self._params, self._opt_state = trainer.params, trainer.state
+
+    def _forget_fit(self) -> None:
+        """Back to unfitted: drop every learned attribute."""
+        for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
+                     "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_"):
+            self.__dict__.pop(name, None)
 
     def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
         shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
@@ -557,6 +581,20 @@ class NNClassifier:
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
+def _check_number(name: str, value: Any, *, low: float, high: float | None = None,
+                  low_open: bool = False) -> None:
+    """``value`` is a finite real number (not a bool) in ``[low, high)`` (``(low, high)``
+    with ``low_open``); else a ValueError that names the parameter and the range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
+    if not ok:
+        lo = f"> {low:g}" if low_open else f">= {low:g}"
+        rng = f"a number {lo}" if high is None else f"a number {lo} and < {high:g}"
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b) and type(a) is type(b)

@@ -15,8 +15,10 @@ estimator keeps its parameters in one flat buffer and cuts and packs them here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,14 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except MemoryError:
+        raise MemoryError(f"{path}: its arrays do not fit in memory; free memory, or check that "
+                          "the file is an arraynn model and not damaged") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+            RuntimeError) as exc:
         raise ModelFileError(
             f"{path} is not a readable arraynn model ({type(exc).__name__}: {exc}); the file "
             "is truncated or corrupt. Use another checkpoint or train again"
@@ -83,6 +90,29 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         raise ModelFileError(f"{path} has format version {meta.get('format_version')}; this "
                              f"arraynn reads version {FORMAT_VERSION}")
     return arrays, meta
+
+
+def _check_sizes(path: Path) -> None:
+    """Each ``.npy`` entry's header against the size the zip declares for it, before
+    any array is allocated: a damaged header declaring a huge array is an error, not an
+    allocation. Raises ValueError (reported as a damaged file by :func:`read_model`)."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+            n = dtype.itemsize
+            for d in shape:
+                n *= d
+            if n > info.file_size:
+                raise ValueError(f"{info.filename} declares {n} bytes of data in {info.file_size}")
 
 
 def _pack(path: Path, arrays: dict[str, np.ndarray], prefix: str, layout: Any) -> np.ndarray:
@@ -151,16 +181,24 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
 
     path = Path(path)
     arrays, meta = read_model(path)
+    _check_meta(path, arrays, meta)
     params = dict(meta["params"])
     params["backend"], params["device"] = None, None
     if isinstance(params.get("n_hidden_units"), list):
         params["n_hidden_units"] = tuple(params["n_hidden_units"])
     if dtype is not None:
         params["dtype"] = dtype
-    clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+    try:
+        clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        clf._check_params()
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: its saved parameters are invalid ({exc}); the file is damaged "
+                             "or was edited") from None
+    if list(clf._hidden_sizes()) != list(meta["layer_sizes"][1:-1]):
+        raise ModelFileError(f"{path}: its layer sizes {meta['layer_sizes']} do not match its "
+                             f"n_hidden_units {params.get('n_hidden_units')!r}")
     clf.backend, clf.device = backend, device
     be = get_backend(backend or "numpy", device, clf.dtype)
-    clf._check_params()
     clf.backend_ = be
     clf.tf32_ = be.set_tf32(bool(clf.tf32))
     clf.classes_ = arrays["classes"]
@@ -178,12 +216,68 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
             raise ModelFileError(f"{path}: the optimizer buffer {key!r} does not belong to "
                                  f"the {clf.optimizer!r} optimizer")
         state[key] = be.asarray(_pack(path, arrays, f"opt_{key}_", layout), dtype=be.dtype)
+    missing = sorted(set(clf._opt.buffers) - set(meta["optimizer_buffers"]))
+    if missing and meta["optimizer_step"] > 0:
+        raise ModelFileError(f"{path}: the {clf.optimizer!r} optimizer's buffers {missing} are "
+                             "missing; the file is incomplete")
     state["t"] = int(meta["optimizer_step"])
     clf._opt_state = state
     clf.n_iter_ = int(meta["n_iter"])
     clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
     clf.random_seed_ = int(meta["random_seed"])
     return clf
+
+
+def _is_int(v: Any, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _check_meta(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Every field :func:`load_classifier` reads, present and of the right type and range,
+    and the classes against the outputs; else a :class:`ModelFileError` naming the field."""
+
+    def bad(problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {problem}; the file is damaged or was edited (use another "
+                              "checkpoint or train again)")
+
+    fields = {
+        "params": (lambda v: isinstance(v, dict), "an object of the estimator's parameters"),
+        "layer_sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s, 1) for s in v),
+                        "a list of at least two positive integers"),
+        "n_features_in": (lambda v: _is_int(v, 1), "a positive integer"),
+        "n_iter": (lambda v: _is_int(v), "an integer >= 0"),
+        "loss_curve": (lambda v: isinstance(v, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
+            "a list of finite numbers"),
+        "random_seed": (lambda v: _is_int(v), "an integer >= 0"),
+        "optimizer_step": (lambda v: _is_int(v), "an integer >= 0"),
+        "optimizer_buffers": (lambda v: isinstance(v, list) and all(isinstance(k, str) for k in v),
+                              "a list of names"),
+        "n_params": (lambda v: _is_int(v, 1), "a positive integer"),
+    }
+    for name, (ok, what) in fields.items():
+        if name not in meta:
+            raise bad(f"its meta.json lacks the field {name!r}")
+        if not ok(meta[name]):
+            raise bad(f"its meta.json field {name!r} must be {what}, got {meta[name]!r:.80}")
+    sizes = meta["layer_sizes"]
+    if sizes[0] != meta["n_features_in"]:
+        raise bad(f"its network takes {sizes[0]} inputs but n_features_in is {meta['n_features_in']}")
+    if "classes" not in arrays:
+        raise bad("the array 'classes' is missing")
+    classes = arrays["classes"]
+    if classes.ndim != 1 or classes.dtype.kind not in "biufU":
+        raise bad(f"'classes' must be a 1-D array of numbers or strings, got {classes.dtype} "
+                  f"of shape {classes.shape}")
+    if len(classes) != sizes[-1]:
+        raise bad(f"it lists {len(classes)} classes but its network has {sizes[-1]} outputs")
+    if len(classes) < 2 or len(np.unique(classes)) != len(classes):
+        raise bad("its classes must be at least two distinct labels")
+    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+        raise bad("its classes hold NaN or infinity")
+    for key, a in arrays.items():
+        if key.startswith(("param_", "opt_")) and a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise bad(f"the array {key!r} holds NaN or infinity")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

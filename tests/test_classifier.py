@@ -331,3 +331,116 @@ def test_cosine_schedule_and_resume_through_it(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="schedule"):
         _small(schedule="step").fit(X, y)
+
+
+# --- hardening: divergence keeps the last good state; every parameter is checked ------------
+
+
+def _diverging(**kw):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 8)) * 10, rng.integers(0, 3, 300)
+    params = dict(n_hidden_units=12, epochs=30, learning_rate=0.1, n_batches=5, random_seed=1,
+                  optimizer="momentum", activation="relu", output="softmax", init="he")
+    params.update(kw)
+    return NNClassifier(**params), X, y
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_keeps_the_weights_of_the_last_good_epoch(backend, tmp_path):
+    nn, X, y = _diverging(backend=backend)
+    seen = []
+    with pytest.raises(arraynn.TrainingDivergedError, match="keeps its weights after epoch 3"):
+        nn.fit(X, y, callback=lambda m, info: seen.append(backend.to_numpy(m._params).copy()))
+    assert nn.n_iter_ == 3 == len(nn.loss_curve_)
+    np.testing.assert_array_equal(backend.to_numpy(nn._params), seen[-1])
+    assert np.isfinite(backend.to_numpy(nn._params)).all()
+    assert all(np.isfinite(backend.to_numpy(v)).all() for v in nn._opt_state.values()
+               if hasattr(v, "shape"))
+    assert len(np.unique(nn.predict(X))) > 1
+    nn.save(tmp_path / "m.npz")
+    assert np.isfinite(NNClassifier.load(tmp_path / "m.npz").coefs_[0]).all()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted():
+    nn, X, y = _diverging(learning_rate=1e30, optimizer="sgd")
+    with pytest.raises(arraynn.TrainingDivergedError, match="left unfitted"):
+        nn.fit(X * 1e6, y)
+    with pytest.raises(arraynn.NotFittedError):
+        nn.predict(X)
+    with pytest.raises(arraynn.NotFittedError):
+        nn.save("never-written.npz")
+
+
+@pytest.mark.parametrize(("param", "value"), [
+    ("momentum", float("nan")), ("momentum", -0.1), ("momentum", 1.0), ("momentum", "0.9"),
+    ("beta_1", 1.0), ("beta_1", -0.5), ("beta_1", float("inf")), ("beta_2", 1.0), ("beta_2", None),
+    ("epsilon", 0.0), ("epsilon", -1e-8), ("epsilon", float("nan")),
+    ("learning_rate", True), ("learning_rate", float("inf")), ("l1", float("nan")), ("l2", "0.1"),
+    ("random_seed", -1), ("random_seed", 1.5), ("random_seed", "7"), ("random_seed", True),
+    ("shuffle", "yes"), ("shuffle", 1), ("bias", "no"), ("warm_start", None), ("verbose", "loud"),
+    ("tf32", 1), ("optimizer", ["sgd"]), ("activation", ("relu",)), ("dtype", ["float32"]),
+    ("epochs", 5.0), ("n_hidden_units", "12"), ("n_hidden_units", (4, "a")),
+])
+def test_every_parameter_is_checked_before_any_work(param, value):
+    X, y = _blobs(n=20)
+    nn = _small(optimizer="adam", **{param: value}) if param != "optimizer" else _small(optimizer=value)
+    with pytest.raises(ValueError, match=param):
+        nn.fit(X, y)
+    assert not hasattr(nn, "classes_")
+    with pytest.raises(ValueError, match=param):
+        nn.partial_fit(X, y)
+    assert not hasattr(nn, "classes_")
+
+
+def test_a_valid_edge_of_each_range_is_accepted():
+    X, y = _blobs(n=30)
+    _small(optimizer="adam", beta_1=0.0, beta_2=0.0, epochs=2, random_seed=0).fit(X, y)
+    _small(optimizer="momentum", momentum=0.0, epochs=2, random_seed=np.int64(3),
+           shuffle=np.bool_(True)).fit(X, y)
+
+
+def test_complex_input_is_refused_on_every_backend(backend):
+    X, y = _blobs(n=20)
+    Xc = X.astype(np.complex64)
+    with pytest.raises(TypeError, match="real-valued"):
+        _small().fit(Xc, y)
+    try:
+        Xb = backend.xp.asarray(Xc, device=backend.device)
+    except Exception:
+        pytest.skip(f"{backend.name} has no complex arrays")
+    with pytest.raises(TypeError, match="real-valued"):
+        _small().fit(Xb, y)
+    nn = _small(epochs=1).fit(X, y)
+    with pytest.raises(TypeError, match="real-valued"):
+        nn.predict(Xb)
+
+
+def test_complex_torch_tensor_is_refused():
+    torch = pytest.importorskip("torch")
+    X, y = _blobs(n=20)
+    with pytest.raises(TypeError, match="real-valued"):
+        _small().fit(torch.tensor(X, dtype=torch.complex64), torch.tensor(y))
+
+
+def test_mixed_label_types_are_named():
+    X, _ = _blobs(n=20)
+    y = np.array(["a", 1.0] * 10, dtype=object)
+    with pytest.raises(ValueError, match="mixes labels of types float, str"):
+        _small().fit(X, y)
+    with pytest.raises(ValueError, match="mixes labels of types"):
+        _small().partial_fit(X, np.arange(20) % 2, classes=np.array(["a", 1.0, 2], dtype=object))
+    nn = _small(epochs=1).fit(X, np.arange(20) % 2)
+    with pytest.raises(ValueError, match="labels of another type"):
+        nn.partial_fit(X, y)
+
+
+def test_partial_fit_past_epochs_keeps_the_cosine_rate_from_rising():
+    X, y = _blobs(n=40)
+    nn = _small(epochs=4, schedule="cosine", learning_rate=0.01)
+    for _ in range(10):
+        nn.partial_fit(X, y)
+    rates = [nn.learning_rate_at(e) for e in range(10)]
+    assert all(b <= a for a, b in zip(rates, rates[1:])), rates
+    assert rates[3] == rates[9] > 0
+    assert arraynn.nn.learning_rate_at("cosine", 0.01, 2, 4) == pytest.approx(0.005)

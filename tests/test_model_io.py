@@ -59,3 +59,120 @@ def test_a_file_with_a_wrong_shape_or_a_missing_array_is_named(tmp_path):
              **{"meta.json": np.frombuffer(json.dumps(meta2).encode(), dtype=np.uint8)})
     with pytest.raises(arraynn.ModelFileError, match="format version 99"):
         NNClassifier.load(tmp_path / "future.npz")
+
+
+# --- tampered files: every malformed model is a ModelFileError naming the file and the problem
+
+
+def _tampered(tmp_path: Path, meta_change=None, array_change=None, name="t.npz") -> Path:
+    arrays, meta = read_model(FIXTURES / "model-0.1.0-adam.npz")
+    if meta_change:
+        meta_change(meta)
+    if array_change:
+        array_change(arrays)
+    path = tmp_path / name
+    np.savez(path, **arrays, **{"meta.json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    return path
+
+
+def _set(key, value):
+    return lambda d: d.__setitem__(key, value)
+
+
+def _drop(key):
+    return lambda d: d.pop(key)
+
+
+def _set_param(key, value):
+    return lambda d: d["params"].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(("meta_change", "array_change", "fragment"), [
+    (_drop("params"), None, "lacks the field 'params'"),
+    (_set("params", [1, 2]), None, "'params' must be an object"),
+    (_drop("layer_sizes"), None, "lacks the field 'layer_sizes'"),
+    (_set("layer_sizes", "8,6,5,3"), None, "'layer_sizes' must be a list"),
+    (_set("layer_sizes", [8, 6, 0, 3]), None, "'layer_sizes' must be a list"),
+    (_set("layer_sizes", [8, 6, 4, 3]), None, "do not match its n_hidden_units"),
+    (_set("layer_sizes", [9, 6, 5, 3]), None, "takes 9 inputs but n_features_in is 8"),
+    (_set("n_features_in", "8"), None, "'n_features_in' must be a positive integer"),
+    (_set("n_iter", -1), None, "'n_iter' must be an integer >= 0"),
+    (_set("n_iter", None), None, "'n_iter'"),
+    (_set("loss_curve", [1.0, "x"]), None, "'loss_curve' must be a list of finite numbers"),
+    (_set("loss_curve", [float("nan")]), None, "'loss_curve' must be a list of finite numbers"),
+    (_set("random_seed", 1.5), None, "'random_seed'"),
+    (_set("optimizer_step", True), None, "'optimizer_step'"),
+    (_set("optimizer_buffers", "mv"), None, "'optimizer_buffers' must be a list"),
+    (_set("optimizer_buffers", ["m", "q"]), None, "'q' does not belong to the 'adam' optimizer"),
+    (_set("optimizer_buffers", ["m"]), None, "buffers ['v'] are missing"),
+    (_set("n_params", 4), None, "holds 4 parameter arrays"),
+    (_set_param("optimizer", "rmsprop"), None, "optimizer must be one of"),
+    (_set_param("beta_1", 1.0), None, "beta_1"),
+    (_set_param("n_hidden_units", {"a": 1}), None, "n_hidden_units"),
+    (_set_param("activation", None), None, "activation"),
+    (None, lambda a: a.pop("classes"), "'classes' is missing"),
+    (None, lambda a: a.__setitem__("classes", np.arange(4)), "4 classes but its network has 3 outputs"),
+    (None, lambda a: a.__setitem__("classes", np.zeros((3, 1))), "'classes' must be a 1-D array"),
+    (None, lambda a: a.__setitem__("classes", np.array([1, 1, 2])), "distinct"),
+    (None, lambda a: a.__setitem__("classes", np.array([0.0, 1.0, np.nan])), "classes hold NaN"),
+    (None, lambda a: a.__setitem__("param_2", np.full((6, 5), np.inf, np.float32)), "'param_2' holds NaN"),
+    (None, lambda a: a.__setitem__("opt_v_0", np.full((8, 6), np.nan, np.float32)), "'opt_v_0' holds NaN"),
+    (None, lambda a: a.__setitem__("opt_m_3", np.zeros((4,), np.float32)), "opt_m_3 has shape (4,)"),
+    (None, lambda a: a.__setitem__("param_0", np.zeros((8, 6), np.complex64)), "param_0 has dtype complex64"),
+])
+def test_tampered_metadata_is_a_model_file_error(tmp_path, meta_change, array_change, fragment):
+    path = _tampered(tmp_path, meta_change, array_change)
+    with pytest.raises(arraynn.ModelFileError) as info:
+        NNClassifier.load(path)
+    assert str(path) in str(info.value)
+    assert fragment in str(info.value), str(info.value)
+
+
+def test_an_object_array_in_a_model_file_is_refused_not_unpickled(tmp_path):
+    arrays, meta = read_model(FIXTURES / "model-0.1.0-adam.npz")
+    arrays["classes"] = np.array([1, "b", None], dtype=object)
+    path = tmp_path / "pickled.npz"
+    np.savez(path, **arrays, **{"meta.json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    with pytest.raises(arraynn.ModelFileError, match="pickled.npz"):
+        NNClassifier.load(path)
+
+
+# --- saving never replaces what is not a regular file, and writes through symbolic links
+
+
+def _fitted():
+    return NNClassifier.load(FIXTURES / "model-0.1.0-adam.npz")
+
+
+def test_save_writes_through_a_symlink_to_its_target(tmp_path):
+    target = tmp_path / "real" / "model.npz"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    _fitted().save(link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert NNClassifier.load(target).n_iter_ == 5
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.npz"]
+    dangling = tmp_path / "dangling.npz"
+    dangling.symlink_to(tmp_path / "real" / "new.npz")
+    _fitted().save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "real" / "new.npz").is_file()
+
+
+def test_save_refuses_to_replace_a_device_a_fifo_or_a_directory(tmp_path):
+    import os
+
+    from arraynn._fileio import NotARegularFileError
+
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.npz").mkdir()
+    devlink = tmp_path / "null.npz"
+    devlink.symlink_to(os.devnull)
+    for path, kind in [(fifo, "a FIFO"), (tmp_path / "dir.npz", "a directory"), (devlink, "a device")]:
+        with pytest.raises(NotARegularFileError, match=kind):
+            _fitted().save(path)
+    assert not (tmp_path / "fifo.npz").is_file() and (tmp_path / "dir.npz").is_dir()
+    assert Path(os.devnull).is_char_device()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz", "fifo.npz", "null.npz"]

@@ -23,7 +23,11 @@ class TorchLibrary(Library):
     def load(self, device: Any) -> tuple[Any, Any]:
         torch = self.import_module("torch")
         xp = self.import_module("array_api_compat.torch")
-        dev = torch.device(device if device is not None else "cpu")
+        try:
+            dev = torch.device(device if device is not None else "cpu")
+        except (RuntimeError, TypeError, ValueError):
+            raise DeviceUnavailableError(
+                f"torch has no device {device!r}; give 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
         if dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise DeviceUnavailableError(

@@ -19,10 +19,13 @@ import hashlib
 import http.client
 import importlib.metadata
 import logging
+import math
+import numbers
 import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "DOWNLOAD_RETRIES",
     "DOWNLOAD_TIMEOUT",
     "DownloadError",
+    "check_mirrors",
     "download",
     "download_options",
     "verify_file",
@@ -78,15 +82,48 @@ def download_options(
     ValueError
         Unless ``retries >= 0``, ``backoff >= 0`` and ``timeout > 0``.
     """
-    retries = DOWNLOAD_RETRIES if retries is None else int(retries)
-    backoff = DOWNLOAD_BACKOFF if backoff is None else float(backoff)
-    timeout = DOWNLOAD_TIMEOUT if timeout is None else float(timeout)
-    if retries < 0 or backoff < 0 or timeout <= 0:
+    retries = DOWNLOAD_RETRIES if retries is None else retries
+    backoff = DOWNLOAD_BACKOFF if backoff is None else backoff
+    timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
+    bad = []
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        bad.append("retries")
+    for name, value, positive in (("backoff", backoff, False), ("timeout", timeout, True)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or not (value > 0 if positive else value >= 0):
+            bad.append(name)
+    if bad:
         raise ValueError(
-            f"need retries >= 0, backoff >= 0 and timeout > 0; got retries="
-            f"{retries}, backoff={backoff}, timeout={timeout}"
+            "need retries >= 0, backoff >= 0 and timeout > 0 (retries an integer, backoff and "
+            f"timeout finite numbers of seconds); got retries={retries!r}, backoff={backoff!r}, "
+            f"timeout={timeout!r}: fix {' and '.join(bad)}"
         )
-    return retries, backoff, timeout
+    return int(retries), float(backoff), float(timeout)
+
+
+def check_mirrors(mirrors: Sequence[str]) -> tuple[str, ...]:
+    """The mirrors as a tuple of base URLs, each ending with ``/`` (added when missing).
+
+    Raises
+    ------
+    ValueError
+        ``mirrors`` is a single string instead of a list, is empty, or holds
+        something that is not an http, https, ftp or file URL.
+    """
+    if isinstance(mirrors, (str, bytes)):
+        raise ValueError(f"mirrors must be a list of base URLs, got the single string {mirrors!r}; "
+                         f"write [{mirrors!r}]")
+    try:
+        out = tuple(mirrors)
+    except TypeError:
+        raise ValueError(f"mirrors must be a list of base URLs, got {type(mirrors).__name__}") from None
+    if not out:
+        raise ValueError("mirrors is empty; give at least one base URL")
+    for m in out:
+        if not isinstance(m, str) or urllib.parse.urlsplit(m).scheme not in ("http", "https", "ftp", "file"):
+            raise ValueError(f"mirror {m!r} is not a URL; a mirror is a base URL such as "
+                             "'https://example.org/fashion-mnist/'")
+    return tuple(m if m.endswith("/") else m + "/" for m in out)
 
 
 def _user_agent() -> str:
@@ -229,6 +266,7 @@ def download(
         For bad ``retries``, ``backoff`` or ``timeout``.
     """
     retries, backoff, timeout = download_options(retries, backoff, timeout)
+    mirrors = check_mirrors(mirrors)
     dest = Path(dest)
     failures: list[str] = []
     for base in mirrors:

@@ -47,7 +47,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from .download import DownloadError, download_options, verify_file
+from .download import DownloadError, check_mirrors, download_options, verify_file
 from .download import download as _fetch
 from .idx import read_idx
 
@@ -371,7 +371,7 @@ def load_fashion_mnist(
     arraynn.data.idx.IDXError
         A file is not a valid IDX file (bad header, truncated, corrupt gzip).
     """
-    mirrors = tuple(FASHION_MNIST_MIRRORS if mirrors is None else mirrors)
+    mirrors = check_mirrors(FASHION_MNIST_MIRRORS if mirrors is None else mirrors)
     checksums = FASHION_MNIST_CHECKSUMS if checksums is None else checksums
     options = download_options(retries, backoff, timeout)
     names = list(FASHION_MNIST_FILES.values())

@@ -76,6 +76,9 @@ class Trainer:
         ------
         TrainingDivergedError
             The epoch's loss is NaN or infinite (the message names the learning rate).
+            ``self.params`` and ``self.state`` are then those the epoch started from
+            (a device copy taken at every epoch's start), or ``None`` when those are
+            not finite either.
 
         Run it inside :meth:`memory_errors` to have out-of-memory errors explained.
         """
@@ -92,8 +95,12 @@ class Trainer:
         for epoch in range(first_epoch, end_epoch):
             start = time.perf_counter()
             lr = self.learning_rate_at(epoch)
+            good = self._copy(self.params, self.state)  # steps update in place or donate
             value = self._epoch(step, loader, epoch, lr)
             if not math.isfinite(value):
+                self.params, self.state = good
+                if not bool(self.backend.xp.all(self.backend.xp.isfinite(good[0]))):
+                    self.params = self.state = None
                 raise TrainingDivergedError(
                     f"the training loss became {value} in epoch {epoch + 1}; lower the "
                     f"learning rate (this epoch used {lr:g}) or standardize the inputs")
@@ -102,6 +109,12 @@ class Trainer:
             if on_epoch(record):
                 break
         return self.params, self.state
+
+    def _copy(self, params: Any, state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """A device copy of ``params`` and of the arrays of ``state`` (one per epoch)."""
+        xp = self.backend.xp
+        return (xp.asarray(params, copy=True),
+                {k: xp.asarray(v, copy=True) if hasattr(v, "shape") else v for k, v in state.items()})
 
     def _epoch(self, step: Callable[..., Any], loader: Any, epoch: int, lr: float) -> float:
         """One pass over ``loader``; returns the epoch's mean loss (one copy to the host).

@@ -39,11 +39,14 @@ def learning_rate_at(schedule: str, learning_rate: float, epoch: int, epochs: in
     """The learning rate of epoch ``epoch`` (0-based) of ``epochs``.
 
     ``"constant"``: ``learning_rate``. ``"cosine"``:
-    ``learning_rate * (1 + cos(pi * epoch / epochs)) / 2``. It depends only on the
-    epoch number, so a resumed run follows the same schedule.
+    ``learning_rate * (1 + cos(pi * epoch / epochs)) / 2``; past the last epoch
+    (``partial_fit`` beyond ``epochs``) it stays at the last epoch's rate instead of
+    rising again. It depends only on the epoch number, so a resumed run follows the
+    same schedule.
     """
     lr = float(learning_rate)
     if schedule == "cosine":
+        epoch = min(int(epoch), int(epochs) - 1)
         return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / int(epochs)))
     if schedule == "constant":
         return lr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -30,9 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return evaluate(args) if args.evaluate is not None else run(args)
     except KeyboardInterrupt:
-        out = f" --out {args.out}" if args.out else ""
-        print(f"\ninterrupted; continue from the last checkpoint with: python -m arraynn.train --resume{out}",
-              file=sys.stderr)
+        run_dir = getattr(args, "run_dir", None)
+        if args.evaluate is not None or run_dir is None:
+            print("\ninterrupted", file=sys.stderr)
+        elif getattr(args, "resumable", False):
+            print("\ninterrupted; continue from the last checkpoint with: python -m arraynn.train "
+                  f"--resume --out {shlex.quote(run_dir)}", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first epoch finished; nothing was kept", file=sys.stderr)
         return 130
     except Exception as exc:
         if args.debug:

@@ -87,6 +87,9 @@ def error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
         return one_line(exc), exc.code
     if isinstance(exc, _expected_errors()):
         return f"{one_line(exc)}{_data_hint(exc, args.no_download)}", 1
+    if isinstance(exc, MemoryError):
+        what = one_line(exc) if str(exc).strip() else "a step needed more memory than is free"
+        return f"out of memory: {what} (free memory, or use --limit for a smaller run)", 1
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         return f"cannot read or write{where}: {exc.strerror or exc}", 1

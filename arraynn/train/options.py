@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["PRESETS", "PRESET_HEADERS", "backend_from", "build_parser", "check_resume_args",
+__all__ = ["PRESETS", "PRESET_HEADERS", "backend_from", "build_parser", "check_evaluate_args",
+           "check_resume_args",
            "describe_config", "resolve_config"]
 
 #: The presets. Every key can be overridden by a flag (see ``--help``).
@@ -171,6 +172,16 @@ def _hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
 
+def _mirror(text: str) -> str:
+    """An argparse type: a mirror's base URL (see :func:`arraynn.data.download.check_mirrors`)."""
+    from ..data.download import check_mirrors
+
+    try:
+        return check_mirrors([text])[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.train``.
 
@@ -251,7 +262,7 @@ def _add_data_flags(g: Any) -> None:
                         "the cache ~/.cache/arraynn)")
     g.add_argument("--no-download", action="store_true",
                    help="never download; fail when the files are missing")
-    g.add_argument("--mirror", action="append", default=None, metavar="URL",
+    g.add_argument("--mirror", action="append", default=None, metavar="URL", type=_mirror,
                    help="base URL to download the files from instead of the built-in mirrors "
                         "(repeatable)")
     g.add_argument("--scale", choices=PREPROCESSORS, default=None,
@@ -323,22 +334,64 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def check_resume_args(args: argparse.Namespace) -> None:
+def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> None:
     """Refuse a ``--resume`` without ``--out`` or with flags that change the configuration.
+
+    ``saved`` is the run's saved configuration (config.json's ``config``): flags equal
+    to it are accepted (the original command line resumes as it is); without it every
+    training flag is refused.
+
+    Raises
+    ------
+    UsageError
+        Naming the flags to drop and the saved values.
+    """
+    if args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR, the run to continue")
+    over = _explicit_overrides(args)
+    if args.preset is not None:
+        over = {"preset": args.preset, **over}
+    if saved is not None:
+        over = {k: v for k, v in over.items() if not _same_value(v, saved.get(k))}
+    if over:
+        names = ", ".join("--" + k.replace("_", "-") for k in over)
+        were = (" (the run has " + ", ".join(f"{k.replace('_', '-')} {_shown(saved.get(k))}" for k in over)
+                + ")" if saved is not None else "")
+        raise UsageError(f"--resume continues the run with its saved configuration; drop {names}{were} "
+                         "(or start a new run with another --out)")
+
+
+def check_evaluate_args(args: argparse.Namespace) -> None:
+    """Refuse, with ``--evaluate``, the flags that only a training run reads.
 
     Raises
     ------
     UsageError
         Naming the flags to drop.
     """
-    if args.out is None:
-        raise UsageError("--resume needs --out RUN_DIR, the run to continue")
     over = _explicit_overrides(args)
-    if over or args.preset is not None:
-        names = ", ".join(["--preset"] * (args.preset is not None)
-                          + ["--" + k.replace("_", "-") for k in over])
-        raise UsageError(f"--resume continues the run with its saved configuration; drop {names} "
-                         "(or start a new run with another --out)")
+    names = ["--" + k.replace("_", "-") for k in over]
+    names += [flag for flag, given in (("--preset", args.preset is not None), ("--resume", args.resume),
+                                       ("--out", args.out is not None)) if given]
+    if names:
+        raise UsageError(f"--evaluate measures the saved model as it is; drop {', '.join(names)} "
+                         "(they configure a training run)")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v) or "none"
+    return "unset" if v is None else str(v)
 
 
 def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:

@@ -19,10 +19,18 @@ import numpy as np
 
 from .dataset import DeviceSets, FashionMNIST, Split, class_names, device_sets, load_data, split_data, upload
 from .errors import CLIError, UsageError
-from .options import PRESET_HEADERS, backend_from, check_resume_args, describe_config, resolve_config
+from .options import (
+    PRESET_HEADERS,
+    backend_from,
+    check_evaluate_args,
+    check_resume_args,
+    describe_config,
+    resolve_config,
+)
 from .progress import Progress
 from .rundir import (
     CHECKPOINT,
+    CONFIG,
     METRICS,
     MODEL,
     MODEL_JSON,
@@ -48,18 +56,33 @@ def run(args: argparse.Namespace) -> int:
     checkpoint per epoch, then save the final model, evaluate it on the test set and
     report (summary.json, the figures).
     """
-    rd, saved = _prepare(args)
+    rd, saved, resumable = _prepare(args)
+    try:
+        return _run(args, rd, saved, resumable)
+    except BaseException:
+        if not (rd.path / CHECKPOINT).exists():
+            rd.discard()  # trained nothing: leave nothing behind
+        raise
+    finally:
+        args.resumable = (rd.path / CHECKPOINT).is_file()
+        rd.unlock()
+
+
+def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, resumable: bool) -> int:
     cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
     be = backend_from(args, saved)
     versions = _versions(be)
     _print_header(cfg, be, versions)
     data, split = _load_and_split(args, cfg, saved, rd)
     sets = device_sets(be, cfg["scale"], data, split)
-    if saved is not None:
+    if resumable:
         clf, rows = _resume(rd, be, cfg)
     else:
+        if saved is not None:
+            print("no epoch of this run had finished: starting it again from epoch 1")
         clf, rows = _new_classifier(cfg, be), []
-        rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
+        if saved is None:
+            rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
     if args.tf32:
         clf.set_params(tf32=True)
     train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress)
@@ -82,15 +105,28 @@ def evaluate(args: argparse.Namespace) -> int:
     from ..classifier import NNClassifier
     from ..data.preprocessing import Preprocessor
 
+    check_evaluate_args(args)
     path = find_model(args.evaluate)
     meta = read_model_json(path)
+    try:
+        Preprocessor.from_dict(meta["preprocessing"])
+    except ValueError as exc:
+        raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
+                       "the file is damaged or was edited") from None
     be = backend_from(args)
     clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
+    if clf.n_features_in_ != 784:
+        raise CLIError(f"{path} takes {clf.n_features_in_} features; a Fashion-MNIST model takes 784")
     print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
     data = _load(args)
     print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_test):,} test images")
+    _check_test_set(data)
     prep = Preprocessor.from_dict(meta["preprocessing"], backend=be)
-    names = list(meta.get("classes") or class_names())
+    names = meta.get("classes") or class_names()
+    if not isinstance(names, list) or len(names) != len(clf.classes_):
+        raise CLIError(f"{path.with_suffix('.json')} names {len(names) if isinstance(names, list) else 'no'} "
+                       f"classes, the model has {len(clf.classes_)}; the file is damaged or was edited")
+    names = [str(n) for n in names]
     cm, _ = _test_confusion(clf, be, prep.apply(upload(be, data.X_test)), data.y_test, len(names))
     _print_result(cm, names)
     return 0
@@ -101,19 +137,27 @@ def evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None]:
-    """The run directory, checked and writable, and with ``--resume`` its config.json
-    (checked against the flags)."""
-    if args.resume:
-        check_resume_args(args)
+def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None, bool]:
+    """The run directory, checked, locked and writable; with ``--resume`` its config.json
+    (checked against the flags); and whether there is a checkpoint to resume from."""
+    if args.out is not None and not str(args.out).strip():
+        raise UsageError("--out needs a directory name (use --out . for the current directory)")
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR, the run to continue")
     rd = RunDir(Path(args.out) if args.out is not None else default_out(args.preset or "default"))
-    rd.prepare(args.resume)
+    args.run_dir = str(rd.path)
+    resumable = rd.prepare(args.resume)
     if not args.resume:
-        return rd, None
-    saved = rd.read_config()
-    if args.dtype and args.dtype != saved.get("dtype"):
-        raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
-    return rd, saved
+        return rd, None, False
+    try:
+        saved = rd.read_config()
+        check_resume_args(args, saved["config"])
+        if args.dtype and args.dtype != saved.get("dtype"):
+            raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
+    except BaseException:
+        rd.unlock()
+        raise
+    return rd, saved, resumable
 
 
 def _versions(be: Any) -> dict[str, str]:
@@ -156,10 +200,18 @@ def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[s
     if saved is not None and saved.get("data_fingerprint") not in (None, data.fingerprint):
         raise CLIError(f"the training data differ from those the run in {rd} was trained on; "
                        "point --data-dir at the same Fashion-MNIST files")
+    _check_test_set(data)
     split = split_data(cfg, len(data.X_train))
     print(f"  {split.describe(cfg['limit'])}")
     print(f"  run directory: {rd}")
     return data, split
+
+
+def _check_test_set(data: FashionMNIST) -> None:
+    """A test set to measure on: found before any training."""
+    if len(data.X_test) == 0:
+        raise CLIError(f"the test set of Fashion-MNIST from {data.describe_source()} holds 0 images; "
+                       "there is nothing to measure a model on: point --data-dir at complete files")
 
 
 def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
@@ -178,9 +230,38 @@ def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
 def _resume(rd: RunDir, be: Any, cfg: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
     """The checkpoint's classifier, set to continue, and the metrics rows so far."""
     clf, rows = rd.load_checkpoint(be)
+    _check_checkpoint(rd, clf, cfg, be)
     clf.set_params(warm_start=True)
     print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows
+
+
+def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> None:
+    """The checkpoint is of the network and training config.json describes.
+
+    Raises
+    ------
+    CLIError
+        Naming the first parameter that differs.
+    """
+    want = _new_classifier(cfg, be).get_params()
+    have = clf.get_params()
+    ignore = {"backend", "device", "dtype", "warm_start", "tf32", "verbose", "n_classes", "n_features"}
+    for key in sorted(set(want) - ignore):
+        a, b = have.get(key), want[key]
+        if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+            a = list(a) if isinstance(a, (list, tuple)) else [a]
+            b = list(b) if isinstance(b, (list, tuple)) else [b]
+        if a != b:
+            raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: its {key} is {a!r}, "
+                           f"the run's {CONFIG} says {b!r}; restore the run's own checkpoint or "
+                           "start a new run")
+    if clf.n_features_in_ != 784 or list(clf.classes_) != list(range(10)):
+        raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it is not a "
+                       "784-input, 10-class Fashion-MNIST model")
+    if clf.n_iter_ > int(cfg["epochs"]):
+        raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it has {clf.n_iter_} "
+                       f"epochs, the run {cfg['epochs']}")
 
 
 def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: list[dict[str, Any]],
@@ -223,7 +304,7 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
                 clf.fit(sets.X_train, sets.y_train, callback=callback)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
-                if rows else "no epoch finished, so there is no checkpoint")
+                if rows else "no epoch finished, so there is no checkpoint and nothing is kept")
         raise CLIError(f"training diverged: {exc}; {kept}") from None
     finally:
         progress.close()

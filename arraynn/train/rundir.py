@@ -19,13 +19,19 @@
 ``loss.png``, ``confusion_matrix.png``, ``predictions.png``
     The figures, when matplotlib is installed.
 
+``.lock``
+    Locked (``flock``) while a process runs in the directory; a killed process
+    releases it, so the file left behind is no obstacle.
+
 Every file is written through a temporary file and renamed into place, so a run
-killed at any moment leaves each file whole. The formats are read back by
+killed at any moment leaves each file whole; the temporary files of a killed run are
+removed when the directory is next prepared. The formats are read back by
 ``--resume`` and ``--evaluate``; runs written by earlier versions keep working.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -48,6 +54,7 @@ CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
 MODEL_JSON = "model.json"
 SUMMARY = "summary.json"
+LOCK = ".lock"
 
 #: The ``format`` of config.json and of model.json.
 RUN_FORMAT = "arraynn.train.run"
@@ -158,30 +165,53 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.path)
 
-    def prepare(self, resume: bool) -> None:
-        """Check that a run can start (or resume) here; create the directory and prove
-        that it is writable, before any training.
+    def prepare(self, resume: bool) -> bool:
+        """Check that a run can start (or resume) here; create the directory, lock it
+        and prove that it is writable, before any training.
+
+        A directory that holds a run without a checkpoint (a start that failed before
+        its first epoch finished) starts again: a new run replaces it and ``--resume``
+        starts it from epoch 1 with its saved configuration. Temporary files left by a
+        killed process are removed.
+
+        Returns
+        -------
+        bool
+            Whether there is a checkpoint to resume from (always False for a new run).
 
         Raises
         ------
         CLIError
-            A new run over an existing one, a resume without a run, or an unwritable
-            directory.
+            A new run over a run with a checkpoint, a non-empty directory that is not
+            an arraynn run, a resume without a run, a directory another process is
+            running in, or an unwritable directory.
         """
         out = self.path
-        if resume:
-            if not out.is_dir():
-                raise CLIError(f"cannot resume: the run directory {out} does not exist")
-            if not (out / CHECKPOINT).is_file():
-                raise CLIError(f"cannot resume: {out} has no {CHECKPOINT} (no epoch finished yet); "
-                               "start the run again without --resume")
-            if not (out / CONFIG).is_file():
-                raise CLIError(f"cannot resume: {out} has no {CONFIG}; it is not an arraynn.train run")
-        elif (out / CHECKPOINT).exists() or (out / CONFIG).exists():
-            raise CLIError(f"the run directory {out} already holds a run; continue it with --resume "
-                           "or choose another --out")
+        self._written: set[str] = set()
+        if out.exists() and not out.is_dir():
+            raise CLIError(f"--out {out} is a file, not a directory; choose another --out")
+        if resume and not out.is_dir():
+            raise CLIError(f"cannot resume: the run directory {out} does not exist")
+        self._create()
+        self._lock()
+        try:
+            return self._check(resume)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _create(self) -> None:
+        """mkdir -p, remembering which directories this run created (:meth:`discard`
+        removes them again) and proving the directory writable."""
+        out = self.path
+        missing = []
+        p = out.absolute()
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
         try:
             out.mkdir(parents=True, exist_ok=True)
+            self._created = missing  # deepest first
             fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=out)
             os.close(fd)
             os.unlink(tmp)
@@ -189,6 +219,88 @@ class RunDir:
             reason = exc.strerror or str(exc)
             raise CLIError(f"cannot write to the run directory {out}: {reason}; "
                            "choose another --out") from None
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock on the run directory while this process runs in it.
+
+        The lock is the kernel's (``flock``) on the file ``.lock``: a process killed in
+        any way releases it, so a lock left behind is never an obstacle. The file holds
+        the holder's process id for the message.
+        """
+        self._lock_file = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no lock
+            return
+        path = self.path / LOCK
+        f = open(path, "a+")  # noqa: SIM115 - held open for the run
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise CLIError(f"the run directory {self.path} is in use by process {holder}, which is "
+                           "training there now; wait for it to finish or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._lock_file = f
+
+    def unlock(self) -> None:
+        """Release the lock (the process's exit releases it too)."""
+        f = getattr(self, "_lock_file", None)
+        if f is not None:
+            self._lock_file = None
+            with contextlib.suppress(OSError):
+                (self.path / LOCK).unlink()
+            f.close()
+
+    def _check(self, resume: bool) -> bool:
+        out = self.path
+        for stale in list(out.glob(".*.part")) + list(out.glob(".write-test.*")):
+            with contextlib.suppress(OSError):
+                stale.unlink()  # left by a process killed while writing
+        has_checkpoint = (out / CHECKPOINT).is_file()
+        has_config = (out / CONFIG).is_file()
+        if resume:
+            if not has_config:
+                if has_checkpoint:
+                    raise CLIError(f"cannot resume: {out} has no {CONFIG}; it is not an arraynn.train run")
+                raise CLIError(f"cannot resume: {out} has no {CHECKPOINT} (no run was started there); "
+                               "start the run without --resume")
+            self.read_config()  # an arraynn run, or an error
+            return has_checkpoint
+        if has_checkpoint or (out / CHECKPOINT).exists():
+            raise CLIError(f"the run directory {out} already holds a run; continue it with --resume "
+                           "or choose another --out")
+        if has_config:
+            self.read_config()  # a start that failed before its first epoch: start again
+            for name in (CONFIG, METRICS):
+                with contextlib.suppress(FileNotFoundError):
+                    (out / name).unlink()
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise CLIError(f"--out {out} is a directory that is not empty ({shown}) and holds no "
+                           "arraynn run; choose a new or empty directory")
+        return False
+
+    def discard(self) -> None:
+        """Remove what a run that trained nothing wrote (its files, the directories it
+        created) and release the lock; a directory with a checkpoint is kept whole."""
+        out = self.path
+        if not (out / CHECKPOINT).exists():
+            for name in sorted(getattr(self, "_written", ())):
+                with contextlib.suppress(OSError):
+                    (out / name).unlink()
+        self.unlock()
+        for d in getattr(self, "_created", []):
+            try:
+                d.rmdir()  # only when empty
+            except OSError:
+                break
 
     def read_config(self) -> dict[str, Any]:
         """config.json, checked to be a run configuration (see :func:`config_record`)."""
@@ -199,6 +311,7 @@ class RunDir:
 
     def write_config(self, record: dict[str, Any]) -> None:
         write_json(self.path / CONFIG, record)
+        self._written = {*getattr(self, "_written", ()), CONFIG}
 
     def load_checkpoint(self, backend: Any) -> tuple[Any, list[dict[str, Any]]]:
         """The checkpoint's classifier on ``backend`` and the metrics rows of its epochs.
@@ -222,6 +335,7 @@ class RunDir:
     def save_epoch(self, clf: Any, rows: list[dict[str, Any]]) -> None:
         """After an epoch: metrics.csv first, then the checkpoint (:meth:`load_checkpoint`
         drops the rows of epochs after the checkpoint's)."""
+        self._written = {*getattr(self, "_written", ()), METRICS}
         write_metrics(self.path / METRICS, rows)
         clf.save(self.path / CHECKPOINT)
 

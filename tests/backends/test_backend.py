@@ -108,6 +108,13 @@ def test_torch_without_cuda_says_so():
         arraynn.get_backend("torch", "cuda")
 
 
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", 3.5])
+def test_torch_unknown_device_names_the_valid_ones(device):
+    pytest.importorskip("torch")
+    with pytest.raises(arraynn.DeviceUnavailableError, match="'cpu', 'cuda', 'cuda:N' or 'mps'"):
+        arraynn.get_backend("torch", device=device)
+
+
 def test_available_backends_lists_working_ones_with_devices():
     rows = arraynn.available_backends()
     by_name = {r.name: r for r in rows}

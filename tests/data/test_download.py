@@ -254,3 +254,31 @@ def test_md5_helper_matches_hashlib(tmp_path: Path) -> None:
     data = os.urandom(3 * (1 << 20) + 17)
     (tmp_path / "f").write_bytes(data)
     assert dl._file_digest(tmp_path / "f") == (len(data), hashlib.md5(data).hexdigest())
+
+
+@pytest.mark.parametrize("kw", [{"retries": 1.5}, {"retries": True}, {"retries": "2"},
+                                {"backoff": float("nan")}, {"timeout": float("nan")},
+                                {"timeout": float("inf")}, {"timeout": "60"},
+                                {"backoff": None, "timeout": -1}])
+def test_bad_option_types_and_non_finite_values(dest: Path, kw) -> None:
+    bad = next(k for k, v in kw.items() if v is not None)
+    with pytest.raises(ValueError, match=f"need retries >= 0.*fix {bad}"):
+        download_options(**kw)
+    with pytest.raises(ValueError, match=f"fix {bad}"):
+        download(dest, ["http://127.0.0.1:9/"], EXPECTED, **kw)
+    assert list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(("mirrors", "fragment"), [
+    ("http://127.0.0.1:9/", "single string"), ([], "empty"), (["not a url"], "is not a URL"),
+    ([b"http://x/"], "is not a URL"), (None, "list of base URLs"), ([7], "is not a URL")])
+def test_bad_mirrors(dest: Path, mirrors, fragment) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        download(dest, mirrors, EXPECTED)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_mirror_without_a_trailing_slash_gets_one() -> None:
+    from arraynn.data.download import check_mirrors
+
+    assert check_mirrors(["http://a/x", "https://b/y/"]) == ("http://a/x/", "https://b/y/")

@@ -539,3 +539,11 @@ def test_real_fashion_mnist(shared_fashion_mnist: Path) -> None:
         data = (d / name).read_bytes()
         assert len(data) == size
         assert hashlib.md5(data).hexdigest() == md5
+
+
+def test_bad_mirrors_and_timeout_are_refused_before_any_work(tmp_path) -> None:
+    with pytest.raises(ValueError, match="single string"):
+        load_fashion_mnist(tmp_path, mirrors="http://127.0.0.1:9/")
+    with pytest.raises(ValueError, match="fix timeout"):
+        load_fashion_mnist(tmp_path, timeout=float("nan"))
+    assert list(tmp_path.iterdir()) == []

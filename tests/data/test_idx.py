@@ -256,3 +256,100 @@ def test_corrupt_gzip_header(tmp_path: Path) -> None:
 
 def test_idx_error_is_value_error() -> None:
     assert issubclass(IDXError, ValueError)
+
+
+# --------------------------------------------------------------------------
+# hostile files: bounded memory, sizes checked before reading, clear messages
+
+
+def _gzip_of_zeros(path: Path, head: bytes, n_zeros: int, members: int = 1) -> Path:
+    """A small gzip file of ``head`` and ``n_zeros`` zero bytes (a decompression bomb),
+    written without holding the inflated data in memory."""
+    import zlib
+
+    with open(path, "wb") as f:
+        for m in range(members):
+            c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            if m == 0:
+                f.write(c.compress(head))
+            chunk = bytes(1 << 20)
+            left = n_zeros // members
+            while left:
+                k = min(left, len(chunk))
+                f.write(c.compress(chunk[:k]))
+                left -= k
+            f.write(c.flush())
+    return path
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_decompression_bomb_is_refused_in_bounded_memory(tmp_path: Path, members: int) -> None:
+    import tracemalloc
+
+    path = _gzip_of_zeros(tmp_path / "bomb.gz", _header(0x08, (10,)), 300 << 20, members)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        err = _bad(path, "trailing garbage", "more than", "bytes too many")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"reading a 10-byte IDX file took {peak / 2**20:.0f} MiB"
+    assert err.path == str(path)
+
+
+def test_a_huge_declared_size_of_a_short_gzip_file_is_truncated_not_allocated(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = _raw(tmp_path / "big.gz", gzip.compress(_header(0x0E, (60000, 60000)) + bytes(100)))
+    tracemalloc.start()
+    try:
+        _bad(path, "truncated payload", "28800000000 bytes", "only 100 bytes")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_a_raw_file_is_checked_against_its_header_before_reading(tmp_path: Path, monkeypatch) -> None:
+    path = _raw(tmp_path / "big.idx", _header(0x08, (2**32 - 1, 2**32 - 1)) + bytes(10))
+    _bad(path, "truncated payload", "only 10 bytes")
+
+
+def test_a_header_larger_than_any_array(tmp_path: Path) -> None:
+    shape = (2**32 - 1,) * 4
+    _bad(_raw(tmp_path / "h.gz", gzip.compress(_header(0x0E, shape))), "more than any array")
+
+
+@pytest.mark.parametrize("ndim", [65, 255])
+def test_more_dimensions_than_numpy_allows(tmp_path: Path, ndim: int) -> None:
+    path = _raw(tmp_path / "d.idx", _header(0x08, (1,) * ndim) + b"\x07")
+    _bad(path, f"declares {ndim} dimensions", "at most")
+
+
+def test_out_of_memory_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    from arraynn.data import idx
+
+    path = tmp_path / "m.idx.gz"
+    write_idx(path, np.zeros((3, 4), dtype=np.uint8))
+
+    def no_memory(self, n):
+        raise MemoryError
+
+    monkeypatch.setattr(idx._Stream, "read_payload", no_memory)
+    with pytest.raises(MemoryError, match="m.idx.gz") as info:
+        read_idx(path)
+    assert "(3, 4)" in str(info.value)
+
+
+@pytest.mark.parametrize("level", [99, -2, 1.5, True, "9"])
+def test_write_bad_compresslevel(tmp_path: Path, level) -> None:
+    with pytest.raises(ValueError, match="compresslevel must be an integer from 0"):
+        write_idx(tmp_path / "a.idx.gz", np.zeros(3, dtype=np.uint8), compresslevel=level)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_shape_whose_other_sizes_overflow(tmp_path: Path) -> None:
+    # Found by the fuzzer: NumPy refuses such a shape even with 0 elements.
+    path = _raw(tmp_path / "z.idx", _header(0x08, (0, 2, 375768, 2946992, 4164482)))
+    _bad(path, "more than any array")

@@ -274,3 +274,57 @@ def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(data_dir, tmp
     assert code == 1
     assert_one_line_error(err, "diverged", "no checkpoint")
     assert not (out / "checkpoint.npz").exists()
+
+
+def test_out_of_memory_reading_the_data_names_the_file(data_dir, tmp_path, capsys, monkeypatch):
+    from arraynn.data import idx
+
+    def no_memory(self, n):
+        raise MemoryError
+
+    monkeypatch.setattr(idx._Stream, "read_payload", no_memory)
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
+                                   "--no-download", *FAST)
+    assert code == 1
+    assert_one_line_error(err, "out of memory", "train-images-idx3-ubyte.gz")
+
+
+def test_evaluate_refuses_training_flags_and_a_damaged_model_json(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out),
+                                   "--epochs", "1", "--no-plots", *FAST)
+    assert code == 0, err
+    code, stdout, err = main_in_process(capsys, "--evaluate", str(out), "--epochs", "5", "--no-scale",
+                                        "--data-dir", str(data_dir))
+    assert code == 2
+    assert_one_line_error(err, "drop --epochs, --scale")
+    meta = json.loads((out / "model.json").read_text())
+    for bad, fragment in [({"scheme": "bogus"}, "unknown preprocessing 'bogus'"),
+                          ({"scheme": "standardize"}, "needs 'mean'"), (None, "scheme")]:
+        (out / "model.json").write_text(json.dumps(dict(meta, preprocessing=bad)))
+        code, stdout, err = main_in_process(capsys, "--evaluate", str(out), "--data-dir", str(data_dir))
+        assert code == 1
+        assert_one_line_error(err, "model.json", "preprocessing cannot be applied", fragment)
+    (out / "model.json").write_text(json.dumps(dict(meta, classes=["a", "b"])))
+    code, stdout, err = main_in_process(capsys, "--evaluate", str(out), "--data-dir", str(data_dir))
+    assert code == 1
+    assert_one_line_error(err, "names 2 classes, the model has 10")
+
+
+def test_an_empty_test_set_is_found_before_training(tmp_path, capsys):
+    data = write_synthetic_fashion_mnist(tmp_path / "data", n_train=300, n_test=0)
+    out = tmp_path / "run"
+    code, stdout, err = main_in_process(capsys, "--data-dir", str(data), "--out", str(out), "--epochs", "1",
+                                        "--no-plots", *FAST)
+    assert code == 1
+    assert_one_line_error(err, "test set", "0 images")
+    assert "epoch" not in stdout.split("data:")[-1] and not out.exists()
+
+
+def test_unknown_torch_device_is_one_line(data_dir, tmp_path, capsys):
+    pytest.importorskip("torch")
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
+                                   "--backend", "torch", "--device", "bogus", *FAST)
+    assert code == 1
+    assert_one_line_error(err, "torch has no device 'bogus'", "'cuda:N'")
+    assert not (tmp_path / "r").exists()

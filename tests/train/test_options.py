@@ -42,6 +42,9 @@ def test_unknown_backend(tmp_path):
     (["--batch-size", "32", "--n-batches", "4"], "--n-batches"),
     (["--resume"], "--out"),
     (["--no-such-flag"], "no-such-flag"),
+    (["--mirror", "not-a-url"], "--mirror"),
+    (["--mirror", "ftp-less:x"], "is not a URL"),
+    (["--out", ""], "--out needs a directory name"),
 ])
 
 
@@ -85,3 +88,18 @@ def test_describe_config_of_the_presets():
     assert describe_config({**PRESETS["article"], "preset": "article"}) == (
         "784-50-10 sigmoid/sigmoid, no biases, uniform init, sgd lr 0.001, 25 minibatches, L2 0.5, "
         "300 epochs, each set standardized with its own statistics, seed 0")
+
+
+def test_resume_accepts_flags_equal_to_the_saved_configuration():
+    saved = resolve_config(_args("--hidden", "32", "--l2", "0.05", "--epochs", "3"))
+    check_resume_args(_args("--resume", "--out", "r", "--hidden", "32", "--epochs", "3", "--l2", "0.050",
+                            "--preset", "default", "--scale", "standardize"), saved)
+    with pytest.raises(UsageError, match=r"drop --hidden, --epochs \(the run has hidden 32, epochs 3\)"):
+        check_resume_args(_args("--resume", "--out", "r", "--hidden", "64", "--epochs", "4", "--l2", "0.05"),
+                          saved)
+    with pytest.raises(UsageError, match="drop --preset"):
+        check_resume_args(_args("--resume", "--out", "r", "--preset", "article"), saved)
+    no_bias = dict(saved, bias=False)
+    check_resume_args(_args("--resume", "--out", "r", "--no-bias"), no_bias)
+    with pytest.raises(UsageError, match="drop --bias"):
+        check_resume_args(_args("--resume", "--out", "r", "--bias"), no_bias)

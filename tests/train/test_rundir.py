@@ -204,3 +204,192 @@ def test_resume_on_other_data_is_refused(data_dir, tmp_path, capsys):
     code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--data-dir", str(other))
     assert code == 1
     assert_one_line_error(err, "training data differ", "--data-dir")
+
+
+# --------------------------------------------------------------------------------------
+# hardening: failed starts, locks, foreign directories, resume flags, swapped checkpoints
+# --------------------------------------------------------------------------------------
+
+TINY = ["--epochs", "2", "--no-plots", *FAST]
+
+
+def test_a_failed_start_leaves_nothing_behind(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = main_in_process(capsys, "--data-dir", str(empty), "--no-download", *TINY)
+    assert code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no runs/default-<time>/
+    # Divergence in the first epoch: the new run directory goes again.
+    out = tmp_path / "deep" / "run"
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), "--lr", "1e30",
+                                   "--optimizer", "sgd", "--schedule", "constant", *TINY)
+    assert_one_line_error(err, "diverged", "nothing is kept")
+    assert not (tmp_path / "deep").exists()
+    # An --out that existed before is kept, empty.
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(empty), "--lr", "1e30",
+                                   "--optimizer", "sgd", "--schedule", "constant", *TINY)
+    assert code == 1 and empty.is_dir() and list(empty.iterdir()) == []
+
+
+def _interrupt_at(monkeypatch, when: str, epoch: int = 1):
+    """Ctrl-C ``when`` ("before" or "after") the checkpoint of ``epoch``."""
+    calls = []
+    original = rundir.RunDir.save_epoch
+
+    def save_epoch(self, clf, rows):
+        calls.append(len(rows))
+        if when == "before" and len(rows) == epoch:
+            raise KeyboardInterrupt
+        original(self, clf, rows)
+        if when == "after" and len(rows) == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir.RunDir, "save_epoch", save_epoch)
+
+
+def test_ctrl_c_without_out_names_the_run_directory(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _interrupt_at(monkeypatch, "after", epoch=1)
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), *TINY)
+    assert code == 130
+    (run,) = (tmp_path / "runs").iterdir()
+    assert f"--resume --out runs/{run.name}" in err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = main_in_process(capsys, "--resume", "--out", f"runs/{run.name}",
+                                   "--data-dir", str(data_dir))
+    assert code == 0, err
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_nothing(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _interrupt_at(monkeypatch, "before", epoch=1)
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), *TINY)
+    assert code == 130
+    assert "nothing was kept" in err and "--resume" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_a_checkpoint_starts_again_with_or_without_resume(data_dir, tmp_path, capsys):
+    # What a kill -9 in the first epoch leaves: config.json and no checkpoint.
+    done = tmp_path / "done"
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(done), *TINY)
+    assert code == 0, err
+    for name, flags in [("again", TINY), ("resumed", ["--resume"])]:
+        out = tmp_path / name
+        out.mkdir()
+        (out / "config.json").write_text((done / "config.json").read_text())
+        (out / ".checkpoint.npz.0123456789ab.part").write_bytes(b"half a file")
+        code, stdout, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), *flags)
+        assert code == 0, err
+        assert len(read_metrics(out)) == 2
+        assert not list(out.glob(".*.part")) and not (out / ".lock").exists()
+        if name == "resumed":
+            assert "starting it again from epoch 1" in stdout
+    np.testing.assert_array_equal(NNClassifier.load(tmp_path / "resumed" / "model.npz").coefs_[0],
+                                  NNClassifier.load(done / "model.npz").coefs_[0])
+
+
+def test_a_leftover_temporary_file_is_gone_after_a_resume(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    _ = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), "--epochs", "3",
+                        "--no-plots", *FAST)
+    (out / "model.npz").unlink()
+    (out / ".checkpoint.npz.a1b2c3d4e5f6.part").write_bytes(b"x" * 100)
+    (out / ".write-test.abcd").write_bytes(b"")
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--data-dir", str(data_dir))
+    assert code == 0, err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_directory_in_use_is_refused_and_a_dead_lock_is_not(data_dir, tmp_path, capsys):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        code, stdout, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), *TINY)
+        assert code == 1
+        assert_one_line_error(err, "in use by process 4242", "choose another --out")
+        assert "epoch" not in stdout
+    # The holder is gone (a killed process releases its lock): the file left over is no obstacle.
+    assert (out / ".lock").exists()
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), *TINY)
+    assert code == 0, err
+
+
+def test_two_runs_started_at_once_do_not_mix(data_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "arraynn.train", "--data-dir", str(data_dir), "--out", str(out),
+            "--epochs", "3", "--no-plots", *FAST]
+    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=cli_env()) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    (err,) = [e for code, e in results if code == 1]
+    assert "in use by process" in err or "already holds a run" in err, err
+    config = json.loads((out / "config.json").read_text())
+    assert NNClassifier.load(out / "model.npz").n_iter_ == config["config"]["epochs"] == 3
+
+
+def test_a_foreign_non_empty_out_is_refused_and_left_alone(data_dir, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    (out / "config.json").write_text('{"mine": true}')
+    code, stdout, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), *TINY)
+    assert code == 1
+    assert "epoch" not in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "thesis.tex"]
+    assert (out / "config.json").read_text() == '{"mine": true}'
+    (out / "config.json").unlink()
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), *TINY)
+    assert code == 1
+    assert_one_line_error(err, "not empty", "thesis.tex", "holds no arraynn run")
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+
+
+def test_out_must_name_a_directory(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", "", *TINY)
+    assert code == 2
+    assert_one_line_error(err, "--out needs a directory name")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", "file", *TINY)
+    assert code == 1
+    assert_one_line_error(err, "is a file, not a directory")
+
+
+def test_resume_accepts_the_original_flags_and_names_the_saved_value_of_others(data_dir, tmp_path,
+                                                                               capsys, monkeypatch):
+    out = tmp_path / "run"
+    flags = ["--data-dir", str(data_dir), "--out", str(out), "--epochs", "3", "--no-plots", "--hidden", "32",
+             "--val-size", "100", "--no-progress", "--lr", "0.001", "--preset", "default"]
+    _interrupt_at(monkeypatch, "after", epoch=1)
+    code, _, _ = main_in_process(capsys, *flags)
+    assert code == 130
+    monkeypatch.undo()
+    code, stdout, err = main_in_process(capsys, *flags, "--resume", "--limit", "600")
+    assert code == 2
+    assert_one_line_error(err, "drop --limit (the run has limit unset)")
+    code, stdout, err = main_in_process(capsys, *flags, "--resume")
+    assert code == 0, err
+    assert "resuming after epoch 1 of 3" in stdout
+
+
+def test_a_checkpoint_of_another_network_is_refused(data_dir, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, hidden in ((a, "32"), (b, "16")):
+        code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out),
+                                       "--epochs", "2", "--no-plots", "--val-size", "100", "--no-progress",
+                                       "--hidden", hidden)
+        assert code == 0, err
+    (a / "checkpoint.npz").write_bytes((b / "checkpoint.npz").read_bytes())
+    code, stdout, err = main_in_process(capsys, "--resume", "--out", str(a), "--data-dir", str(data_dir))
+    assert code == 1
+    assert_one_line_error(err, "does not belong to this run", "n_hidden_units")
+    assert (a / "checkpoint.npz").exists()  # nothing of the run is discarded
