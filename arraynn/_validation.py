@@ -5,6 +5,7 @@ Every error names what is wrong and the fix.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -117,3 +118,58 @@ def encode_with(y: Any, classes: np.ndarray, n: int) -> np.ndarray:
     if unknown.any():
         raise ValueError(f"y holds labels not seen in the first fit: {np.unique(y_host[unknown])[:5]!r}")
     return idx.astype(np.int64)
+
+
+def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
+    """The constructor parameters of the estimator ``est``: every one checked before any
+    work, with a ValueError that names the parameter, its valid values and what it got.
+    ``choices`` maps each choice parameter to its valid values."""
+
+    def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    positive_int("epochs", est.epochs)
+    positive_int("n_classes", est.n_classes, allow_none=True)
+    positive_int("n_features", est.n_features, allow_none=True)
+    positive_int("batch_size", est.batch_size, allow_none=True)
+    if est.batch_size is None:
+        positive_int("n_batches", est.n_batches)
+    for h in est._hidden_sizes():
+        positive_int("n_hidden_units", h)
+    _check_number("learning_rate", est.learning_rate, low=0.0, low_open=True)
+    _check_number("l1", est.l1, low=0.0)
+    _check_number("l2", est.l2, low=0.0)
+    _check_number("momentum", est.momentum, low=0.0, high=1.0)
+    _check_number("beta_1", est.beta_1, low=0.0, high=1.0)
+    _check_number("beta_2", est.beta_2, low=0.0, high=1.0)
+    _check_number("epsilon", est.epsilon, low=0.0, low_open=True)
+    seed = est.random_seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
+    if est.shuffle is not None and not isinstance(est.shuffle, (bool, np.bool_)):
+        raise ValueError(f"shuffle must be None, True or False, got {est.shuffle!r}")
+    for name in ("bias", "tf32", "warm_start", "verbose"):
+        if not isinstance(getattr(est, name), (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    for name, valid in choices.items():
+        value = getattr(est, name)
+        if not isinstance(value, str) or value not in valid:
+            raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float | None = None,
+                  low_open: bool = False) -> None:
+    """``value`` is a finite real number (not a bool) in ``[low, high)`` (``(low, high)``
+    with ``low_open``); else a ValueError that names the parameter and the range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
+    if not ok:
+        lo = f"> {low:g}" if low_open else f">= {low:g}"
+        rng = f"a number {lo}" if high is None else f"a number {lo} and < {high:g}"
+        raise ValueError(f"{name} must be {rng}, got {value!r}")

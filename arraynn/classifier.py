@@ -19,7 +19,6 @@ inputs' library and device, and inference. The network and the training loop are
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from . import model_io
-from ._validation import check_array, encode_labels, encode_with, labels_to_host, unique_labels
+from ._validation import (
+    check_array,
+    check_params,
+    encode_labels,
+    encode_with,
+    labels_to_host,
+    unique_labels,
+)
 from .backends import Backend, backend_for, get_backend
 from .data.loader import DataLoader
 from .model_io import ModelFileError
@@ -237,40 +243,9 @@ class NNClassifier:
     # Checks
     # ------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-        positive_int("epochs", self.epochs)
-        positive_int("n_classes", self.n_classes, allow_none=True)
-        positive_int("n_features", self.n_features, allow_none=True)
-        positive_int("batch_size", self.batch_size, allow_none=True)
-        if self.batch_size is None:
-            positive_int("n_batches", self.n_batches)
-        for h in self._hidden_sizes():
-            positive_int("n_hidden_units", h)
-        _check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_number("l1", self.l1, low=0.0)
-        _check_number("l2", self.l2, low=0.0)
-        _check_number("momentum", self.momentum, low=0.0, high=1.0)
-        _check_number("beta_1", self.beta_1, low=0.0, high=1.0)
-        _check_number("beta_2", self.beta_2, low=0.0, high=1.0)
-        _check_number("epsilon", self.epsilon, low=0.0, low_open=True)
-        seed = self.random_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
-        if self.shuffle is not None and not isinstance(self.shuffle, (bool, np.bool_)):
-            raise ValueError(f"shuffle must be None, True or False, got {self.shuffle!r}")
-        for name in ("bias", "tf32", "warm_start", "verbose"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name, choices in CHOICES.items():
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in choices:
-                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        """Every constructor parameter, checked before any work (see
+        :func:`arraynn._validation.check_params`)."""
+        check_params(self, CHOICES)
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         h = self.n_hidden_units
@@ -581,20 +556,6 @@ class NNClassifier:
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
-def _check_number(name: str, value: Any, *, low: float, high: float | None = None,
-                  low_open: bool = False) -> None:
-    """``value`` is a finite real number (not a bool) in ``[low, high)`` (``(low, high)``
-    with ``low_open``); else a ValueError that names the parameter and the range."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
-    if not ok:
-        lo = f"> {low:g}" if low_open else f">= {low:g}"
-        rng = f"a number {lo}" if high is None else f"a number {lo} and < {high:g}"
-        raise ValueError(f"{name} must be {rng}, got {value!r}")
-
-
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b) and type(a) is type(b)
