@@ -6,6 +6,7 @@
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s bench
     nox -s fuzz              # the property-based tests with many examples
+    nox -s mpi               # data-parallel training on 2 and 3 ranks (mpi4py + the mpich wheel)
 
 Each tests session installs arraynn with its test extra plus one array library and
 sets ARRAYNN_TEST_BACKENDS, which tests/conftest.py reads. A GPU session first probes
@@ -21,7 +22,7 @@ from pathlib import Path
 import nox
 
 nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint",
-                        "package", "nvrtc"]
+                        "package", "nvrtc", "mpi"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
@@ -88,6 +89,17 @@ def fuzz(session: nox.Session) -> None:
     env = {"ARRAYNN_FUZZ_EXAMPLES": os.environ.get("ARRAYNN_FUZZ_EXAMPLES", "300"),
            "ARRAYNN_FUZZ_DERANDOMIZE": "1", "ARRAYNN_TEST_BACKENDS": "numpy"}
     session.run("python", "-m", "pytest", "tests/test_fuzzing.py", *session.posargs, env=env)
+
+
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """Data-parallel training under mpiexec: the MPI tests (2 and 3 ranks against one process,
+    a failing rank, the CLI's --distributed), with mpi4py and the mpich wheel of the mpi extra.
+    The tests fail, rather than skip, when mpiexec is missing here."""
+    session.install("-e", ".[test,mpi]")
+    env = {"ARRAYNN_TEST_BACKENDS": "numpy", "ARRAYNN_REQUIRE_MPI": "1", "OMP_NUM_THREADS": "1"}
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/distributed",
+                *session.posargs, env=env)
 
 
 @nox.session

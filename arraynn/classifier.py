@@ -270,8 +270,8 @@ class NNClassifier:
     # ------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, callback: Callable[[NNClassifier, dict], Any] | None = None
-            ) -> NNClassifier:
+    def fit(self, X: Any, y: Any, *, callback: Callable[[NNClassifier, dict], Any] | None = None,
+            comm: Any = None) -> NNClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
 
         Parameters
@@ -286,6 +286,15 @@ class NNClassifier:
             Called after every epoch as ``callback(self, info)`` with ``info`` a dict
             holding ``epoch`` (1-based), ``loss``, ``seconds`` and ``learning_rate``.
             Returning ``True`` stops training.
+        comm : Communicator, optional
+            Train data-parallel over the ranks of an MPI job
+            (:func:`arraynn.distributed.world`, launched by ``mpiexec``): every rank
+            calls ``fit`` with the same ``X``, ``y`` and parameters, takes its slice of
+            each minibatch, and the gradients are summed with one allreduce per step;
+            the result is the network one process would train (``batch_size`` and
+            ``n_batches`` are global). Without ``random_seed``, rank 0's drawn seed is
+            used everywhere. ``verbose`` prints on rank 0 only; ``callback`` runs on
+            every rank.
 
         Returns
         -------
@@ -294,6 +303,7 @@ class NNClassifier:
         self._check_params()
         X = check_array(X)
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
+        comm = _check_ranks(comm, X, classes, self)
         resume = self.warm_start and hasattr(self, "_params")
         if resume:
             if X.shape[1] != self.n_features_in_:
@@ -304,15 +314,16 @@ class NNClassifier:
             if not np.array_equal(classes, self.classes_):
                 raise ValueError("warm_start needs the same classes as the first fit")
         else:
-            self._initialize(X.shape[1], classes, self._compute_backend(X))
-        self._train(X, y_idx, self.epochs, callback)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+        self._train(X, y_idx, self.epochs, callback, comm)
         return self
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NNClassifier:
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, *, comm: Any = None) -> NNClassifier:
         """One epoch over ``(X, y)``, initialising the model on the first call.
 
         ``classes`` (all labels that will ever be seen) is needed on the first call
-        unless ``n_classes`` is set or ``y`` already holds every class.
+        unless ``n_classes`` is set or ``y`` already holds every class. ``comm``: as
+        in :meth:`fit`.
         """
         self._check_params()
         X = check_array(X)
@@ -325,12 +336,15 @@ class NNClassifier:
                     raise ValueError("classes must hold at least two labels")
             else:
                 classes = np.arange(self.n_classes)
-            self._initialize(X.shape[1], classes, self._compute_backend(X))
+            comm = _check_ranks(comm, X, classes, self)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
+        else:
+            comm = _check_ranks(comm, X, self.classes_, self)
         y_idx = encode_with(y, self.classes_, len(X))
-        self._train(X, y_idx, self.n_iter_ + 1, None)
+        self._train(X, y_idx, self.n_iter_ + 1, None, comm)
         return self
 
     def learning_rate_at(self, epoch: int) -> float:
@@ -338,12 +352,14 @@ class NNClassifier:
         return learning_rate_at(self.schedule, self.learning_rate, epoch, self.epochs)
 
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
-               callback: Callable[[NNClassifier, dict], Any] | None) -> None:
-        """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``."""
+               callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None) -> None:
+        """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``
+        (data-parallel over ``comm``'s ranks when it has more than one)."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
-                          learning_rate_at=self.learning_rate_at)
+                          learning_rate_at=self.learning_rate_at, comm=comm)
+        verbose = self.verbose and (comm is None or comm.rank == 0)
         n = X.shape[0]
         if self.batch_size is not None:
             batches = f"batch_size={self.batch_size}"
@@ -355,7 +371,7 @@ class NNClassifier:
             self._params, self._opt_state = record.params, record.state
             self.n_iter_ = record.epoch
             self.loss_curve_.append(record.loss)
-            if self.verbose:
+            if verbose:
                 print(f"epoch {record.epoch}/{end_epoch}  loss {record.loss:.6f}  "
                       f"{record.seconds:.2f}s")
             info = {"epoch": record.epoch, "loss": record.loss, "seconds": record.seconds,
@@ -363,7 +379,7 @@ class NNClassifier:
             return bool(callback is not None and callback(self, info))
 
         with be.device_context(), trainer.memory_errors(n, batches):
-            loader = self._make_loader(X, y_idx)
+            loader = self._make_loader(X, y_idx, comm)
             try:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
             except TrainingDivergedError as exc:
@@ -386,21 +402,25 @@ class NNClassifier:
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_"):
             self.__dict__.pop(name, None)
 
-    def _make_loader(self, X: Any, y_idx: np.ndarray) -> DataLoader:
+    def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None) -> DataLoader:
         shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
         if self.batch_size is not None:
             sizes = dict(batch_size=min(int(self.batch_size), X.shape[0]))
         else:
             sizes = dict(n_batches=min(int(self.n_batches), X.shape[0]))
+        shard = (comm.rank, comm.size) if comm is not None and comm.size > 1 else None
         return DataLoader(X, y_idx, backend=self.backend_, shuffle=shuffle, seed=self.random_seed_,
-                          **sizes)
+                          shard=shard, **sizes)
 
-    def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend) -> None:
+    def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend,
+                    comm: Any = None) -> None:
         if self.n_features is not None and n_features != self.n_features:
             raise ValueError(f"X has {n_features} features but n_features={self.n_features}")
         seed = self.random_seed
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
+            if comm is not None:  # the same initial weights on every rank
+                seed = comm.bcast(seed, root=0)
         self.random_seed_ = int(seed)
         self.backend_ = backend
         self.classes_ = classes
@@ -561,6 +581,26 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b) and type(a) is type(b)
     except Exception:
         return a is b
+
+
+def _check_ranks(comm: Any, X: Any, classes: np.ndarray, clf: NNClassifier) -> Any:
+    """``comm`` when it has more than one rank (``None`` otherwise), after checking,
+    with one collective, that every rank fits the same problem: ranks that disagree
+    would train different networks, or wait for each other forever."""
+    if comm is None or comm.size == 1:
+        return None
+    params = {k: v for k, v in clf.get_params().items()
+              if k not in ("backend", "device", "verbose", "random_seed")}
+    mine = (tuple(int(d) for d in X.shape), [str(c) for c in classes], repr(sorted(params.items())),
+            clf.random_seed, getattr(clf, "n_iter_", 0))
+    every = comm.allgather(mine)
+    what = ("the data shape", "the classes", "the parameters", "random_seed", "the epochs done")
+    for i, name in enumerate(what):
+        if any(r[i] != mine[i] for r in every):
+            raise ValueError(f"the ranks fit different problems: {name} differ between ranks "
+                             f"({[r[i] for r in every] if i in (0, 3, 4) else 'see each rank'}); "
+                             "give every rank the same X, y and parameters")
+    return comm
 
 
 def _int_like(a: Any) -> bool:

@@ -13,10 +13,11 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from ..distributed import Communicator, DistributedError
 from .base import DeviceUnavailableError
 from .hooks import Library
 
-__all__ = ["CupyLibrary", "library"]
+__all__ = ["CupyLibrary", "NcclCommunicator", "library"]
 
 
 class CupyLibrary(Library):
@@ -153,6 +154,75 @@ class CupyLibrary(Library):
         from ..ops.cupy import CupyOps
 
         return CupyOps(xp)
+
+    def device_communicator(self, base: Any, device: Any, required: bool) -> Any:
+        try:
+            from cupy.cuda import nccl
+        except Exception as exc:
+            if not required:
+                return None
+            raise DistributedError(
+                f"CuPy's NCCL is not available ({type(exc).__name__}: {exc}); install NCCL for "
+                "CuPy (pip install nvidia-nccl-cu12, or the cu13 one) or use --comm mpi") from exc
+        if not getattr(nccl, "available", True):
+            if not required:
+                return None
+            raise DistributedError("this CuPy was built without NCCL; install NCCL for CuPy "
+                                   "(pip install nvidia-nccl-cu12, or the cu13 one) or use --comm mpi")
+        return NcclCommunicator(base, device)
+
+
+class NcclCommunicator(Communicator):
+    """NCCL through CuPy: sums CuPy arrays on the GPUs, one rank per GPU.
+
+    Rank 0 makes the NCCL id and MPI (``base``, an
+    :class:`arraynn.distributed.MPICommunicator`) hands it to every rank, which joins
+    the NCCL communicator on its own device. :meth:`allreduce` sums in place on the
+    current stream, with no host copy; the host-side collectives (the per-epoch loss,
+    barriers, broadcasts of Python objects) stay MPI's.
+    """
+
+    name = "nccl"
+
+    def __init__(self, base: Any, device: Any) -> None:
+        from cupy.cuda import nccl
+
+        self.base, self.device = base, device
+        self.rank, self.size, self.local_rank = base.rank, base.size, base.local_rank
+        uid = nccl.get_unique_id() if base.rank == 0 else None
+        uid = base.bcast(uid, root=0)
+        with library.device_context(device):
+            self.comm = nccl.NcclCommunicator(base.size, uid, base.rank)
+        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+        self._sum = nccl.NCCL_SUM
+
+    def allreduce(self, x: Any, backend: Any) -> Any:
+        import cupy
+
+        kind = self._types.get(str(x.dtype))
+        if kind is None:
+            raise TypeError(f"NCCL sums float32 or float64 arrays here, not {x.dtype}")
+        if not x.flags.c_contiguous:
+            raise ValueError("NCCL sums a contiguous buffer; pass the flat gradient buffer")
+        with library.device_context(self.device):
+            stream = cupy.cuda.get_current_stream()
+            self.comm.allReduce(x.data.ptr, x.data.ptr, x.size, kind, self._sum, stream.ptr)
+        return x
+
+    def allreduce_scalar(self, value: float) -> float:
+        return self.base.allreduce_scalar(value)
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return self.base.bcast(obj, root)
+
+    def allgather(self, obj: Any) -> list[Any]:
+        return self.base.allgather(obj)
+
+    def barrier(self) -> None:
+        self.base.barrier()
+
+    def abort(self, code: int = 1) -> None:
+        self.base.abort(code)
 
 
 # Per thread: whether uploads are staged (inside background_context), and the copy streams.

@@ -210,6 +210,25 @@ class Library:
     def synchronize(self, device: Any) -> None:
         """Wait for queued work on ``device`` to finish."""
 
+    # ---- data-parallel training -----------------------------------------------------
+    def host_view(self, x: Any) -> np.ndarray | None:
+        """A writable NumPy array sharing ``x``'s memory (MPI then reduces it in place,
+        without a copy), or ``None`` where the library has none (the default: the
+        array is copied to the host and back)."""
+        return None
+
+    def device_communicator(self, base: Any, device: Any, required: bool) -> Any:
+        """A communicator that sums this library's arrays on ``device`` without the host
+        (NCCL for CuPy), set up through the MPI communicator ``base``; ``None`` where
+        the library has none (the default), or a
+        :class:`arraynn.distributed.DistributedError` naming the fix when ``required``."""
+        if required:
+            from ..distributed import DistributedError
+
+            raise DistributedError(f"backend {self.name!r} has no NCCL communicator; NCCL sums "
+                                   "CuPy arrays on CUDA GPUs (use --backend cupy), or use --comm mpi")
+        return None
+
     # ---- training -------------------------------------------------------------------
     def ops(self, xp: Any) -> Any:
         """The object that does a training step's elementwise work in namespace ``xp``."""

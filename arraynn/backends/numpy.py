@@ -48,6 +48,9 @@ class NumpyLibrary(Library):
     def from_host(self, xp: Any, device: Any, host: np.ndarray) -> Any:
         return host
 
+    def host_view(self, x: Any) -> np.ndarray | None:
+        return x if x.flags.writeable and x.flags.c_contiguous else None
+
     def ops(self, xp: Any) -> Any:
         from ..ops.numpy import NumpyOps
 

@@ -68,6 +68,11 @@ class TorchLibrary(Library):
     def to_host(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
 
+    def host_view(self, x: Any) -> np.ndarray | None:
+        if x.device.type != "cpu" or not x.is_contiguous() or x.requires_grad:
+            return None
+        return x.numpy()  # shares the tensor's memory
+
     def memory_in_use(self, device: Any) -> int | None:
         if device.type != "cuda":
             return None

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..backends import Backend
 
-__all__ = ["DataLoader", "batch_bounds"]
+__all__ = ["DataLoader", "batch_bounds", "shard_bounds"]
 
 
 def batch_bounds(n: int, batch_size: int | None = None, n_batches: int | None = None,
@@ -69,6 +69,17 @@ def batch_bounds(n: int, batch_size: int | None = None, n_batches: int | None = 
     return bounds
 
 
+def shard_bounds(start: int, stop: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous part of the minibatch ``start:stop`` split among
+    ``size`` ranks, as ``numpy.array_split`` splits it: the first ``(stop - start) %
+    size`` ranks hold one row more, and ranks past the batch's length hold none
+    (``start == stop``; nothing is padded)."""
+    n = stop - start
+    base, extra = divmod(n, size)
+    lo = start + rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
 class DataLoader:
     """Minibatches of ``(X, y)`` on a backend's device.
 
@@ -97,12 +108,17 @@ class DataLoader:
     chunk_size : int, optional
         Rows per chunk in streaming mode (rounded to whole batches); default about
         64 MiB of float data.
+    shard : (rank, size), optional
+        Data-parallel training: every minibatch is this rank's contiguous part of the
+        global minibatch (:func:`shard_bounds`; possibly empty), cut from the same
+        permutation on every rank. ``len(loader)`` and ``n_samples`` stay global.
     """
 
     def __init__(self, X: Any, y: Any = None, *, backend: Backend, batch_size: int | None = None,
                  n_batches: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int | None = 0, transform: Callable[[Any], Any] | None = None,
-                 stream: bool = False, chunk_size: int | None = None) -> None:
+                 stream: bool = False, chunk_size: int | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
         if batch_size is None and n_batches is None:
             batch_size = 32
         n = int(X.shape[0])
@@ -117,6 +133,13 @@ class DataLoader:
         self.bounds = batch_bounds(n, batch_size, n_batches, drop_last)
         if not self.bounds:
             raise ValueError(f"no batch of size {batch_size} fits in {n} samples with drop_last")
+        #: Each minibatch's rows read by this rank (all of them without ``shard``).
+        self.local_bounds = self.bounds
+        if shard is not None:
+            rank, size = (int(v) for v in shard)
+            if not 0 <= rank < size:
+                raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+            self.local_bounds = [shard_bounds(s, e, rank, size) for s, e in self.bounds]
         xp, be = backend.xp, backend
         if self.stream:
             if not isinstance(X, np.ndarray):
@@ -158,14 +181,14 @@ class DataLoader:
         xp, be = self.backend.xp, self.backend
         perm = self.permutation(epoch)
         if perm is None:
-            for s, e in self.bounds:
+            for s, e in self.local_bounds:
                 yield self.X[s:e, ...], (None if self.y is None else self.y[s:e])
             return
         # The device is entered around each piece of work, not across a yield: the
         # consumer's code between batches keeps its own current device.
         with be.device_context():
             idx = be.asarray(perm, dtype=be.index_dtype)  # the epoch's one upload
-        for s, e in self.bounds:
+        for s, e in self.local_bounds:
             with be.device_context():
                 sel = idx[s:e]
                 batch = (xp.take(self.X, sel, axis=0),
@@ -200,12 +223,14 @@ class DataLoader:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arraynn-prefetch")
         pending = self._pool.submit(self._load_chunk, order, *self.chunks[0][0])
+        local = iter(self.local_bounds)
         for c, (span, batches) in enumerate(self.chunks):
             Xc, yc = pending.result()
             if c + 1 < len(self.chunks):
                 pending = self._pool.submit(self._load_chunk, order, *self.chunks[c + 1][0])
             base = span[0]
-            for s, e in batches:
+            for _ in batches:
+                s, e = next(local)
                 yield Xc[s - base:e - base, ...], (None if yc is None else yc[s - base:e - base])
 
     def close(self) -> None:

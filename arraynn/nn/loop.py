@@ -7,6 +7,15 @@ on the device and runs the training step (the backend's compiled step when it ha
 one, e.g. JAX's ``jax.jit``; else :meth:`MLP.train_step`); per epoch it copies the
 summed loss to the host once, checks it, and hands the epoch's record to a callback.
 Nothing else goes back to the host.
+
+Data-parallel (a communicator of more than one rank, see :mod:`arraynn.distributed`):
+each rank's loader yields its slice of every global minibatch; the step computes the
+slice's summed gradient, sums it over the ranks with one allreduce of the flat buffer,
+and applies the optimizer's update, the same on every rank. The penalty's gradient is
+added by rank 0 alone, so it counts once per minibatch as in one process, and a rank
+whose slice is empty contributes zeros. The epoch's loss is summed over the ranks on
+the host (one more allreduce, of one number, per epoch), so every rank sees the same
+loss and stops, or raises, at the same epoch.
 """
 
 from __future__ import annotations
@@ -55,14 +64,19 @@ class Trainer:
         Penalties; their gradient is added to every minibatch's summed gradient.
     learning_rate_at : callable
         ``learning_rate_at(epoch)`` for a 0-based epoch number.
+    comm : Communicator, optional
+        Train data-parallel over its ranks (see the module docstring); the loader must
+        be sharded the same way. ``None`` or a world of one: one process.
     """
 
     def __init__(self, mlp: Any, optimizer: Any, backend: Any, *, l1: float, l2: float,
-                 learning_rate_at: Callable[[int], float]) -> None:
+                 learning_rate_at: Callable[[int], float], comm: Any = None) -> None:
         self.mlp, self.optimizer, self.backend = mlp, optimizer, backend
         self.l1, self.l2 = float(l1), float(l2)
         self.learning_rate_at = learning_rate_at
-        self.step = backend.compiled_step(mlp, optimizer, self.l1, self.l2)
+        self.comm = comm if comm is not None and comm.size > 1 else None
+        # a compiled step fuses the gradient and the update: the allreduce goes between
+        self.step = None if self.comm else backend.compiled_step(mlp, optimizer, self.l1, self.l2)
 
     def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
@@ -89,7 +103,9 @@ class Trainer:
              end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
         self.params, self.state = params, state
         step = self.step
-        if step is None:  # the eager step; fast paths write the gradient into one buffer
+        if self.comm is not None:
+            step = self._data_parallel_step(params)
+        elif step is None:  # the eager step; fast paths write the gradient into one buffer
             step = functools.partial(self.mlp.train_step,
                                      grad_buffer=self.backend.xp.empty_like(params))
         for epoch in range(first_epoch, end_epoch):
@@ -110,6 +126,25 @@ class Trainer:
                 break
         return self.params, self.state
 
+    def _data_parallel_step(self, params: Any) -> Callable[..., Any]:
+        """The step of one rank: its slice's gradient, one allreduce, the update."""
+        mlp, comm, be, xp = self.mlp, self.comm, self.backend, self.backend.xp
+        grad_buffer = xp.empty_like(params)
+        root = comm.rank == 0
+
+        def step(params: Any, opt: Any, state: dict[str, Any], X: Any, Y: Any, lr: float,
+                 l1: float, l2: float) -> tuple[Any, dict[str, Any], Any]:
+            if X.shape[0]:
+                loss, grads = mlp.loss_and_grad(params, X, Y, l1 if root else 0.0,
+                                                l2 if root else 0.0, grad_buffer)
+            else:  # an uneven last batch left this rank no rows
+                loss, grads = xp.zeros((), dtype=params.dtype, device=be.device), xp.zeros_like(params)
+            grads = comm.allreduce(grads, be)
+            params, state = opt.update(params, grads, state, lr)
+            return params, state, loss
+
+        return step
+
     def _copy(self, params: Any, state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """A device copy of ``params`` and of the arrays of ``state`` (one per epoch)."""
         xp = self.backend.xp
@@ -127,6 +162,11 @@ class Trainer:
             params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
             self.params, self.state = params, state
             total = loss if total is None else total + loss
+        if self.comm is not None:
+            value = self.comm.allreduce_scalar(self.backend.to_float(total))
+            if l1 or l2:
+                value += len(loader) * self.backend.to_float(mlp.penalty(params, l1, l2))
+            return value / loader.n_samples
         if l1 or l2:
             total = total + len(loader) * mlp.penalty(params, l1, l2)
         return self.backend.to_float(total) / loader.n_samples

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import UsageError, error_line
-from .options import build_parser
+from .options import build_parser, check_distributed_args
 
 __all__ = ["main"]
 
@@ -21,11 +21,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        check_distributed_args(args)
     except UsageError as exc:
         print(f"error: {exc}  (see --help)", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    try:
+        return _main(args)
+    except BaseException:
+        # a rank that stops with an error ends the whole job: the others would wait forever
+        world = getattr(args, "world", None)
+        if world is not None and world.size > 1:
+            world.abort(1)
+        raise
+
+
+def _main(args) -> int:
+    code = _run_or_evaluate(args)
+    world = getattr(args, "world", None)
+    if code != 0 and world is not None and world.size > 1:
+        world.abort(code)  # the other ranks may be waiting in a collective
+    return code
+
+
+def _run_or_evaluate(args) -> int:
     try:
         from .run import evaluate, run
 
@@ -44,5 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message, code = error_line(exc, args)
-        print(f"error: {message}", file=sys.stderr)
+        world = getattr(args, "world", None)
+        rank = f"rank {world.rank}: " if world is not None and world.size > 1 else ""
+        print(f"error: {rank}{message}", file=sys.stderr)
         return code

@@ -13,8 +13,8 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["PRESETS", "PRESET_HEADERS", "backend_from", "build_parser", "check_evaluate_args",
-           "check_resume_args",
+__all__ = ["PRESETS", "PRESET_HEADERS", "backend_from", "build_parser", "check_distributed_args",
+           "check_evaluate_args", "check_resume_args",
            "describe_config", "resolve_config"]
 
 #: The presets. Every key can be overridden by a flag (see ``--help``).
@@ -103,6 +103,9 @@ examples:
       continue a run that was stopped (killed, out of time) after its last epoch
   python -m arraynn.train --evaluate runs/big --backend torch
       evaluate a saved model on the test set, on another backend
+  mpiexec -n 4 python -m mpi4py -m arraynn.train --distributed --out runs/dp
+      data-parallel on 4 processes (pip install "arraynn[mpi]"); the same network as one
+      process; --resume continues on any number of ranks
 
 data:
   Fashion-MNIST is read from --data-dir, else $ARRAYNN_DATA, else the cache
@@ -199,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(p.add_argument_group("preset and overrides"))
     _add_data_flags(p.add_argument_group("data"))
     _add_run_flags(p.add_argument_group("run"))
+    _add_distributed_flags(p.add_argument_group("data-parallel training (under mpiexec)"))
     return p
 
 
@@ -289,6 +293,34 @@ def _add_run_flags(g: Any) -> None:
                    help="one plain line per epoch instead of a progress bar")
     g.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _add_distributed_flags(g: Any) -> None:
+    from ..distributed import COMMUNICATORS
+
+    g.add_argument("--distributed", action="store_true",
+                   help="train data-parallel on the ranks of an MPI job: mpiexec -n N python -m mpi4py "
+                        "-m arraynn.train --distributed ...; each rank takes its slice of every "
+                        "minibatch (--batch-size stays the global batch) and one allreduce per step "
+                        "sums the gradients; rank 0 alone prints and writes; GPU ranks use "
+                        "cuda:<local rank>. Without mpiexec: one process")
+    g.add_argument("--comm", choices=COMMUNICATORS, default=None,
+                   help="how the ranks sum gradients: mpi (through host memory), nccl (CuPy on "
+                        "GPUs), auto (default: nccl for cupy ranks, else mpi); needs --distributed")
+
+
+def check_distributed_args(args: argparse.Namespace) -> None:
+    """Refuse ``--comm`` without ``--distributed``, and ``--distributed`` with ``--evaluate``.
+
+    Raises
+    ------
+    UsageError
+    """
+    if args.comm is not None and not args.distributed:
+        raise UsageError("--comm chooses the communicator of a --distributed run; add --distributed "
+                         "(under mpiexec) or drop --comm")
+    if args.distributed and args.evaluate is not None:
+        raise UsageError("--evaluate runs in one process; drop --distributed")
 
 
 # --------------------------------------------------------------------------------------

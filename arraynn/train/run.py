@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,10 +57,23 @@ def run(args: argparse.Namespace) -> int:
     preprocess it on the device, build (or resume) the classifier, train it with a
     checkpoint per epoch, then save the final model, evaluate it on the test set and
     report (summary.json, the figures).
+
+    ``--distributed`` under ``mpiexec``: every rank runs these steps on its own device
+    and trains its slice of each minibatch (see :mod:`arraynn.distributed`); rank 0
+    alone prepares, prints and writes the run directory, and hands the other ranks the
+    configuration and, to resume, the checkpoint. After each checkpoint all ranks meet
+    at a barrier.
     """
+    world = _world(args)
+    args.world = world
+    if not world.is_root:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            state = world.bcast(None)
+            return _run(args, RunDir(Path(state["run_dir"])), state["saved"], state["resumable"],
+                        world, state["cfg"])
     rd, saved, resumable = _prepare(args)
     try:
-        return _run(args, rd, saved, resumable)
+        return _run(args, rd, saved, resumable, world)
     except BaseException:
         if not (rd.path / CHECKPOINT).exists():
             rd.discard()  # trained nothing: leave nothing behind
@@ -68,33 +83,65 @@ def run(args: argparse.Namespace) -> int:
         rd.unlock()
 
 
-def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, resumable: bool) -> int:
-    cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
-    be = backend_from(args, saved)
+def _world(args: argparse.Namespace) -> Any:
+    """The ranks of the job: MPI's world with ``--distributed`` under ``mpiexec``, else
+    one process (said when ``--distributed`` was asked for)."""
+    from .. import distributed
+
+    if not args.distributed:
+        return distributed.SingleProcess()
+    world = distributed.world()
+    if world.size == 1:
+        print("--distributed: not started by mpiexec, so training as one process (world size 1); "
+              "for N processes run: mpiexec -n N python -m mpi4py -m arraynn.train --distributed ...")
+    return world
+
+
+def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, resumable: bool,
+         world: Any, cfg: dict[str, Any] | None = None) -> int:
+    from .. import distributed
+
+    root = world.is_root
+    if root:
+        cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
+        if world.size > 1:
+            world.bcast({"saved": saved, "resumable": resumable, "cfg": cfg, "run_dir": str(rd.path)})
+    device_given = (args.device if args.device is not None else (saved or {}).get("device_arg")) is not None
+    be = distributed.rank_backend(backend_from(args, saved), world, device_given)
+    comm = distributed.communicator(args.comm or "auto", be, world) if args.distributed else world
     versions = _versions(be)
-    _print_header(cfg, be, versions)
+    _print_header(cfg, be, versions, comm)
+    if not root:
+        world.barrier()  # rank 0 has the data (downloaded, if it had to)
     data, split = _load_and_split(args, cfg, saved, rd)
+    if root:
+        world.barrier()
     sets = device_sets(be, cfg["scale"], data, split)
     if resumable:
-        clf, rows = _resume(rd, be, cfg)
+        clf, rows = _resume_ranks(rd, be, cfg, world)
     else:
         if saved is not None:
             print("no epoch of this run had finished: starting it again from epoch 1")
         clf, rows = _new_classifier(cfg, be), []
-        if saved is None:
+        if saved is None and root:
             rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
     if args.tf32:
         clf.set_params(tf32=True)
-    train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress)
+    train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress or not root, comm=comm)
+    devices = world.allgather(be.device_name)
+    if not root:
+        return 0
 
     cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test)
     print()
     _print_result(cm, class_names(), f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
     plots = [] if args.no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
-    rd.write_summary(summary_record(
+    summary = summary_record(
         cfg, be, clf, versions=versions, data=_data_record(data, split), rows=rows, cm=cm,
         classes=class_names(), train_subset_size=len(split.train_eval), train_seconds=train_seconds,
-        plots=[p.name for p in plots]))
+        plots=[p.name for p in plots])
+    summary["distributed"] = {"world_size": comm.size, "communicator": comm.name, "devices": devices}
+    rd.write_summary(summary)
     print(f"\nwrote {rd}/: {SUMMARY}, {METRICS}, {MODEL} (+ {MODEL_JSON}), {CHECKPOINT}"
           + "".join(f", {p.name}" for p in plots))
     return 0
@@ -176,10 +223,15 @@ def _versions(be: Any) -> dict[str, str]:
     return out
 
 
-def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str]) -> None:
+def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: Any) -> None:
     print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
     print(f"  network: {describe_config(cfg)}")
     print(f"  backend: {be.describe()}")
+    if comm.size > 1:
+        batch = (f"global batch {cfg['batch_size']}" if cfg.get("batch_size")
+                 else f"{cfg['n_batches']} global batches")
+        print(f"  distributed: {comm.size} ranks, one {comm.name} allreduce of the gradient per step, "
+              f"{batch}")
     print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
@@ -236,6 +288,26 @@ def _resume(rd: RunDir, be: Any, cfg: dict[str, Any]) -> tuple[Any, list[dict[st
     return clf, rows
 
 
+def _resume_ranks(rd: RunDir, be: Any, cfg: dict[str, Any], world: Any
+                  ) -> tuple[Any, list[dict[str, Any]]]:
+    """:func:`_resume` on rank 0, which hands the checkpoint's bytes to the other ranks
+    (they need not see rank 0's disk); they get no metrics rows."""
+    from ..classifier import NNClassifier
+
+    if world.is_root:
+        clf, rows = _resume(rd, be, cfg)
+        if world.size > 1:
+            world.bcast((rd.path / CHECKPOINT).read_bytes())
+        return clf, rows
+    blob = world.bcast(None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CHECKPOINT
+        path.write_bytes(blob)
+        clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
+    clf.set_params(warm_start=True)
+    return clf, []
+
+
 def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> None:
     """The checkpoint is of the network and training config.json describes.
 
@@ -265,14 +337,15 @@ def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> Non
 
 
 def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: list[dict[str, Any]],
-           plain: bool) -> float:
+           plain: bool, comm: Any = None) -> float:
     """Run the remaining epochs; returns the training wall time, summed over resumes.
 
     One ``fit`` call (``warm_start``: a resumed classifier continues at its epoch). The
     learning-rate schedule is the classifier's own, a function of the epoch number, so a
     resumed run takes exactly the same path and ends with the same weights. After every
     epoch the metrics row is appended to ``rows`` and saved with the checkpoint
-    (:meth:`RunDir.save_epoch`).
+    (:meth:`RunDir.save_epoch`). Data-parallel (``comm`` of more than one rank): rank 0
+    alone measures and writes, then every rank waits at a barrier.
 
     Raises
     ------
@@ -285,7 +358,12 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
     start = time.perf_counter()
     progress = Progress(int(cfg["epochs"]), len(rows), plain)
 
+    root = comm is None or comm.is_root
+
     def callback(model: Any, info: dict[str, Any]) -> None:
+        if not root:
+            comm.barrier()
+            return
         row = {"epoch": int(info["epoch"]), "loss": float(info["loss"]),
                "train_subset_accuracy": model.score(*sets.evals["train"]),
                "val_accuracy": model.score(*sets.evals["val"]) if "val" in sets.evals else None,
@@ -293,15 +371,17 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
                "epoch_seconds": round(float(info["seconds"]), 4),
                "elapsed_seconds": round(elapsed0 + time.perf_counter() - start, 3)}
         rows.append(row)
-        rd.save_epoch(model, rows)
+        rd.save_epoch(model, rows)  # atomic writes
         progress.epoch(row)
+        if comm is not None:
+            comm.barrier()
 
     try:
         # A diverging run is reported by TrainingDivergedError; NumPy's overflow
         # warnings on the way there would only clutter the output.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
-                clf.fit(sets.X_train, sets.y_train, callback=callback)
+                clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")

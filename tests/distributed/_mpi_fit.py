@@ -1,0 +1,48 @@
+"""Run under mpiexec by the tests: fit every configuration of a JSON file with the MPI
+world as communicator; rank 0 writes the weights and loss curves to an .npz file.
+
+    mpiexec -n 2 python -m mpi4py _mpi_fit.py CONFIGS.json OUT.npz [FAIL_RANK]
+
+With FAIL_RANK, that rank raises in its callback after the first epoch (a failing rank
+must end the job, not leave the others waiting).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from arraynn import NNClassifier, distributed
+
+
+def data(n: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A small classification set, the same on every rank."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(size=(n, n_features)) + y[:, None] * 0.7
+    return X, y
+
+
+def main() -> None:
+    configs = json.loads(open(sys.argv[1]).read())
+    fail_rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    comm = distributed.world()
+    out = {"world_size": np.array(comm.size)}
+    for i, cfg in enumerate(configs):
+        X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
+
+        def callback(model, info, comm=comm):
+            if comm.rank == fail_rank:
+                raise RuntimeError(f"rank {comm.rank} fails on purpose")
+
+        clf = NNClassifier(**cfg).fit(X, y, comm=comm, callback=callback)
+        out[f"params{i}"] = clf.backend_.to_numpy(clf._params)
+        out[f"loss{i}"] = np.array(clf.loss_curve_)
+    if comm.rank == 0:
+        np.savez(sys.argv[2], **out)
+
+
+if __name__ == "__main__":
+    main()
