@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,10 @@ _MPI_HINT = ('pip install "arraynn[mpi]" (mpi4py and the MPICH wheel), or on a c
 
 class DistributedError(RuntimeError):
     """Data-parallel training cannot run as asked; the message says why and the fix."""
+
+
+#: Seconds a failing rank waits before MPI_Abort, so its error line reaches the terminal.
+_ABORT_GRACE_S = 0.5
 
 
 class Communicator:
@@ -176,6 +181,9 @@ class MPICommunicator(Communicator):
     def abort(self, code: int = 1) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # The launcher forwards a rank's output through a pipe, and MPI_Abort kills the
+        # job at once: give it a moment to pass on the error line just printed.
+        time.sleep(_ABORT_GRACE_S)
         self.comm.Abort(int(code))
 
 
