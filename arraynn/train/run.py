@@ -101,33 +101,40 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend."""
+    """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend.
+
+    The model is a run's (its model.json, when there, is checked too) or one saved by
+    ``NNClassifier.save``; it brings its own preprocessing and class names, and
+    predicts on the raw test images.
+    """
     from ..classifier import NNClassifier
     from ..data.preprocessing import Preprocessor
 
     check_evaluate_args(args)
     path = find_model(args.evaluate)
-    meta = read_model_json(path)
-    try:
-        Preprocessor.from_dict(meta["preprocessing"])
-    except ValueError as exc:
-        raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
-                       "the file is damaged or was edited") from None
+    meta = read_model_json(path) if path.with_suffix(".json").is_file() else None
+    if meta is not None:
+        try:
+            Preprocessor.from_dict(meta["preprocessing"])
+        except ValueError as exc:
+            raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
+                           "the file is damaged or was edited") from None
     be = backend_from(args)
     clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
     if clf.n_features_in_ != 784:
         raise CLIError(f"{path} takes {clf.n_features_in_} features; a Fashion-MNIST model takes 784")
     print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
+    if clf.preprocessor_ is None:
+        print("  note: the model holds no preprocessing; it is fed the raw pixels 0-255")
     data = _load(args)
     print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_test):,} test images")
     _check_test_set(data)
-    prep = Preprocessor.from_dict(meta["preprocessing"], backend=be)
-    names = meta.get("classes") or class_names()
+    names = (meta or {}).get("classes") or clf.class_names_ or class_names()
     if not isinstance(names, list) or len(names) != len(clf.classes_):
         raise CLIError(f"{path.with_suffix('.json')} names {len(names) if isinstance(names, list) else 'no'} "
                        f"classes, the model has {len(clf.classes_)}; the file is damaged or was edited")
     names = [str(n) for n in names]
-    cm, _ = _test_confusion(clf, be, prep.apply(upload(be, data.X_test)), data.y_test, len(names))
+    cm, _ = _test_confusion(clf, be, upload(be, data.X_test), data.y_test, len(names))
     _print_result(cm, names)
     return 0
 
@@ -324,11 +331,14 @@ def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
 
 def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: DeviceSets,
                    y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Save the final model with its preprocessing; return the test confusion matrix and
-    probabilities."""
+    """Return the test confusion matrix and probabilities, and save the final model with
+    its preprocessing and class names, so that it predicts on raw images."""
     names = class_names()
+    result = _test_confusion(clf, be, sets.X_test, y_test, len(names))
+    clf.set_params(preprocessing=cfg["scale"], class_names=list(names))
+    clf.preprocessor_, clf.class_names_ = sets.preprocessor, list(names)
     rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))
-    return _test_confusion(clf, be, sets.X_test, y_test, len(names))
+    return result
 
 
 def _data_record(data: FashionMNIST, split: Split) -> dict[str, Any]:
