@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import math
 import platform
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import DeviceSets, FashionMNIST, Split, class_names, device_sets, load_data, split_data, upload
+from .dataset import DeviceSets, FashionMNIST, Split, device_sets, load_data, split_data, upload
 from .errors import CLIError, UsageError
 from .options import (
     PRESET_HEADERS,
@@ -74,26 +75,30 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     versions = _versions(be)
     _print_header(cfg, be, versions)
     data, split = _load_and_split(args, cfg, saved, rd)
+    names = list(data.names)
     sets = device_sets(be, cfg["scale"], data, split)
     if resumable:
-        clf, rows = _resume(rd, be, cfg)
+        clf, rows = _resume(rd, be, cfg, data)
     else:
         if saved is not None:
             print("no epoch of this run had finished: starting it again from epoch 1")
-        clf, rows = _new_classifier(cfg, be), []
+        clf, rows = _new_classifier(cfg, be, data.n_classes), []
         if saved is None:
-            rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
+            record = config_record(cfg, be, args.device, data.fingerprint, args.data_dir)
+            if args.class_names is not None:  # a resumed run names its classes the same
+                record["class_names"] = names
+            rd.write_config(record)
     if args.tf32:
         clf.set_params(tf32=True)
     train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress)
 
-    cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test)
+    cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test, names)
     print()
-    _print_result(cm, class_names(), f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
+    _print_result(cm, names, f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
     plots = [] if args.no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
     rd.write_summary(summary_record(
         cfg, be, clf, versions=versions, data=_data_record(data, split), rows=rows, cm=cm,
-        classes=class_names(), train_subset_size=len(split.train_eval), train_seconds=train_seconds,
+        classes=names, train_subset_size=len(split.train_eval), train_seconds=train_seconds,
         plots=[p.name for p in plots]))
     print(f"\nwrote {rd}/: {SUMMARY}, {METRICS}, {MODEL} (+ {MODEL_JSON}), {CHECKPOINT}"
           + "".join(f", {p.name}" for p in plots))
@@ -121,15 +126,16 @@ def evaluate(args: argparse.Namespace) -> int:
                            "the file is damaged or was edited") from None
     be = backend_from(args)
     clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
-    if clf.n_features_in_ != 784:
-        raise CLIError(f"{path} takes {clf.n_features_in_} features; a Fashion-MNIST model takes 784")
     print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
     if clf.preprocessor_ is None:
         print("  note: the model holds no preprocessing; it is fed the raw pixels 0-255")
     data = _load(args)
-    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_test):,} test images")
+    if clf.n_features_in_ != data.n_features:
+        raise CLIError(f"{path} takes {clf.n_features_in_} features; the test images of "
+                       f"{data.describe_source()} have {data.n_features}")
+    print(f"  data: {data.title} from {data.describe_source()}: {len(data.X_test):,} test images")
     _check_test_set(data)
-    names = (meta or {}).get("classes") or clf.class_names_ or class_names()
+    names = (meta or {}).get("classes") or clf.class_names_ or list(data.names)
     if not isinstance(names, list) or len(names) != len(clf.classes_):
         raise CLIError(f"{path.with_suffix('.json')} names {len(names) if isinstance(names, list) else 'no'} "
                        f"classes, the model has {len(clf.classes_)}; the file is damaged or was edited")
@@ -185,7 +191,6 @@ def _versions(be: Any) -> dict[str, str]:
 
 def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str]) -> None:
     print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
-    print(f"  network: {describe_config(cfg)}")
     print(f"  backend: {be.describe()}")
     print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
@@ -195,19 +200,23 @@ def _load(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Fash
     data_dir = args.data_dir
     if data_dir is None and saved is not None and saved.get("data_dir"):
         data_dir = saved["data_dir"]
-    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror)
+    names = args.class_names
+    if names is None and saved is not None and saved.get("class_names"):
+        names = list(saved["class_names"])
+    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror, names=names)
 
 
 def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[str, Any] | None,
                     rd: RunDir) -> tuple[FashionMNIST, Split]:
     """Load the data (a resumed run: checked to be the run's own) and split it."""
     data = _load(args, saved)
-    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_train):,} training and "
-          f"{len(data.X_test):,} test images")
+    print(f"  data: {data.title} from {data.describe_source()}: {len(data.X_train):,} training and "
+          f"{len(data.X_test):,} test images, {data.n_features} features, {data.n_classes} classes")
     if saved is not None and saved.get("data_fingerprint") not in (None, data.fingerprint):
         raise CLIError(f"the training data differ from those the run in {rd} was trained on; "
-                       "point --data-dir at the same Fashion-MNIST files")
+                       "point --data-dir at the same data")
     _check_test_set(data)
+    print(f"  network: {describe_config(cfg, data.n_features, data.n_classes)}")
     split = split_data(cfg, len(data.X_train))
     print(f"  {split.describe(cfg['limit'])}")
     print(f"  run directory: {rd}")
@@ -217,16 +226,16 @@ def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[s
 def _check_test_set(data: FashionMNIST) -> None:
     """A test set to measure on: found before any training."""
     if len(data.X_test) == 0:
-        raise CLIError(f"the test set of Fashion-MNIST from {data.describe_source()} holds 0 images; "
+        raise CLIError(f"the test set of {data.title} from {data.describe_source()} holds 0 images; "
                        "there is nothing to measure a model on: point --data-dir at complete files")
 
 
-def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
+def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
     """An unfitted classifier of the configuration, on ``be``."""
     from ..classifier import NNClassifier
 
     return NNClassifier(
-        n_classes=10, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
+        n_classes=n_classes, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
         epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
         n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
@@ -234,16 +243,17 @@ def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
         backend=be, dtype=be.dtype_name, warm_start=True)
 
 
-def _resume(rd: RunDir, be: Any, cfg: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tuple[Any, list[dict[str, Any]]]:
     """The checkpoint's classifier, set to continue, and the metrics rows so far."""
     clf, rows = rd.load_checkpoint(be)
-    _check_checkpoint(rd, clf, cfg, be)
+    _check_checkpoint(rd, clf, cfg, be, data.n_features, data.n_classes)
     clf.set_params(warm_start=True)
     print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows
 
 
-def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> None:
+def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, n_features: int = 784,
+                      n_classes: int = 10) -> None:
     """The checkpoint is of the network and training config.json describes.
 
     Raises
@@ -263,9 +273,9 @@ def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> Non
             raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: its {key} is {a!r}, "
                            f"the run's {CONFIG} says {b!r}; restore the run's own checkpoint or "
                            "start a new run")
-    if clf.n_features_in_ != 784 or list(clf.classes_) != list(range(10)):
+    if clf.n_features_in_ != n_features or list(clf.classes_) != list(range(n_classes)):
         raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it is not a "
-                       "784-input, 10-class Fashion-MNIST model")
+                       f"{n_features}-input, {n_classes}-class model of its data")
     if clf.n_iter_ > int(cfg["epochs"]):
         raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it has {clf.n_iter_} "
                        f"epochs, the run {cfg['epochs']}")
@@ -330,10 +340,9 @@ def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
 
 
 def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: DeviceSets,
-                   y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   y_test: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return the test confusion matrix and probabilities, and save the final model with
     its preprocessing and class names, so that it predicts on raw images."""
-    names = class_names()
     result = _test_confusion(clf, be, sets.X_test, y_test, len(names))
     clf.set_params(preprocessing=cfg["scale"], class_names=list(names))
     clf.preprocessor_, clf.class_names_ = sets.preprocessor, list(names)
@@ -370,14 +379,17 @@ def _plots(out: Path, rows: list[dict[str, Any]], cm: np.ndarray, data: FashionM
     if not report.have_matplotlib():
         print('plots skipped: matplotlib is not installed (pip install "arraynn[plot]")')
         return []
-    names, X_test, y_test = class_names(), data.X_test, data.y_test
-    return [
+    names, X_test, y_test = list(data.names), data.X_test.reshape(len(data.X_test), -1), data.y_test
+    figures = [
         report.plot_loss({"training loss": [r["loss"] for r in rows]}, out / "loss.png",
                          accuracies={
                              "train (fixed subset)": [r["train_subset_accuracy"] for r in rows],
                              "validation": [r["val_accuracy"] for r in rows]},
                          title=f"Training loss (preset {preset})"),
         report.plot_confusion_matrix(cm, names, out / "confusion_matrix.png"),
-        report.plot_predictions(X_test[:12], proba[:12], y_test[:12], names, out / "predictions.png",
-                                title="Test images: predicted (probability) and true labels"),
     ]
+    if math.isqrt(X_test.shape[1]) ** 2 == X_test.shape[1]:  # square images
+        figures.append(report.plot_predictions(
+            X_test[:12], proba[:12], y_test[:12], names, out / "predictions.png",
+            title="Test images: predicted (probability) and true labels"))
+    return figures
