@@ -90,6 +90,9 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
             rd.write_config(record)
     if args.tf32:
         clf.set_params(tf32=True)
+        if not be.set_tf32(True):
+            print(f"note: --tf32 has no effect on {be.describe()}: TF32 is a mode of float32 matmuls "
+                  "on NVIDIA GPUs (CuPy, torch on CUDA)")
     train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress)
 
     cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test, names)

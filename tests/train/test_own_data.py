@@ -108,3 +108,4 @@ def test_bad_arrays_are_named(tmp_path, capsys):
     code, _, err = main_in_process(capsys, "--class-names", "only", "--out", str(tmp_path / "run"))
     assert code == 2
     assert_one_line_error(err, "--class-names needs at least two distinct names")
+
