@@ -303,7 +303,7 @@ def _add_run_flags(g: Any) -> None:
                    help="the run directory (default: runs/<preset>-<date>-<time>)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its saved "
-                        "configuration")
+                        "configuration; --epochs N beyond the run's extends a finished run")
     g.add_argument("--evaluate", default=None, metavar="MODEL",
                    help="evaluate a saved model (a model.npz or a run directory) on the test set, "
                         "on --backend, and exit")

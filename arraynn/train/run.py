@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, resumable: bool) -> int:
     cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
+    if saved is not None and saved.pop("extended", False):
+        print(f"extending the run to {cfg['epochs']} epochs")
+        rd.write_config(saved)
     be = backend_from(args, saved)
     versions = _versions(be)
     _print_header(cfg, be, versions)
@@ -167,6 +170,12 @@ def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None, b
         return rd, None, False
     try:
         saved = rd.read_config()
+        extend = args.epochs is not None and args.epochs > int(saved["config"].get("epochs", 0))
+        if extend:  # --resume --epochs N beyond the run's: extend it (its checkpoint continues)
+            epochs, args.epochs = args.epochs, None
+            check_resume_args(args, saved["config"])
+            args.epochs = epochs
+            saved = dict(saved, config=dict(saved["config"], epochs=epochs), extended=True)
         check_resume_args(args, saved["config"])
         if args.dtype and args.dtype != saved.get("dtype"):
             raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
@@ -250,7 +259,7 @@ def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tup
     """The checkpoint's classifier, set to continue, and the metrics rows so far."""
     clf, rows = rd.load_checkpoint(be)
     _check_checkpoint(rd, clf, cfg, be, data.n_features, data.n_classes)
-    clf.set_params(warm_start=True)
+    clf.set_params(warm_start=True, epochs=int(cfg["epochs"]))
     print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows
 
@@ -266,7 +275,8 @@ def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, n_feat
     """
     want = _new_classifier(cfg, be).get_params()
     have = clf.get_params()
-    ignore = {"backend", "device", "dtype", "warm_start", "tf32", "verbose", "n_classes", "n_features"}
+    ignore = {"backend", "device", "dtype", "warm_start", "tf32", "verbose", "n_classes", "n_features",
+              "epochs", "preprocessing", "class_names"}
     for key in sorted(set(want) - ignore):
         a, b = have.get(key), want[key]
         if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
