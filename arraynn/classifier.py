@@ -65,6 +65,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": ("float32", "float64"),
 }
 
+#: The preprocessing schemes the ``preprocessing`` parameter takes (None: none).
+_PREPROCESSING = ("standardize", "per-set", "unit", "none")
+
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
@@ -138,6 +141,15 @@ class NNClassifier:
         state until ``n_iter_`` reaches ``epochs`` (a checkpoint resumes this way).
     verbose : bool
         Print one line per epoch.
+    preprocessing : {"standardize", "per-set", "unit", "none"}, optional
+        Preprocess the inputs inside the estimator (:class:`arraynn.Preprocessor`):
+        ``fit`` learns the scheme on its ``X`` (the first call's, with
+        ``partial_fit``) and every method then takes raw inputs, e.g. uint8 pixels.
+        The fitted scheme is ``preprocessor_`` and is saved with the model.
+        ``None`` (default): the inputs are used as given.
+    class_names : sequence of str, optional
+        A name for each class, in the order of ``classes_`` (``class_names_``);
+        saved with the model and printed by ``python -m arraynn.predict``.
 
     Attributes
     ----------
@@ -160,6 +172,15 @@ class NNClassifier:
         Whether TF32 matmuls were in effect.
     random_seed_ : int
         The seed used.
+    preprocessor_ : Preprocessor or None
+        What ``predict``, ``predict_proba`` and ``score`` apply to their input before
+        the network (None: nothing). Set by ``fit`` from ``preprocessing``, or loaded
+        with the model (a run of ``python -m arraynn.train`` saves its own).
+    class_names_ : list of str or None
+        The classes' names, in the order of ``classes_``.
+
+    Inputs may be images: ``X`` of shape ``(n, height, width)`` is taken as
+    ``(n, height * width)``.
     """
 
     def __init__(self, n_classes: int | None = None, n_features: int | None = None,
@@ -172,7 +193,8 @@ class NNClassifier:
                  epsilon: float = 1e-8, schedule: str = "constant",
                  backend: str | Backend | None = None,
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
-                 warm_start: bool = False, verbose: bool = False) -> None:
+                 warm_start: bool = False, verbose: bool = False,
+                 preprocessing: str | None = None, class_names: Sequence[str] | None = None) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -200,6 +222,8 @@ class NNClassifier:
         self.tf32 = tf32
         self.warm_start = warm_start
         self.verbose = verbose
+        self.preprocessing = preprocessing
+        self.class_names = class_names
 
     # ------------------------------------------------------------------------------
     # scikit-learn's parameter protocol
@@ -246,6 +270,13 @@ class NNClassifier:
         """Every constructor parameter, checked before any work (see
         :func:`arraynn._validation.check_params`)."""
         check_params(self, CHOICES)
+        if self.preprocessing is not None and self.preprocessing not in _PREPROCESSING:
+            raise ValueError(f"preprocessing must be None or one of {list(_PREPROCESSING)}, "
+                             f"got {self.preprocessing!r}")
+        names = self.class_names
+        if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise ValueError(f"class_names must be None or a sequence of strings, got {names!r:.80}")
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         h = self.n_hidden_units
@@ -301,7 +332,7 @@ class NNClassifier:
         self
         """
         self._check_params()
-        X = check_array(X)
+        X = check_array(_flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
         comm = _check_ranks(comm, X, classes, self)
         resume = self.warm_start and hasattr(self, "_params")
@@ -315,6 +346,7 @@ class NNClassifier:
                 raise ValueError("warm_start needs the same classes as the first fit")
         else:
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+            self._fit_preprocessing(X)
         self._train(X, y_idx, self.epochs, callback, comm)
         return self
 
@@ -326,7 +358,7 @@ class NNClassifier:
         in :meth:`fit`.
         """
         self._check_params()
-        X = check_array(X)
+        X = check_array(_flatten_images(X))
         if not hasattr(self, "_params"):
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
@@ -338,6 +370,7 @@ class NNClassifier:
                 classes = np.arange(self.n_classes)
             comm = _check_ranks(comm, X, classes, self)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+            self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
@@ -379,6 +412,9 @@ class NNClassifier:
             return bool(callback is not None and callback(self, info))
 
         with be.device_context(), trainer.memory_errors(n, batches):
+            prep = getattr(self, "preprocessor_", None)
+            if prep is not None:
+                X = prep.apply(self._to_float_on_model(X))
             loader = self._make_loader(X, y_idx, comm)
             try:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
@@ -399,7 +435,8 @@ class NNClassifier:
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
-                     "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_"):
+                     "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
+                     "class_names_"):
             self.__dict__.pop(name, None)
 
     def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None) -> DataLoader:
@@ -433,6 +470,28 @@ class NNClassifier:
             self._opt_state = self._opt.init(self._params)
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
+        self.preprocessor_ = None
+        self.class_names_ = None
+        if self.class_names is not None:
+            if len(self.class_names) != len(classes):
+                raise ValueError(f"class_names holds {len(self.class_names)} names for "
+                                 f"{len(classes)} classes; give one name per class")
+            self.class_names_ = [str(n) for n in self.class_names]
+
+    def _to_float_on_model(self, X: Any) -> Any:
+        """``X`` on the model's device, in its float dtype."""
+        be = self.backend_
+        X = be.asarray(X)
+        return X if X.dtype == be.dtype else be.xp.astype(X, be.dtype)
+
+    def _fit_preprocessing(self, X: Any) -> None:
+        """Fit ``preprocessing`` on the (raw) training inputs ``X``: ``preprocessor_``."""
+        if self.preprocessing is None:
+            return
+        from .data.preprocessing import Preprocessor
+
+        with self.backend_.device_context():
+            self.preprocessor_ = Preprocessor(self.preprocessing).fit(self._to_float_on_model(X))
 
     def _build_mlp(self, n_outputs: int) -> MLP:
         return MLP((self.n_features_in_, *self._hidden_sizes(), n_outputs),
@@ -474,7 +533,7 @@ class NNClassifier:
     # ------------------------------------------------------------------------------
     def _check_predict_X(self, X: Any) -> Any:
         self._check_is_fitted()
-        X = check_array(X)
+        X = check_array(_flatten_images(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but this NNClassifier was fitted with "
@@ -483,13 +542,17 @@ class NNClassifier:
         return X
 
     def _proba_on_model(self, X: Any) -> Any:
-        be, xp = self.backend_, self.backend_.xp
+        xp = self.backend_.xp
+        prep = getattr(self, "preprocessor_", None)
+        whole = prep is not None and prep.name == "per-set" and prep.standardizer_ is None
+        if whole:  # statistics of the whole input (a 0.1.0 run's description)
+            X = prep.apply_new(self._to_float_on_model(X))
         out = []
         n = X.shape[0]
         for s in range(0, n, _PREDICT_CHUNK):
-            Xc = be.asarray(X[s:min(s + _PREDICT_CHUNK, n), ...])
-            if Xc.dtype != be.dtype:
-                Xc = xp.astype(Xc, be.dtype)
+            Xc = self._to_float_on_model(X[s:min(s + _PREDICT_CHUNK, n), ...])
+            if prep is not None and not whole:
+                Xc = prep.apply_new(Xc)
             p = self._mlp.predict_proba(self._params, Xc)
             if self.output == "sigmoid":
                 p = p / xp.sum(p, axis=1, keepdims=True)
@@ -561,12 +624,17 @@ class NNClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str | Backend | None = None,
              device: Any = None, dtype: str | None = None) -> NNClassifier:
-        """Load a model saved by :meth:`save` onto any backend.
+        """Load a model saved by :meth:`save`, or a run of ``python -m arraynn.train``,
+        onto any backend.
+
+        The model comes with its preprocessing (``preprocessor_``) and class names
+        (``class_names_``) when the file holds them; ``predict`` then takes raw inputs
+        such as uint8 images, ``(n, 28, 28)`` or ``(n, 784)``.
 
         Parameters
         ----------
         path : path
-            The ``.npz`` file.
+            The ``.npz`` file, or a run directory (its ``model.npz``).
         backend, device, dtype : optional
             Where to put the model; default: NumPy on the CPU, in the saved dtype.
         """
@@ -601,6 +669,21 @@ def _check_ranks(comm: Any, X: Any, classes: np.ndarray, clf: NNClassifier) -> A
                              f"({[r[i] for r in every] if i in (0, 3, 4) else 'see each rank'}); "
                              "give every rank the same X, y and parameters")
     return comm
+
+
+def _flatten_images(X: Any) -> Any:
+    """``X`` of shape ``(n, h, w)`` as ``(n, h * w)``; anything else as it is."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 3:
+        return X
+    n, h, w = (int(d) for d in shape)
+    if isinstance(X, np.ndarray):
+        return X.reshape(n, h * w)
+    import array_api_compat as aac
+
+    return aac.array_namespace(X).reshape(X, (n, h * w))
 
 
 def _int_like(a: Any) -> bool:

@@ -4,7 +4,11 @@ The file stores each parameter as its own array (``param_0``, ``param_1``, ...: 
 weight matrices and bias vectors in layer order), each optimizer buffer the same way
 (``opt_m_0``, ...), the classes, and a ``meta.json`` entry (a UTF-8 JSON document as
 a uint8 array) with the estimator's constructor parameters, the layer sizes, the
-epoch count, the loss curve, the seed and the optimizer's step. It is read with
+epoch count, the loss curve, the seed and the optimizer's step; and, when the model
+has them, the input preprocessing (``preprocessing``: ``Preprocessor.to_dict``) and
+the class names (``class_names``), so that the one file predicts on raw inputs.
+Files without these two entries (arraynn 0.1.0) load as before; a ``model.json``
+beside such a file (a run of ``python -m arraynn.train``) supplies them. It is read with
 ``allow_pickle=False`` and written atomically (a temporary file renamed into place),
 so a crash never leaves a half-written model.
 
@@ -26,7 +30,7 @@ import numpy as np
 
 from ._fileio import atomic_open
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_classifier", "read_model",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_classifier", "model_path", "read_model",
            "save_classifier", "write_model"]
 
 FORMAT = "arraynn.NNClassifier"
@@ -168,7 +172,55 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
         "n_params": len(layout),
         "trained_on": {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name},
     }
+    prep = getattr(clf, "preprocessor_", None)
+    if prep is not None:
+        meta["preprocessing"] = prep.to_dict()
+    names = getattr(clf, "class_names_", None)
+    if names is not None:
+        meta["class_names"] = [str(n) for n in names]
     return write_model(path, arrays, meta)
+
+
+def model_path(path: str | os.PathLike) -> Path:
+    """The model file of ``path``: the file itself, or a run directory's ``model.npz``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming what is missing and what to give instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        model = path / "model.npz"
+        if not model.is_file():
+            hint = ("; the run has not finished: its checkpoint.npz loads too"
+                    if (path / "checkpoint.npz").is_file() else "")
+            raise FileNotFoundError(f"no model.npz in the directory {path}; give a model file or "
+                                    f"a run directory holding one{hint}")
+        return model
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    return path
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    """The preprocessing and class names of the ``model.json`` that a run of
+    ``python -m arraynn.train`` writes beside its model (``{}`` when there is none)."""
+    side = path.with_suffix(".json")
+    if path.name != "model.npz" or not side.is_file():
+        return {}
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read {side}: {exc}; the file is corrupt") from None
+    if not isinstance(doc, dict) or doc.get("format") != "arraynn.train.model":
+        return {}
+    out = {}
+    if "preprocessing" in doc:
+        out["preprocessing"] = doc["preprocessing"]
+    if "classes" in doc:
+        out["class_names"] = doc["classes"]
+    return out
 
 
 def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, device: Any = None,
@@ -179,9 +231,13 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     from .backends import get_backend
     from .nn import MLP
 
-    path = Path(path)
+    path = model_path(path)
     arrays, meta = read_model(path)
     _check_meta(path, arrays, meta)
+    extra = {k: meta[k] for k in ("preprocessing", "class_names") if k in meta}
+    source = path
+    if not extra:
+        extra, source = _sidecar(path), path.with_suffix(".json")
     params = dict(meta["params"])
     params["backend"], params["device"] = None, None
     if isinstance(params.get("n_hidden_units"), list):
@@ -225,7 +281,35 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.n_iter_ = int(meta["n_iter"])
     clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
     clf.random_seed_ = int(meta["random_seed"])
+    clf.preprocessor_, clf.class_names_ = _inference_extras(source, extra, clf, be)
     return clf
+
+
+def _inference_extras(path: Path, extra: dict[str, Any], clf: Any, be: Any) -> tuple[Any, Any]:
+    """The fitted preprocessing and the class names of ``extra`` (entries of the file
+    ``path``), checked against the model ``clf``."""
+    from .data.preprocessing import Preprocessor
+
+    prep = names = None
+    if "preprocessing" in extra:
+        try:
+            prep = Preprocessor.from_dict(extra["preprocessing"], backend=be)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: its preprocessing cannot be applied ({exc}); the file is "
+                                 "damaged or was edited") from None
+        n = prep.n_features_in_
+        if n is not None and n != clf.n_features_in_:
+            raise ModelFileError(f"{path}: its preprocessing has statistics of {n} features, the "
+                                 f"network takes {clf.n_features_in_}; the file is damaged or was edited")
+    if "class_names" in extra:
+        names = extra["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ModelFileError(f"{path}: its class names must be a list of strings, got "
+                                 f"{names!r:.80}; the file is damaged or was edited")
+        if len(names) != len(clf.classes_):
+            raise ModelFileError(f"{path} names {len(names)} classes, the model has "
+                                 f"{len(clf.classes_)}; the file is damaged or was edited")
+    return prep, names
 
 
 def _is_int(v: Any, low: int = 0) -> bool:

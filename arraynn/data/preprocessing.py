@@ -270,7 +270,9 @@ class Preprocessor:
     ----------
     name : str
     standardizer_ : Standardizer or None
-        The fitted standardizer (``"standardize"`` only; None before fitting).
+        The training set's statistics: the scheme's standardizer for
+        ``"standardize"``; for ``"per-set"`` the statistics :meth:`apply_new`
+        scales new data with (None before fitting, and for the other schemes).
 
     Raises
     ------
@@ -301,18 +303,38 @@ class Preprocessor:
         Parameters
         ----------
         X : array of shape (n_samples, n_features), real floating dtype
-            On its device; for ``"standardize"`` a new :class:`Standardizer` is
-            fitted on it and kept in ``standardizer_``. The other schemes have
-            nothing to learn.
+            On its device; for ``"standardize"`` and ``"per-set"`` a new
+            :class:`Standardizer` is fitted on it and kept in ``standardizer_``
+            (``"per-set"`` keeps it for :meth:`apply_new`). The other schemes
+            have nothing to learn.
 
         Returns
         -------
         Preprocessor
             ``self``.
         """
-        if self.name == "standardize":
+        if self.name in ("standardize", "per-set"):
             self.standardizer_ = Standardizer().fit(X)
         return self
+
+    def apply_new(self, X: Any) -> Any:
+        """Preprocess new data (images to predict, of any number) as the training set was.
+
+        Same as :meth:`apply`, except for ``"per-set"`` with known training
+        statistics: new data are standardized with those, because a few images
+        (one, say) have no statistics of their own. Without them (a description
+        saved by arraynn 0.1.0) it is ``"per-set"`` on ``X`` itself, which is only
+        meaningful for a whole test set.
+        """
+        if self.name == "per-set" and self.standardizer_ is not None:
+            return self.standardizer_.transform(X)
+        return self.apply(X)
+
+    @property
+    def n_features_in_(self) -> int | None:
+        """The number of features of the training set, when the scheme knows it."""
+        st = self.standardizer_
+        return None if st is None else int(st.n_features_in_)
 
     def apply(self, X: Any) -> Any:
         """Preprocess ``X`` (a floating array on its device) by the scheme.
@@ -351,10 +373,10 @@ class Preprocessor:
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme as JSON-ready data: ``{"scheme": name}``, plus for
-        ``"standardize"`` the fitted ``"mean"`` and ``"scale"`` as lists of floats
-        (one device-to-host copy each)."""
+        ``"standardize"`` (and a fitted ``"per-set"``) the training set's ``"mean"``
+        and ``"scale"`` as lists of floats (one device-to-host copy each)."""
         out: dict[str, Any] = {"scheme": self.name}
-        if self.name == "standardize":
+        if self.name == "standardize" or self.standardizer_ is not None:
             st = self._fitted()
             for key, values in (("mean", st.mean_), ("scale", st.scale_)):
                 out[key] = [float(v) for v in backend_for(values).to_numpy(values)]
@@ -368,7 +390,8 @@ class Preprocessor:
         ----------
         d : mapping
             ``{"scheme": name}``, with ``"mean"`` and ``"scale"`` (equally long
-            lists of numbers) for ``"standardize"``. Other keys are ignored.
+            lists of numbers) for ``"standardize"`` (optional for ``"per-set"``).
+            Other keys are ignored.
         backend : Backend, optional
             Where to put the statistics, in its float dtype; default: NumPy
             float64 arrays on the host (:meth:`apply` moves them to the data).
@@ -382,7 +405,8 @@ class Preprocessor:
         if not isinstance(d, Mapping) or "scheme" not in d:
             raise ValueError(f"a preprocessing description needs a 'scheme' entry, got {d!r}")
         prep = cls(d["scheme"])
-        if prep.name != "standardize":
+        if prep.name not in ("standardize", "per-set") or (
+                prep.name == "per-set" and "mean" not in d and "scale" not in d):
             return prep
         stats = []
         for key in ("mean", "scale"):
@@ -390,12 +414,12 @@ class Preprocessor:
             if not isinstance(values, (list, tuple)) or not values or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 raise ValueError(
-                    f"preprocessing 'standardize' needs {key!r}: a non-empty list of numbers, got {values!r}"
+                    f"preprocessing {prep.name!r} needs {key!r}: a non-empty list of numbers, got {values!r}"
                 )
             stats.append([float(v) for v in values])
         if len(stats[0]) != len(stats[1]):
             raise ValueError(
-                f"preprocessing 'standardize' has {len(stats[0])} means but {len(stats[1])} scales"
+                f"preprocessing {prep.name!r} has {len(stats[0])} means but {len(stats[1])} scales"
             )
         be = backend if backend is not None else get_backend("numpy", None, "float64")
         st = Standardizer()

@@ -1,22 +1,38 @@
-"""The data of a run: Fashion-MNIST on the host, its split, and the preprocessed sets on the device.
+"""The data of a run: Fashion-MNIST (or the user's own data) on the host, its split, and
+the preprocessed sets on the device.
 
-The images stay uint8 on the host; each set is uploaded once, converted to the
-backend's float dtype and preprocessed there (:func:`device_sets`).
+``--data-dir`` is a directory of four IDX files named as Fashion-MNIST's (Fashion-MNIST,
+MNIST, Kuzushiji-MNIST, or a user's own), a directory of four ``.npy`` arrays
+(:data:`ARRAY_NAMES`), or an ``.npz`` file holding them. Labels are the integers
+``0 .. n_classes - 1``; the class names come from ``--class-names``, else a
+``class_names.txt`` beside the data (one name a line), else an ``.npz``'s
+``class_names`` array, else Fashion-MNIST's for ten classes in IDX files, else the
+labels as text.
+
+The images stay on the host as they are (uint8); each set is uploaded once, converted
+to the backend's float dtype and preprocessed there (:func:`device_sets`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["TRAIN_EVAL_SIZE", "DeviceSets", "FashionMNIST", "Split", "class_names", "device_sets",
-           "load_data", "split_data", "upload"]
+__all__ = ["ARRAY_NAMES", "CLASS_NAMES_FILE", "TRAIN_EVAL_SIZE", "DeviceSets", "FashionMNIST", "Split",
+           "class_names", "device_sets", "load_data", "parse_class_names", "split_data", "upload"]
+
+#: The arrays of a data set given as ``.npy`` files (``NAME.npy``) or as an ``.npz``.
+ARRAY_NAMES = ("X_train", "y_train", "X_test", "y_test")
+
+#: A file beside the data naming the classes, one a line, in label order.
+CLASS_NAMES_FILE = "class_names.txt"
 
 #: Per-epoch train accuracy is measured on this many training images (a fixed,
 #: seeded subset), to keep the per-epoch evaluation cheap.
@@ -39,6 +55,21 @@ class FashionMNIST:
     X_test: np.ndarray
     y_test: np.ndarray
     info: dict[str, Any]
+    #: The class names in label order.
+    names: tuple[str, ...] = ()
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.X_train.shape[1:]))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def title(self) -> str:
+        """``Fashion-MNIST``, or what the user's data is called in the report."""
+        return "Fashion-MNIST" if self.info.get("source") in ("download", "cache") else "data"
 
     @cached_property
     def fingerprint(self) -> str:
@@ -58,20 +89,101 @@ class FashionMNIST:
             return f"downloaded into {info['directory']} from {', '.join(urls)}"
         if src == "cache":
             return f"the cache {info['directory']} (checksums verified)"
+        if src == "arrays":
+            return f"the arrays in {info['directory']}"
         return f"the user-supplied directory {info['directory']}"
 
 
-def load_data(data_dir: str | None, *, download: bool, mirrors: list[str] | None) -> FashionMNIST:
-    """Fashion-MNIST from ``data_dir`` (``None``: ``$ARRAYNN_DATA``, else the cache),
-    downloaded from ``mirrors`` (``None``: the built-in ones) when missing and allowed."""
+def parse_class_names(text: str) -> list[str]:
+    """``--class-names``: a file with one name a line, else a comma-separated list."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the class names in {path}: {exc}") from None
+    else:
+        names = [n.strip() for n in text.split(",")]
+    names = [n for n in names if n]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UsageError(f"--class-names needs at least two distinct names (a comma-separated list or a "
+                         f"file with one a line), got {text!r}")
+    return names
+
+
+def load_data(data_dir: str | None, *, download: bool, mirrors: list[str] | None,
+              names: list[str] | None = None) -> FashionMNIST:
+    """The data of ``data_dir``: IDX files (``None``: Fashion-MNIST from ``$ARRAYNN_DATA``,
+    else the cache, downloaded from ``mirrors`` when missing and allowed), ``.npy`` files
+    or an ``.npz`` (see the module docstring); ``names`` are ``--class-names``."""
     from ..data.fashion_mnist import load_fashion_mnist
 
-    kwargs: dict[str, Any] = {}
-    if mirrors:
-        kwargs["mirrors"] = [m if m.endswith("/") else m + "/" for m in mirrors]
-    X_train, y_train, X_test, y_test, info = load_fashion_mnist(
-        data_dir, download=download, return_info=True, **kwargs)
-    return FashionMNIST(X_train, y_train, X_test, y_test, info)
+    path = None if data_dir is None else Path(data_dir)
+    if path is not None and (path.suffix == ".npz" or (path / "X_train.npy").is_file()):
+        data, stored = _load_arrays(path)
+    else:
+        kwargs: dict[str, Any] = {}
+        if mirrors:
+            kwargs["mirrors"] = [m if m.endswith("/") else m + "/" for m in mirrors]
+        X_train, y_train, X_test, y_test, info = load_fashion_mnist(
+            data_dir, download=download, return_info=True, **kwargs)
+        data, stored = FashionMNIST(X_train, y_train, X_test, y_test, info), None
+    return replace(data, names=tuple(_class_names(data, path, names, stored)))
+
+
+def _class_names(data: FashionMNIST, path: Path | None, names: list[str] | None,
+                 stored: list[str] | None) -> list[str]:
+    top = max(int(data.y_train.max(initial=0)), int(data.y_test.max(initial=0)))
+    if names is None and path is not None:
+        side = (path.parent if path.is_file() else path) / CLASS_NAMES_FILE
+        if side.is_file():
+            names = parse_class_names(str(side))
+    names = names or stored
+    if names is None:
+        fashion = top == 9 and data.info.get("source") != "arrays"
+        names = class_names() if fashion else [str(k) for k in range(top + 1)]
+    if top >= len(names):
+        raise UsageError(f"the labels go up to {top} but {len(names)} class names are given; give one "
+                         "name per label 0, 1, ... (--class-names)")
+    return list(names)
+
+
+def _load_arrays(path: Path) -> tuple[FashionMNIST, list[str] | None]:
+    """X_train, y_train, X_test, y_test from an ``.npz`` or a directory of ``.npy`` files."""
+    from ..data.fashion_mnist import DatasetError
+
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        else:
+            for name in ARRAY_NAMES:
+                if (path / f"{name}.npy").is_file():
+                    arrays[name] = np.load(path / f"{name}.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"cannot read the arrays in {path}: {exc}") from None
+    missing = [n for n in ARRAY_NAMES if n not in arrays]
+    if missing:
+        how = "an .npz holding them" if path.suffix == ".npz" else "as .npy files"
+        raise DatasetError(f"{path} lacks the arrays {', '.join(missing)}; it needs "
+                           f"{', '.join(ARRAY_NAMES)} ({how})")
+    X_tr, y_tr, X_te, y_te = (arrays[n] for n in ARRAY_NAMES)
+    for X, y, which in ((X_tr, y_tr, "train"), (X_te, y_te, "test")):
+        if X.ndim not in (2, 3) or X.dtype.kind not in "biuf":
+            raise DatasetError(f"{path}: X_{which} must be numbers of shape (n, features) or (n, height, "
+                               f"width), got {X.dtype} of shape {X.shape}")
+        if y.ndim != 1 or len(y) != len(X):
+            raise DatasetError(f"{path}: y_{which} must be 1-D with one label per row of X_{which}, got "
+                               f"shape {y.shape} for {len(X)} rows")
+        if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
+            raise DatasetError(f"{path}: y_{which} must hold the integer labels 0, 1, ... (got {y.dtype}); "
+                               "map other labels to integers and name them with --class-names")
+    if X_tr.shape[1:] != X_te.shape[1:]:
+        raise DatasetError(f"{path}: X_train has samples of shape {X_tr.shape[1:]}, X_test {X_te.shape[1:]}")
+    stored = [str(n) for n in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    info = {"source": "arrays", "directory": str(path.resolve())}
+    return FashionMNIST(X_tr, y_tr, X_te, y_te, info), stored
 
 
 @dataclass(frozen=True)
@@ -125,7 +237,8 @@ def split_data(cfg: dict[str, Any], n_total: int) -> Split:
 
 def upload(be: Any, X_u8: np.ndarray) -> Any:
     """Upload uint8 images once and convert them to the float dtype on the device."""
-    return be.xp.astype(be.asarray(X_u8), be.dtype)
+    X = np.asarray(X_u8)
+    return be.xp.astype(be.asarray(X.reshape(len(X), -1)), be.dtype)
 
 
 @dataclass(frozen=True)

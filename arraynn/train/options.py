@@ -106,10 +106,17 @@ examples:
   mpiexec -n 4 python -m mpi4py -m arraynn.train --distributed --out runs/dp
       data-parallel on 4 processes (pip install "arraynn[mpi]"); the same network as one
       process; --resume continues on any number of ranks
+  python -m arraynn.train --data-dir my_data.npz --class-names cat,dog,bird
+      train on your own arrays (see "data" below)
+  python -m arraynn.predict runs/big sneaker.png
+      classify images with the trained model
 
 data:
   Fashion-MNIST is read from --data-dir, else $ARRAYNN_DATA, else the cache
   (~/.cache/arraynn); missing files are downloaded unless --no-download.
+  Your own data: --data-dir with four IDX files of the same names (MNIST, ...), with
+  X_train.npy, y_train.npy, X_test.npy, y_test.npy, or an .npz file of those arrays;
+  --class-names a,b,c (or a file, or class_names.txt beside the data) names the labels.
 
 validation and metrics:
   The default preset holds out --val-size (5,000) of the 60,000 training images,
@@ -174,6 +181,16 @@ def _hidden_sizes(text: str) -> list[int]:
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
+
+def _class_names(text: str) -> list[str]:
+    """An argparse type: ``--class-names`` (see :func:`arraynn.train.dataset.parse_class_names`)."""
+    from .dataset import parse_class_names
+
+    try:
+        return parse_class_names(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 
 def _mirror(text: str) -> str:
     """An argparse type: a mirror's base URL (see :func:`arraynn.data.download.check_mirrors`)."""
@@ -263,7 +280,12 @@ def _add_data_flags(g: Any) -> None:
 
     g.add_argument("--data-dir", default=None, metavar="DIR",
                    help="directory with the four Fashion-MNIST files (default: $ARRAYNN_DATA, else "
-                        "the cache ~/.cache/arraynn)")
+                        "the cache ~/.cache/arraynn); or your own data: four IDX files of the same "
+                        "names (MNIST, ...), X_train.npy, y_train.npy, X_test.npy, y_test.npy, or an "
+                        ".npz file holding those arrays")
+    g.add_argument("--class-names", default=None, metavar="NAMES", type=_class_names,
+                   help="names of the labels 0, 1, ...: a comma-separated list or a file with one a "
+                        "line (default: class_names.txt beside the data, else Fashion-MNIST's)")
     g.add_argument("--no-download", action="store_true",
                    help="never download; fail when the files are missing")
     g.add_argument("--mirror", action="append", default=None, metavar="URL", type=_mirror,
@@ -285,7 +307,7 @@ def _add_run_flags(g: Any) -> None:
                    help="the run directory (default: runs/<preset>-<date>-<time>)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its saved "
-                        "configuration")
+                        "configuration; --epochs N beyond the run's extends a finished run")
     g.add_argument("--evaluate", default=None, metavar="MODEL",
                    help="evaluate a saved model (a model.npz or a run directory) on the test set, "
                         "on --backend, and exit")
@@ -446,9 +468,9 @@ _SCALE_WORDS = {"standardize": "standardized with the training set's statistics"
                 "unit": "pixels / 255", "none": "raw pixels (no scaling)"}
 
 
-def describe_config(cfg: dict[str, Any]) -> str:
+def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int = 10) -> str:
     """The network and its training in one line (the report's ``network:`` line)."""
-    layers = "-".join(str(s) for s in (784, *cfg["hidden"], 10))
+    layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
     batches = (f"batch {cfg['batch_size']}" if cfg["batch_size"] is not None
                else f"{cfg['n_batches']} minibatches")
     sched = "" if cfg["schedule"] == "constant" else f" ({cfg['schedule']} decay)"

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import platform
 import tempfile
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import DeviceSets, FashionMNIST, Split, class_names, device_sets, load_data, split_data, upload
+from .dataset import DeviceSets, FashionMNIST, Split, device_sets, load_data, split_data, upload
 from .errors import CLIError, UsageError
 from .options import (
     PRESET_HEADERS,
@@ -104,6 +105,9 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     root = world.is_root
     if root:
         cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
+        if saved is not None and saved.pop("extended", False):
+            print(f"extending the run to {cfg['epochs']} epochs")
+            rd.write_config(saved)
         if world.size > 1:
             world.bcast({"saved": saved, "resumable": resumable, "cfg": cfg, "run_dir": str(rd.path)})
     device_given = (args.device if args.device is not None else (saved or {}).get("device_arg")) is not None
@@ -116,29 +120,36 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     data, split = _load_and_split(args, cfg, saved, rd)
     if root:
         world.barrier()
+    names = list(data.names)
     sets = device_sets(be, cfg["scale"], data, split)
     if resumable:
-        clf, rows = _resume_ranks(rd, be, cfg, world)
+        clf, rows = _resume_ranks(rd, be, cfg, world, data)
     else:
         if saved is not None:
             print("no epoch of this run had finished: starting it again from epoch 1")
-        clf, rows = _new_classifier(cfg, be), []
+        clf, rows = _new_classifier(cfg, be, data.n_classes), []
         if saved is None and root:
-            rd.write_config(config_record(cfg, be, args.device, data.fingerprint, args.data_dir))
+            record = config_record(cfg, be, args.device, data.fingerprint, args.data_dir)
+            if args.class_names is not None:  # a resumed run names its classes the same
+                record["class_names"] = names
+            rd.write_config(record)
     if args.tf32:
         clf.set_params(tf32=True)
+        if not be.set_tf32(True) and root:
+            print(f"note: --tf32 has no effect on {be.describe()}: TF32 is a mode of float32 matmuls "
+                  "on NVIDIA GPUs (CuPy, torch on CUDA)")
     train_seconds = _train(clf, cfg, rd, sets, rows, plain=args.no_progress or not root, comm=comm)
     devices = world.allgather(be.device_name)
     if not root:
         return 0
 
-    cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test)
+    cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test, names)
     print()
-    _print_result(cm, class_names(), f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
+    _print_result(cm, names, f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
     plots = [] if args.no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
     summary = summary_record(
         cfg, be, clf, versions=versions, data=_data_record(data, split), rows=rows, cm=cm,
-        classes=class_names(), train_subset_size=len(split.train_eval), train_seconds=train_seconds,
+        classes=names, train_subset_size=len(split.train_eval), train_seconds=train_seconds,
         plots=[p.name for p in plots])
     summary["distributed"] = {"world_size": comm.size, "communicator": comm.name, "devices": devices}
     rd.write_summary(summary)
@@ -148,33 +159,41 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend."""
+    """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend.
+
+    The model is a run's (its model.json, when there, is checked too) or one saved by
+    ``NNClassifier.save``; it brings its own preprocessing and class names, and
+    predicts on the raw test images.
+    """
     from ..classifier import NNClassifier
     from ..data.preprocessing import Preprocessor
 
     check_evaluate_args(args)
     path = find_model(args.evaluate)
-    meta = read_model_json(path)
-    try:
-        Preprocessor.from_dict(meta["preprocessing"])
-    except ValueError as exc:
-        raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
-                       "the file is damaged or was edited") from None
+    meta = read_model_json(path) if path.with_suffix(".json").is_file() else None
+    if meta is not None:
+        try:
+            Preprocessor.from_dict(meta["preprocessing"])
+        except ValueError as exc:
+            raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
+                           "the file is damaged or was edited") from None
     be = backend_from(args)
     clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
-    if clf.n_features_in_ != 784:
-        raise CLIError(f"{path} takes {clf.n_features_in_} features; a Fashion-MNIST model takes 784")
     print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
+    if clf.preprocessor_ is None:
+        print("  note: the model holds no preprocessing; it is fed the raw pixels 0-255")
     data = _load(args)
-    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_test):,} test images")
+    if clf.n_features_in_ != data.n_features:
+        raise CLIError(f"{path} takes {clf.n_features_in_} features; the test images of "
+                       f"{data.describe_source()} have {data.n_features}")
+    print(f"  data: {data.title} from {data.describe_source()}: {len(data.X_test):,} test images")
     _check_test_set(data)
-    prep = Preprocessor.from_dict(meta["preprocessing"], backend=be)
-    names = meta.get("classes") or class_names()
+    names = (meta or {}).get("classes") or clf.class_names_ or list(data.names)
     if not isinstance(names, list) or len(names) != len(clf.classes_):
         raise CLIError(f"{path.with_suffix('.json')} names {len(names) if isinstance(names, list) else 'no'} "
                        f"classes, the model has {len(clf.classes_)}; the file is damaged or was edited")
     names = [str(n) for n in names]
-    cm, _ = _test_confusion(clf, be, prep.apply(upload(be, data.X_test)), data.y_test, len(names))
+    cm, _ = _test_confusion(clf, be, upload(be, data.X_test), data.y_test, len(names))
     _print_result(cm, names)
     return 0
 
@@ -198,6 +217,12 @@ def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None, b
         return rd, None, False
     try:
         saved = rd.read_config()
+        extend = args.epochs is not None and args.epochs > int(saved["config"].get("epochs", 0))
+        if extend:  # --resume --epochs N beyond the run's: extend it (its checkpoint continues)
+            epochs, args.epochs = args.epochs, None
+            check_resume_args(args, saved["config"])
+            args.epochs = epochs
+            saved = dict(saved, config=dict(saved["config"], epochs=epochs), extended=True)
         check_resume_args(args, saved["config"])
         if args.dtype and args.dtype != saved.get("dtype"):
             raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
@@ -225,7 +250,6 @@ def _versions(be: Any) -> dict[str, str]:
 
 def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: Any) -> None:
     print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
-    print(f"  network: {describe_config(cfg)}")
     print(f"  backend: {be.describe()}")
     if comm.size > 1:
         batch = (f"global batch {cfg['batch_size']}" if cfg.get("batch_size")
@@ -240,19 +264,23 @@ def _load(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Fash
     data_dir = args.data_dir
     if data_dir is None and saved is not None and saved.get("data_dir"):
         data_dir = saved["data_dir"]
-    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror)
+    names = args.class_names
+    if names is None and saved is not None and saved.get("class_names"):
+        names = list(saved["class_names"])
+    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror, names=names)
 
 
 def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[str, Any] | None,
                     rd: RunDir) -> tuple[FashionMNIST, Split]:
     """Load the data (a resumed run: checked to be the run's own) and split it."""
     data = _load(args, saved)
-    print(f"  data: Fashion-MNIST from {data.describe_source()}: {len(data.X_train):,} training and "
-          f"{len(data.X_test):,} test images")
+    print(f"  data: {data.title} from {data.describe_source()}: {len(data.X_train):,} training and "
+          f"{len(data.X_test):,} test images, {data.n_features} features, {data.n_classes} classes")
     if saved is not None and saved.get("data_fingerprint") not in (None, data.fingerprint):
         raise CLIError(f"the training data differ from those the run in {rd} was trained on; "
-                       "point --data-dir at the same Fashion-MNIST files")
+                       "point --data-dir at the same data")
     _check_test_set(data)
+    print(f"  network: {describe_config(cfg, data.n_features, data.n_classes)}")
     split = split_data(cfg, len(data.X_train))
     print(f"  {split.describe(cfg['limit'])}")
     print(f"  run directory: {rd}")
@@ -262,16 +290,16 @@ def _load_and_split(args: argparse.Namespace, cfg: dict[str, Any], saved: dict[s
 def _check_test_set(data: FashionMNIST) -> None:
     """A test set to measure on: found before any training."""
     if len(data.X_test) == 0:
-        raise CLIError(f"the test set of Fashion-MNIST from {data.describe_source()} holds 0 images; "
+        raise CLIError(f"the test set of {data.title} from {data.describe_source()} holds 0 images; "
                        "there is nothing to measure a model on: point --data-dir at complete files")
 
 
-def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
+def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
     """An unfitted classifier of the configuration, on ``be``."""
     from ..classifier import NNClassifier
 
     return NNClassifier(
-        n_classes=10, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
+        n_classes=n_classes, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
         epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
         n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
@@ -279,23 +307,23 @@ def _new_classifier(cfg: dict[str, Any], be: Any) -> Any:
         backend=be, dtype=be.dtype_name, warm_start=True)
 
 
-def _resume(rd: RunDir, be: Any, cfg: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tuple[Any, list[dict[str, Any]]]:
     """The checkpoint's classifier, set to continue, and the metrics rows so far."""
     clf, rows = rd.load_checkpoint(be)
-    _check_checkpoint(rd, clf, cfg, be)
-    clf.set_params(warm_start=True)
+    _check_checkpoint(rd, clf, cfg, be, data.n_features, data.n_classes)
+    clf.set_params(warm_start=True, epochs=int(cfg["epochs"]))
     print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows
 
 
-def _resume_ranks(rd: RunDir, be: Any, cfg: dict[str, Any], world: Any
+def _resume_ranks(rd: RunDir, be: Any, cfg: dict[str, Any], world: Any, data: FashionMNIST
                   ) -> tuple[Any, list[dict[str, Any]]]:
     """:func:`_resume` on rank 0, which hands the checkpoint's bytes to the other ranks
     (they need not see rank 0's disk); they get no metrics rows."""
     from ..classifier import NNClassifier
 
     if world.is_root:
-        clf, rows = _resume(rd, be, cfg)
+        clf, rows = _resume(rd, be, cfg, data)
         if world.size > 1:
             world.bcast((rd.path / CHECKPOINT).read_bytes())
         return clf, rows
@@ -304,11 +332,12 @@ def _resume_ranks(rd: RunDir, be: Any, cfg: dict[str, Any], world: Any
         path = Path(tmp) / CHECKPOINT
         path.write_bytes(blob)
         clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
-    clf.set_params(warm_start=True)
+    clf.set_params(warm_start=True, epochs=int(cfg["epochs"]))
     return clf, []
 
 
-def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> None:
+def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, n_features: int = 784,
+                      n_classes: int = 10) -> None:
     """The checkpoint is of the network and training config.json describes.
 
     Raises
@@ -318,7 +347,8 @@ def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> Non
     """
     want = _new_classifier(cfg, be).get_params()
     have = clf.get_params()
-    ignore = {"backend", "device", "dtype", "warm_start", "tf32", "verbose", "n_classes", "n_features"}
+    ignore = {"backend", "device", "dtype", "warm_start", "tf32", "verbose", "n_classes", "n_features",
+              "epochs", "preprocessing", "class_names"}
     for key in sorted(set(want) - ignore):
         a, b = have.get(key), want[key]
         if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
@@ -328,9 +358,9 @@ def _check_checkpoint(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any) -> Non
             raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: its {key} is {a!r}, "
                            f"the run's {CONFIG} says {b!r}; restore the run's own checkpoint or "
                            "start a new run")
-    if clf.n_features_in_ != 784 or list(clf.classes_) != list(range(10)):
+    if clf.n_features_in_ != n_features or list(clf.classes_) != list(range(n_classes)):
         raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it is not a "
-                       "784-input, 10-class Fashion-MNIST model")
+                       f"{n_features}-input, {n_classes}-class model of its data")
     if clf.n_iter_ > int(cfg["epochs"]):
         raise CLIError(f"{rd.path / CHECKPOINT} does not belong to this run: it has {clf.n_iter_} "
                        f"epochs, the run {cfg['epochs']}")
@@ -403,12 +433,14 @@ def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
 
 
 def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: DeviceSets,
-                   y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Save the final model with its preprocessing; return the test confusion matrix and
-    probabilities."""
-    names = class_names()
+                   y_test: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the test confusion matrix and probabilities, and save the final model with
+    its preprocessing and class names, so that it predicts on raw images."""
+    result = _test_confusion(clf, be, sets.X_test, y_test, len(names))
+    clf.set_params(preprocessing=cfg["scale"], class_names=list(names))
+    clf.preprocessor_, clf.class_names_ = sets.preprocessor, list(names)
     rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))
-    return _test_confusion(clf, be, sets.X_test, y_test, len(names))
+    return result
 
 
 def _data_record(data: FashionMNIST, split: Split) -> dict[str, Any]:
@@ -440,14 +472,17 @@ def _plots(out: Path, rows: list[dict[str, Any]], cm: np.ndarray, data: FashionM
     if not report.have_matplotlib():
         print('plots skipped: matplotlib is not installed (pip install "arraynn[plot]")')
         return []
-    names, X_test, y_test = class_names(), data.X_test, data.y_test
-    return [
+    names, X_test, y_test = list(data.names), data.X_test.reshape(len(data.X_test), -1), data.y_test
+    figures = [
         report.plot_loss({"training loss": [r["loss"] for r in rows]}, out / "loss.png",
                          accuracies={
                              "train (fixed subset)": [r["train_subset_accuracy"] for r in rows],
                              "validation": [r["val_accuracy"] for r in rows]},
                          title=f"Training loss (preset {preset})"),
         report.plot_confusion_matrix(cm, names, out / "confusion_matrix.png"),
-        report.plot_predictions(X_test[:12], proba[:12], y_test[:12], names, out / "predictions.png",
-                                title="Test images: predicted (probability) and true labels"),
     ]
+    if math.isqrt(X_test.shape[1]) ** 2 == X_test.shape[1]:  # square images
+        figures.append(report.plot_predictions(
+            X_test[:12], proba[:12], y_test[:12], names, out / "predictions.png",
+            title="Test images: predicted (probability) and true labels"))
+    return figures

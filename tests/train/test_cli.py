@@ -328,3 +328,14 @@ def test_unknown_torch_device_is_one_line(data_dir, tmp_path, capsys):
     assert code == 1
     assert_one_line_error(err, "torch has no device 'bogus'", "'cuda:N'")
     assert not (tmp_path / "r").exists()
+
+
+def test_tf32_on_a_cpu_says_it_has_no_effect(data_dir, tmp_path, capsys):
+    data = data_dir
+    code, stdout, err = main_in_process(capsys, "--data-dir", str(data), "--out", str(tmp_path / "run"),
+                                        "--epochs", "1", "--no-plots", "--tf32", "--backend", "numpy", *FAST)
+    assert code == 0, err
+    assert "--tf32 has no effect" in stdout and "NVIDIA GPUs" in stdout
+    code, stdout, err = main_in_process(capsys, "--data-dir", str(data), "--out", str(tmp_path / "run2"),
+                                        "--epochs", "1", "--no-plots", "--backend", "numpy", *FAST)
+    assert "--tf32" not in stdout

@@ -104,7 +104,19 @@ def test_a_finished_run_is_not_overwritten(data_dir, tmp_path, capsys):
     assert code == 1
     assert_one_line_error(err, "already holds a run", "--resume")
     # --resume with changed training flags is refused: it continues the saved config.
-    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "5",
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--l2", "0.5",
+                                   "--data-dir", str(data_dir))
+    assert code == 2
+    assert_one_line_error(err, "--l2")
+    # ... except more epochs, which extend a finished run (fewer are refused)
+    code, stdout, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "3",
+                                        "--data-dir", str(data_dir))
+    assert code == 0, err
+    assert "extending the run to 3 epochs" in stdout and "resuming after epoch 1 of 3" in stdout
+    assert json.loads((out / "config.json").read_text())["config"]["epochs"] == 3
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 3
+    assert [int(r["epoch"]) for r in read_metrics(out)] == [1, 2, 3]
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "2",
                                    "--data-dir", str(data_dir))
     assert code == 2
     assert_one_line_error(err, "--epochs")

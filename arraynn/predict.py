@@ -1,0 +1,299 @@
+"""``python -m arraynn.predict MODEL FILE...``: classify images with a trained model.
+
+``MODEL`` is a run directory of ``python -m arraynn.train`` or a model file saved by
+``NNClassifier.save``; it brings its preprocessing and class names
+(:meth:`arraynn.NNClassifier.load`). Each ``FILE`` is
+
+- an image (PNG, JPEG, BMP, GIF, TIFF, WebP; needs Pillow: ``pip install "arraynn[images]"``),
+  read as grayscale and resized to the model's square input (28x28) when it differs;
+- a NumPy ``.npy`` array: one image ``(28, 28)`` or ``(784,)``, or many ``(n, 28, 28)`` or
+  ``(n, 784)``;
+- an IDX image file (``t10k-images-idx3-ubyte.gz``, gzip or not).
+
+For each image it prints the predicted class name and its probability (``--top-k K``: the
+K most probable), or writes CSV (``--csv``) or JSON (``--json``) for scripts. Fashion-MNIST
+images are light objects on a dark background; ``--invert`` turns a dark-on-light picture
+(a photo on white) into that form.
+
+Exit status: 0 success, 1 error (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IMAGE_SUFFIXES", "PredictError", "main", "predict_files", "read_images"]
+
+#: The file name endings read as pictures (with Pillow).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+_EPILOG = """\
+examples:
+  python -m arraynn.predict runs/default-20250101-120000 sneaker.png
+      the class of one picture: "sneaker.png  Sneaker  97.31%"
+  python -m arraynn.predict RUN_DIR shoe.jpg --invert --top-k 3
+      a dark object on a light background, the three most probable classes
+  python -m arraynn.predict RUN_DIR images.npy --csv > predictions.csv
+      every image of an (n, 28, 28) or (n, 784) array, as CSV
+  python -m arraynn.predict RUN_DIR t10k-images-idx3-ubyte.gz --json --backend torch
+      an IDX file, as JSON, on PyTorch
+
+exit status: 0 success, 1 error (one line on stderr), 2 bad usage.
+"""
+
+
+class PredictError(Exception):
+    """An input or a model that cannot be used; the message says why and what to do."""
+
+
+class _UsageError(PredictError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _top_k(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return k
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m arraynn.predict``."""
+    from .backends import BACKEND_NAMES
+
+    p = _Parser(prog="python -m arraynn.predict",
+                description="Classify images (PNG/JPEG, .npy arrays, IDX files) with a model trained "
+                            "by arraynn: a run directory or a model file.",
+                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="a run directory or a model.npz")
+    p.add_argument("files", metavar="FILE", nargs="+", help="images, .npy arrays or IDX image files")
+    p.add_argument("--top-k", type=_top_k, default=1, metavar="K",
+                   help="print the K most probable classes of each image (default 1)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--csv", action="store_true",
+                     help="CSV on stdout: file,index,rank,label,class,probability")
+    out.add_argument("--json", action="store_true",
+                     help="JSON on stdout: one object per image with its predictions")
+    p.add_argument("--invert", action="store_true",
+                   help="invert pictures (255 - pixel): for dark objects on a light background")
+    p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="numpy",
+                   help="array library to compute with (default numpy)")
+    p.add_argument("--device", default=None, help="device of the backend: cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="floating dtype (default: the model's)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+# --------------------------------------------------------------------------------------
+# reading the inputs
+# --------------------------------------------------------------------------------------
+
+
+def _side(n_features: int) -> int | None:
+    s = math.isqrt(n_features)
+    return s if s * s == n_features else None
+
+
+def _read_picture(path: Path, n_features: int, invert: bool, notes: list[str]) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise PredictError(f"reading {path} needs Pillow: pip install pillow (or \"arraynn[images]\"); "
+                           "or give the image as a .npy array") from None
+    side = _side(n_features)
+    if side is None:
+        raise PredictError(f"the model takes {n_features} features, not a square image; give {path.name} "
+                           "as a .npy array of that width")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = im.convert("L")
+    except (OSError, ValueError) as exc:
+        raise PredictError(f"cannot read the image {path}: {exc}") from None
+    if gray.size != (side, side):
+        notes.append(f"{path}: resized from {gray.size[0]}x{gray.size[1]} to {side}x{side}")
+        gray = gray.resize((side, side), Image.Resampling.LANCZOS)
+    a = np.asarray(gray, dtype=np.uint8)
+    if invert:
+        a = 255 - a
+    else:
+        border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+        if border.mean() > 127:
+            notes.append(f"{path}: a light background; the model was trained on light objects on a "
+                         "dark background: pass --invert if the predictions look wrong")
+    return a.reshape(1, -1)
+
+
+def _as_rows(a: np.ndarray, n_features: int, path: Path) -> np.ndarray:
+    if a.dtype.kind not in "biuf":
+        raise PredictError(f"{path} holds {a.dtype} values; images are numbers (uint8 pixels 0-255)")
+    if a.ndim == 1 and a.size == n_features:
+        return a.reshape(1, -1)
+    if a.ndim == 2 and a.shape[1] == n_features:
+        return a
+    if a.ndim == 3 and a.shape[1] * a.shape[2] == n_features:
+        return a.reshape(len(a), -1)
+    side = _side(n_features)
+    if a.ndim == 2 and side is not None and a.shape == (side, side):
+        return a.reshape(1, -1)
+    shapes = f"({side}, {side}), ({n_features},), (n, {side}, {side}) or (n, {n_features})" if side \
+        else f"({n_features},) or (n, {n_features})"
+    raise PredictError(f"{path} holds an array of shape {a.shape}; the model takes images of shape {shapes}")
+
+
+def read_images(path: str | Path, n_features: int, *, invert: bool = False,
+                notes: list[str] | None = None) -> np.ndarray:
+    """The images of the file ``path`` as rows ``(n, n_features)`` (uint8 for pictures
+    and IDX files, the array's own dtype for ``.npy``).
+
+    ``notes`` collects remarks (a resized picture, a light background).
+
+    Raises
+    ------
+    PredictError
+        The file is missing, unreadable, or of a shape the model cannot take.
+    """
+    from .data.idx import IDXError, read_idx
+
+    path = Path(path)
+    notes = notes if notes is not None else []
+    if not path.is_file():
+        raise PredictError(f"no file {path}")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return _read_picture(path, n_features, invert, notes)
+    if suffix == ".npy":
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise PredictError(f"cannot read {path} as a .npy array: {exc}") from None
+    else:
+        try:
+            a = read_idx(path)
+        except IDXError as exc:
+            raise PredictError(f"{path} is not a picture ({', '.join(IMAGE_SUFFIXES)}), a .npy array or "
+                               f"an IDX file: {exc}") from None
+    rows = _as_rows(np.asarray(a), n_features, path)
+    if invert:
+        rows = 255 - rows
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# predicting
+# --------------------------------------------------------------------------------------
+
+
+def predict_files(clf: Any, files: Sequence[str | Path], top_k: int = 1, *, invert: bool = False,
+                  notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """One record per image of ``files``: ``file``, ``index`` (within its file) and
+    ``predictions``, the ``top_k`` most probable classes as dicts of ``label`` (the
+    model's class), ``class`` (its name) and ``probability``, most probable first."""
+    names = clf.class_names_ or [str(c) for c in clf.classes_.tolist()]
+    labels = clf.classes_.tolist()
+    k = min(top_k, len(labels))
+    records = []
+    for f in files:
+        X = read_images(f, clf.n_features_in_, invert=invert, notes=notes)
+        proba = np.asarray(clf.predict_proba(X))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        for i in range(len(X)):
+            records.append({"file": str(f), "index": i, "predictions": [
+                {"label": labels[j], "class": names[j], "probability": float(proba[i, j])}
+                for j in order[i]]})
+    return records
+
+
+def _write(records: list[dict[str, Any]], args: argparse.Namespace, many: set[str]) -> None:
+    if args.json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if args.csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["file", "index", "rank", "label", "class", "probability"])
+        for r in records:
+            for rank, p in enumerate(r["predictions"], 1):
+                w.writerow([r["file"], r["index"], rank, p["label"], p["class"], f"{p['probability']:.6f}"])
+        return
+    shown = [(f"{r['file']}[{r['index']}]" if r["file"] in many else r["file"], r) for r in records]
+    width = max(len(s) for s, _ in shown)
+    for s, r in shown:
+        preds = r["predictions"]
+        if len(preds) == 1:
+            text = f"{preds[0]['class']}  {100 * preds[0]['probability']:.2f}%"
+        else:
+            text = ", ".join(f"{p['class']} {100 * p['probability']:.2f}%" for p in preds)
+        print(f"{s:<{width}}  {text}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m arraynn.predict``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"error: {exc}  (see --help)", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    from .backends import BackendError
+    from .model_io import ModelFileError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (PredictError, ModelFileError, BackendError, FileNotFoundError)):
+        return text
+    return f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .classifier import NNClassifier
+
+    clf = NNClassifier.load(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    notes: list[str] = []
+    if clf.preprocessor_ is None:
+        notes.append(f"{args.model}: the model holds no preprocessing; the images are fed as they are")
+    records = predict_files(clf, args.files, args.top_k, invert=args.invert, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["file"]] = counts.get(r["file"], 0) + 1
+    many = {f for f, n in counts.items() if n > 1}
+    _write(records, args, many)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the command line
+    sys.exit(main())
