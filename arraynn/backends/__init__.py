@@ -66,6 +66,7 @@ __all__ = [
     "backend_for",
     "count_transfers",
     "get_backend",
+    "choose_auto",
     "Library",
     "dtype_name",
     "is_out_of_memory",
@@ -139,14 +140,10 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
         raise UnknownBackendError(f"backend must be a name (str), not {type(name).__name__}")
     name = name.strip().lower().replace("-", "_")
     if name == "auto":
-        try:
-            return get_backend(_AUTO_GPU, device, dtype)
-        except BackendError as exc:
-            if importlib.util.find_spec(_AUTO_GPU) is not None:
-                # installed but not working (no device, no driver, CUDA libraries
-                # missing): say so rather than quietly run on the CPU
-                warnings.warn(f"backend 'auto' uses {_HOST}: {exc}", RuntimeWarning, stacklevel=2)
-            return get_backend(_HOST, None, dtype)
+        be, reason = choose_auto(device, dtype)
+        if reason.startswith("warn:"):
+            warnings.warn(f"backend 'auto' uses {_HOST}: {reason[5:]}", RuntimeWarning, stacklevel=2)
+        return be
     if name not in _LIBRARIES:
         raise _unknown_backend(name)
     dev_key = device if isinstance(device, (str, int, type(None))) else repr(device)
@@ -160,6 +157,35 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
     be = Backend(name=name, xp=xp, device=dev, dtype=library.resolve_dtype(xp, dev, dtype))
     _cache[key] = be
     return be
+
+
+def choose_auto(device: Any = None, dtype: Any = "float32") -> tuple[Backend, str]:
+    """What ``get_backend("auto", device, dtype)`` picks, and why, in words.
+
+    CuPy when it runs on a CUDA device; else NumPy on the CPU. A ``device`` other than
+    the CPU that CuPy cannot serve is an error (NumPy would silently run on the CPU).
+    The reason starts with ``"warn:"`` when CuPy is installed but cannot run.
+
+    Raises
+    ------
+    DeviceUnavailableError
+        ``device`` names a GPU and CuPy cannot use it.
+    """
+    try:
+        be = get_backend(_AUTO_GPU, device, dtype)
+        return be, f"{_AUTO_GPU} runs on {be.device_name}"
+    except BackendError as exc:
+        if device is not None and str(device).lower() != "cpu":
+            raise DeviceUnavailableError(
+                f"backend 'auto' cannot use device {str(device)!r}: {_AUTO_GPU} cannot run "
+                f"there ({exc}), and {_HOST} runs on the CPU only. Fix {_AUTO_GPU}, name a "
+                "backend that has that device (e.g. --backend torch --device cuda), or drop "
+                "the device") from exc
+        be = get_backend(_HOST, None, dtype)
+        if importlib.util.find_spec(_AUTO_GPU) is not None:
+            # installed but not working (no device, no driver, CUDA libraries missing)
+            return be, f"warn:{exc}"
+        return be, f"{_AUTO_GPU} is not installed, so {_HOST} on the CPU"
 
 
 def backend_for(x: Any, dtype: Any = None) -> Backend:

@@ -24,7 +24,7 @@ class CupyLibrary(Library):
     """CuPy on a CUDA device; its fast path is the fused kernels of ``arraynn.ops.cupy``."""
 
     name = "cupy"
-    install_hint = 'pip install "arraynn[cuda12]"   (or "arraynn[cuda13]" for CUDA 13 drivers)'
+    install_hint = 'pip install "arraynn[cuda12]" (or "arraynn[cuda13]" for CUDA 13 drivers)'
 
     def load(self, device: Any) -> tuple[Any, Any]:
         cupy = self.import_module("cupy")

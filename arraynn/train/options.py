@@ -454,13 +454,18 @@ def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
     ``saved`` is a run's config.json (``--resume``): its backend, device and dtype are
     the defaults of ``--backend``, ``--device`` and ``--dtype``.
     """
-    from ..backends import get_backend
+    from ..backends import choose_auto, get_backend
 
     saved = saved or {}
     name = args.backend or saved.get("backend") or "auto"
     device = args.device if args.device is not None else saved.get("device_arg")
     dtype = args.dtype or saved.get("dtype") or "float32"
-    return get_backend(name, device, dtype)
+    if name != "auto":
+        return get_backend(name, device, dtype)
+    be, reason = choose_auto(device, dtype)
+    # why auto chose it, for the run's header
+    args.backend_reason = ("cupy cannot run: " + reason[5:]) if reason.startswith("warn:") else reason
+    return be
 
 
 _SCALE_WORDS = {"standardize": "standardized with the training set's statistics",

@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     be = distributed.rank_backend(backend_from(args, saved), world, device_given)
     comm = distributed.communicator(args.comm or "auto", be, world) if args.distributed else world
     versions = _versions(be)
-    _print_header(cfg, be, versions, comm)
+    _print_header(cfg, be, versions, comm, getattr(args, "backend_reason", None))
     if not root:
         world.barrier()  # rank 0 has the data (downloaded, if it had to)
     data, split = _load_and_split(args, cfg, saved, rd)
@@ -248,9 +248,10 @@ def _versions(be: Any) -> dict[str, str]:
     return out
 
 
-def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: Any) -> None:
+def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: Any,
+                  reason: str | None = None) -> None:
     print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
-    print(f"  backend: {be.describe()}")
+    print(f"  backend: {be.describe()}" + (f" (auto: {reason})" if reason else ""))
     if comm.size > 1:
         batch = (f"global batch {cfg['batch_size']}" if cfg.get("batch_size")
                  else f"{cfg['n_batches']} global batches")

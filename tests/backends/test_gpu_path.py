@@ -306,3 +306,24 @@ def test_jax_weights_taken_from_coefs_survive_the_next_partial_fit():
         assert not a.is_deleted()
         np.testing.assert_array_equal(np.asarray(a), want)
     assert not np.array_equal(np.asarray(clf.coefs_[0]), before[0])
+
+
+def test_auto_refuses_a_gpu_device_it_cannot_serve(monkeypatch):
+    def missing(device):
+        raise arraynn.BackendNotInstalledError("no cupy")
+
+    monkeypatch.setattr(backends._library("cupy"), "load", missing)
+    for device in ("cuda", "cuda:1", "gpu"):
+        with pytest.raises(arraynn.DeviceUnavailableError, match=f"cannot use device '{device}'.*CPU only"):
+            arraynn.get_backend("auto", device)
+    assert arraynn.get_backend("auto", "cpu").name == "numpy"  # the CPU is the host's
+
+
+def test_choose_auto_says_why(monkeypatch):
+    def missing(device):
+        raise arraynn.BackendNotInstalledError("no cupy")
+
+    monkeypatch.setattr(backends._library("cupy"), "load", missing)
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    be, reason = backends.choose_auto()
+    assert be.name == "numpy" and reason == "cupy is not installed, so numpy on the CPU"

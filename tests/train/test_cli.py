@@ -218,6 +218,33 @@ def test_no_gpu(data_dir, tmp_path, capsys):
     assert_one_line_error(err, "cuda")
 
 
+def test_auto_with_a_gpu_device_it_cannot_serve_is_an_error(data_dir, tmp_path, capsys):
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    code, _, err = main_in_process(capsys, "--device", "cuda", "--data-dir", str(data_dir), "--out",
+                                   str(tmp_path / "r"))
+    assert code == 1
+    assert_one_line_error(err, "backend 'auto' cannot use device 'cuda'", "--backend torch --device cuda")
+    assert not (tmp_path / "r").exists()
+
+
+def test_auto_says_what_it_chose_and_why(data_dir, tmp_path, capsys):
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    code, out, _ = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
+                                   *FAST)
+    assert code == 0
+    assert "(auto: cupy is not installed, so numpy on the CPU)" in out
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
