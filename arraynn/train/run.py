@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
             print("no epoch of this run had finished: starting it again from epoch 1")
         clf, rows = _new_classifier(cfg, be, data.n_classes), []
         if saved is None and root:
-            record = config_record(cfg, be, args.device, data.fingerprint, args.data_dir)
+            record = config_record(cfg, be, args.device, data.fingerprint, args.data_dir,
+                                   plots=not args.no_plots)
             if args.class_names is not None:  # a resumed run names its classes the same
                 record["class_names"] = names
             rd.write_config(record)
@@ -146,7 +147,8 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     cm, proba = _save_and_test(rd, clf, cfg, be, sets, data.y_test, names)
     print()
     _print_result(cm, names, f"; {_plural(clf.n_iter_, 'epoch')}, {train_seconds:.1f} s of training")
-    plots = [] if args.no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
+    no_plots = args.no_plots or (saved is not None and saved.get("plots") is False)
+    plots = [] if no_plots else _plots(rd.path, rows, cm, data, proba, cfg["preset"])
     summary = summary_record(
         cfg, be, clf, versions=versions, data=_data_record(data, split), rows=rows, cm=cm,
         classes=names, train_subset_size=len(split.train_eval), train_seconds=train_seconds,

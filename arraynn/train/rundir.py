@@ -377,16 +377,19 @@ def _where(be: Any) -> dict[str, Any]:
 
 
 def config_record(cfg: dict[str, Any], be: Any, device_arg: str | None, fingerprint: str,
-                  data_dir: str | None) -> dict[str, Any]:
+                  data_dir: str | None, plots: bool = True) -> dict[str, Any]:
     """config.json: the configuration, where it trains, and the data it trains on.
 
     ``device_arg`` is ``--device`` as given (``None``: the backend's default), which a
-    resumed run passes again; ``data_dir`` is ``--data-dir`` (``None``: the default).
+    resumed run passes again; ``data_dir`` is ``--data-dir`` (``None``: the default);
+    ``plots`` is whether the run draws its figures (``--no-plots``: not; a resumed run
+    keeps that).
     """
     return {"format": RUN_FORMAT, "config": cfg, "backend": be.name, "device": be.device_name,
             "device_arg": None if device_arg is None else str(device_arg), "dtype": be.dtype_name,
             "data_fingerprint": fingerprint,
-            "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+            "plots": bool(plots)}
 
 
 def model_record(cfg: dict[str, Any], be: Any, classes: list[str],

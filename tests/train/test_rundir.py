@@ -179,7 +179,8 @@ def test_the_json_files_of_a_run(data_dir, tmp_path, capsys):
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert list(config) == ["format", "config", "backend", "device", "device_arg", "dtype",
-                            "data_fingerprint", "data_dir"]
+                            "data_fingerprint", "data_dir", "plots"]
+    assert config["plots"] is False
     assert config["format"] == "arraynn.train.run" and config["device_arg"] is None
     assert config["data_dir"] == str(data_dir.resolve()) and len(config["data_fingerprint"]) == 16
     model = json.loads((out / "model.json").read_text())
@@ -405,3 +406,16 @@ def test_a_checkpoint_of_another_network_is_refused(data_dir, tmp_path, capsys):
     assert code == 1
     assert_one_line_error(err, "does not belong to this run", "n_hidden_units")
     assert (a / "checkpoint.npz").exists()  # nothing of the run is discarded
+
+
+def test_resume_keeps_the_runs_no_plots(data_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    code, _, err = main_in_process(capsys, "--data-dir", str(data_dir), "--out", str(out), "--epochs", "1",
+                                   "--no-plots", *FAST)
+    assert code == 0, err
+    code, stdout, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "2",
+                                        "--no-progress")
+    assert code == 0, err
+    assert "extending the run to 2 epochs" in stdout
+    assert not list(out.glob("*.png"))
