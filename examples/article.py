@@ -36,9 +36,15 @@ except ImportError:  # run from a source checkout without installing arraynn
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arraynn import BackendError, NNClassifier  # noqa: E402
-from arraynn.data.fashion_mnist import FASHION_MNIST_CLASSES, DatasetError, load_fashion_mnist  # noqa: E402
+from arraynn.data.fashion_mnist import (  # noqa: E402
+    FASHION_MNIST_CLASSES,
+    DatasetError,
+    DatasetNotFoundError,
+    load_fashion_mnist,
+)
 from arraynn.data.idx import IDXError  # noqa: E402
 from arraynn.data.preprocessing import scale  # noqa: E402
+from arraynn.train.errors import one_line  # noqa: E402
 
 RANDOM_SEED = 0
 
@@ -95,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         X_train, y_train, X_test, y_test = load_fashion_mnist(args.data_dir)
     except (BackendError, DatasetError, IDXError, FileNotFoundError) as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, DatasetNotFoundError):  # offline, or the files are elsewhere
+            hint = " (put the four Fashion-MNIST files in a directory and pass --data-dir DIR)"
+        print(f"error: {one_line(exc)}{hint}", file=sys.stderr)
         return 1
     if args.limit:
         X_train, y_train = X_train[: args.limit], y_train[: args.limit]

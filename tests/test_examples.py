@@ -84,3 +84,24 @@ def test_tsne_script(data_dir, tmp_path):
                        "--out", str(tmp_path / "tsne.png"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "tsne.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_article_script_without_the_data_says_to_pass_data_dir(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from arraynn.data.fashion_mnist import DatasetNotFoundError
+
+    spec = importlib.util.spec_from_file_location("article_example", EXAMPLES / "article.py")
+    article = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(article)
+
+    def offline(*args, **kwargs):
+        raise DatasetNotFoundError("could not download train-images-idx3-ubyte.gz into the cache; "
+                                   "every mirror failed\nPut the files in a directory:\nhttps://example")
+
+    monkeypatch.setattr(article, "load_fashion_mnist", offline)
+    monkeypatch.chdir(tmp_path)
+    assert article.main(["--no-plots"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: could not download") and "\n" not in err
+    assert err.endswith("pass --data-dir DIR)") and "https://" not in err
