@@ -245,7 +245,8 @@ def _add_training_flags(g: Any) -> None:
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="default: the best classifier in about a minute; article: the article's "
                         "experiment (default: default)")
-    g.add_argument("--hidden", type=_hidden_sizes, default=None, metavar="N[,N...]",
+    g.add_argument("--hidden", "--n-hidden-units", dest="hidden", type=_hidden_sizes, default=None,
+                   metavar="N[,N...]",
                    help="hidden layer sizes, e.g. 256,128 (default 256,128; article 50)")
     g.add_argument("--activation", choices=CHOICES["activation"], default=None,
                    help="hidden activation (default relu; article sigmoid)")
@@ -271,14 +272,14 @@ def _add_training_flags(g: Any) -> None:
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="bias vectors in every layer (default yes; article no)")
-    g.add_argument("--seed", type=_non_negative_int, default=None,
+    g.add_argument("--seed", "--random-seed", dest="seed", type=_non_negative_int, default=None,
                    help="seed of the initial weights, the shuffling and the validation split (default 0)")
 
 
 def _add_data_flags(g: Any) -> None:
     from ..data.preprocessing import PREPROCESSORS
 
-    g.add_argument("--data-dir", default=None, metavar="DIR",
+    g.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
                    help="directory with the four Fashion-MNIST files (default: $ARRAYNN_DATA, else "
                         "the cache ~/.cache/arraynn); or your own data: four IDX files of the same "
                         "names (MNIST, ...), X_train.npy, y_train.npy, X_test.npy, y_test.npy, or an "

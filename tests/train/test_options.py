@@ -103,3 +103,15 @@ def test_resume_accepts_flags_equal_to_the_saved_configuration():
     check_resume_args(_args("--resume", "--out", "r", "--no-bias"), no_bias)
     with pytest.raises(UsageError, match="drop --bias"):
         check_resume_args(_args("--resume", "--out", "r", "--bias"), no_bias)
+
+
+def test_the_librarys_names_are_aliases():
+    from arraynn.train.options import build_parser
+
+    parser = build_parser()
+    short = parser.parse_args(["--hidden", "64,32", "--seed", "3", "--data-dir", "d"])
+    long = parser.parse_args(["--n-hidden-units", "64,32", "--random-seed", "3", "--data-home", "d"])
+    assert (short.hidden, short.seed, short.data_dir) == (long.hidden, long.seed, long.data_dir)
+    assert (long.hidden, long.seed, long.data_dir) == ([64, 32], 3, "d")
+    text = parser.format_help()
+    assert "--n-hidden-units" in text and "--random-seed" in text and "--data-home" in text
