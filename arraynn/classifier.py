@@ -302,7 +302,7 @@ class NNClassifier:
     # Training
     # ------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, callback: Callable[[NNClassifier, dict], Any] | None = None,
-            comm: Any = None) -> NNClassifier:
+            comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None) -> NNClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
 
         Parameters
@@ -326,6 +326,9 @@ class NNClassifier:
             ``n_batches`` are global). Without ``random_seed``, rank 0's drawn seed is
             used everywhere. ``verbose`` prints on rank 0 only; ``callback`` runs on
             every rank.
+        batch_callback : callable, optional
+            Called after every minibatch step as ``batch_callback(done, n_batches)``
+            (progress within an epoch; it sees no device values, so it costs no copy).
 
         Returns
         -------
@@ -347,7 +350,7 @@ class NNClassifier:
         else:
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             self._fit_preprocessing(X)
-        self._train(X, y_idx, self.epochs, callback, comm)
+        self._train(X, y_idx, self.epochs, callback, comm, batch_callback)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, *, comm: Any = None) -> NNClassifier:
@@ -385,13 +388,14 @@ class NNClassifier:
         return learning_rate_at(self.schedule, self.learning_rate, epoch, self.epochs)
 
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
-               callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None) -> None:
+               callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None,
+               batch_callback: Callable[[int, int], Any] | None = None) -> None:
         """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``
         (data-parallel over ``comm``'s ranks when it has more than one)."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
-                          learning_rate_at=self.learning_rate_at, comm=comm)
+                          learning_rate_at=self.learning_rate_at, comm=comm, on_batch=batch_callback)
         verbose = self.verbose and (comm is None or comm.rank == 0)
         n = X.shape[0]
         if self.batch_size is not None:

@@ -67,11 +67,15 @@ class Trainer:
     comm : Communicator, optional
         Train data-parallel over its ranks (see the module docstring); the loader must
         be sharded the same way. ``None`` or a world of one: one process.
+    on_batch : callable, optional
+        ``on_batch(done, n_batches)`` after every step (progress; no device values).
     """
 
     def __init__(self, mlp: Any, optimizer: Any, backend: Any, *, l1: float, l2: float,
-                 learning_rate_at: Callable[[int], float], comm: Any = None) -> None:
+                 learning_rate_at: Callable[[int], float], comm: Any = None,
+                 on_batch: Callable[[int, int], Any] | None = None) -> None:
         self.mlp, self.optimizer, self.backend = mlp, optimizer, backend
+        self.on_batch = on_batch
         self.l1, self.l2 = float(l1), float(l2)
         self.learning_rate_at = learning_rate_at
         self.comm = comm if comm is not None and comm.size > 1 else None
@@ -157,11 +161,14 @@ class Trainer:
         when a step raises (JAX donates the buffers a step was given)."""
         mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
         params, state, total = self.params, self.state, None
-        for Xb, yb in loader.epoch(epoch):
+        on_batch, n_batches = self.on_batch, len(loader)
+        for done, (Xb, yb) in enumerate(loader.epoch(epoch), 1):
             Yb = mlp.one_hot(yb, dtype)
             params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
             self.params, self.state = params, state
             total = loss if total is None else total + loss
+            if on_batch is not None:
+                on_batch(done, n_batches)
         if self.comm is not None:
             value = self.comm.allreduce_scalar(self.backend.to_float(total))
             if l1 or l2:

@@ -313,7 +313,7 @@ def _add_run_flags(g: Any) -> None:
                    help="evaluate a saved model (a model.npz or a run directory) on the test set, "
                         "on --backend, and exit")
     g.add_argument("--no-progress", action="store_true",
-                   help="one plain line per epoch instead of a progress bar")
+                   help="no progress bar within the epochs (the line per epoch stays)")
     g.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     g.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 

@@ -1,4 +1,10 @@
-"""The per-epoch progress of a run: a tqdm bar on a terminal, else one plain line per epoch."""
+"""The progress of a run: one line per epoch, and on a terminal a bar within the epoch.
+
+Every epoch ends with one plain line (loss, train and validation accuracy, learning
+rate, seconds). On a terminal with tqdm installed, a bar over the current epoch's
+minibatches runs beneath those lines and is replaced by the epoch's line when the epoch
+ends, so the lines stay and the bar shows where the epoch is.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ def _fmt_acc(v: float | None) -> str:
 
 
 class Progress:
-    """A tqdm bar over the epochs on a terminal; else one plain line per epoch.
+    """One line per epoch; on a terminal also a tqdm bar over each epoch's minibatches.
 
     Parameters
     ----------
@@ -24,12 +30,15 @@ class Progress:
     start : int
         Epochs already done (a resumed run).
     plain : bool
-        Plain lines even on a terminal (``--no-progress``).
+        Plain lines only, even on a terminal (``--no-progress``).
     """
 
     def __init__(self, total: int, start: int, plain: bool) -> None:
         self.total = total
-        self.bar = None
+        self.epoch_number = start + 1  # the epoch in progress
+        self._tqdm: Any = None
+        self._size: dict[str, Any] = {}
+        self.bar: Any = None
         if not plain and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
             from tqdm import tqdm
 
@@ -39,26 +48,31 @@ class Progress:
                 columns = 0
             # A terminal that reports no size (some pseudo-terminals) gets 100 x 24;
             # tqdm would draw nothing there.
-            size = {"dynamic_ncols": True} if columns > 0 else {"ncols": 100, "nrows": 24}
-            self.bar = tqdm(total=total, initial=start, unit="epoch", file=sys.stderr,
-                            desc="training", **size)
+            self._size = {"dynamic_ncols": True} if columns > 0 else {"ncols": 100, "nrows": 24}
+            self._tqdm = tqdm
+
+    def batch(self, done: int, n_batches: int) -> None:
+        """A minibatch step of the epoch in progress finished (``done`` of ``n_batches``)."""
+        if self._tqdm is None:
+            return
+        if self.bar is None:
+            width = len(str(self.total))
+            self.bar = self._tqdm(total=n_batches, unit="batch", file=sys.stderr, leave=False,
+                                  desc=f"epoch {self.epoch_number:>{width}}/{self.total}", **self._size)
+        self.bar.update(done - self.bar.n)
 
     def epoch(self, row: dict[str, Any]) -> None:
         """Show an epoch's metrics row (see :data:`~arraynn.train.rundir.METRICS_COLUMNS`)."""
-        if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"loss {row['loss']:.4f}, train {_fmt_acc(row['train_subset_accuracy'])}, "
-                f"val {_fmt_acc(row['val_accuracy'])}, {row['epoch_seconds']:.2f}s/epoch",
-                refresh=False)
-            self.bar.update(1)
-        else:
-            width = len(str(self.total))
-            print(f"epoch {row['epoch']:>{width}}/{self.total}  loss {row['loss']:.4f}  "
-                  f"train {_fmt_acc(row['train_subset_accuracy']):>7}  "
-                  f"val {_fmt_acc(row['val_accuracy']):>7}  lr {row['learning_rate']:.3g}  "
-                  f"{row['epoch_seconds']:.2f}s", flush=True)
+        self.close()
+        width = len(str(self.total))
+        print(f"epoch {row['epoch']:>{width}}/{self.total}  loss {row['loss']:.4f}  "
+              f"train {_fmt_acc(row['train_subset_accuracy']):>7}  "
+              f"val {_fmt_acc(row['val_accuracy']):>7}  lr {row['learning_rate']:.3g}  "
+              f"{row['epoch_seconds']:.2f}s", flush=True)
+        self.epoch_number = int(row["epoch"]) + 1
 
     def close(self) -> None:
-        """Close the bar (idempotent)."""
+        """Remove the bar of the epoch in progress (idempotent)."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None

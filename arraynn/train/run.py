@@ -414,7 +414,8 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
         # warnings on the way there would only clutter the output.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
-                clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm)
+                clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm,
+                        batch_callback=progress.batch if root else None)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")

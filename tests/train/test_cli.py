@@ -92,7 +92,8 @@ def test_smoke_run_writes_the_run_directory(data_dir, tmp_path):
 
 
 def test_progress_bar_on_a_terminal(data_dir, tmp_path):
-    """On a terminal (a pseudo-terminal here) the epochs show as a tqdm bar."""
+    """On a terminal (a pseudo-terminal here) each epoch keeps its line, and a tqdm bar
+    shows the progress within the epoch."""
     pytest.importorskip("tqdm")
     pty = pytest.importorskip("pty")
     primary, secondary = pty.openpty()
@@ -112,8 +113,10 @@ def test_progress_bar_on_a_terminal(data_dir, tmp_path):
     os.close(primary)
     assert p.wait(timeout=120) == 0
     text = b"".join(chunks).decode("utf-8", "replace")
-    assert "2/2" in text and "epoch/s" in text and "loss" in text and "val" in text
-    assert "\nepoch 1/2" not in text  # the bar replaces the plain lines
+    assert "batch/s" in text  # a bar over each epoch's minibatches ...
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines()]
+    for e in (1, 2):  # ... and one line per epoch, which stays
+        assert any(ln.startswith(f"epoch {e}/2  loss") and "val" in ln for ln in lines), text
 
 
 def test_evaluate_a_saved_model_on_another_backend(data_dir, tmp_path, capsys):
