@@ -109,10 +109,10 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "noxfile.py")
 
 
-# The real Fashion-MNIST files, when a copy sits beside the checkout (or is named by
-# ARRAYNN_FASHION_MNIST_DIR); the package session falls back to a synthetic look-alike.
-REAL_DATA = Path(os.environ.get("ARRAYNN_FASHION_MNIST_DIR",
-                                Path(__file__).resolve().parent.parent / "shared" / "data" / "fashion-mnist"))
+# The real Fashion-MNIST files: $ARRAYNN_DATA (the package's own variable), else a copy beside
+# the checkout; the package session falls back to a synthetic look-alike.
+REAL_DATA = Path(os.environ.get("ARRAYNN_DATA")
+                 or Path(__file__).resolve().parent.parent / "shared" / "data" / "fashion-mnist")
 
 
 @nox.session

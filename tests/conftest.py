@@ -35,10 +35,11 @@ _EXPANSION = {
 }
 _OPTIONAL_DEVICES = {("torch", "cuda")}  # tried when torch is requested, used if it works
 
+# The real Fashion-MNIST files for the checks that need them: $ARRAYNN_DATA (the package's
+# own variable), else a copy beside the checkout.
 SHARED_DATA = Path(
-    os.environ.get(
-        "ARRAYNN_FASHION_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
-    )
+    os.environ.get("ARRAYNN_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
 )
 
 
@@ -125,7 +126,7 @@ def rng() -> np.random.Generator:
 def shared_fashion_mnist() -> Path:
     """The real Fashion-MNIST directory; skips where it is absent."""
     if not (SHARED_DATA / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip("real Fashion-MNIST files not found (set ARRAYNN_FASHION_MNIST_DIR)")
+        pytest.skip("real Fashion-MNIST files not found (set ARRAYNN_DATA)")
     return SHARED_DATA
 
 
