@@ -173,3 +173,18 @@ def _check_number(name: str, value: Any, *, low: float, high: float | None = Non
         lo = f"> {low:g}" if low_open else f">= {low:g}"
         rng = f"a number {lo}" if high is None else f"a number {lo} and < {high:g}"
         raise ValueError(f"{name} must be {rng}, got {value!r}")
+
+
+def flatten_images(X: Any) -> Any:
+    """``X`` of shape ``(n, h, w)`` as ``(n, h * w)``; anything else as it is."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 3:
+        return X
+    n, h, w = (int(d) for d in shape)
+    if isinstance(X, np.ndarray):
+        return X.reshape(n, h * w)
+    import array_api_compat as aac
+
+    return aac.array_namespace(X).reshape(X, (n, h * w))

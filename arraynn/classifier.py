@@ -18,7 +18,6 @@ inputs' library and device, and inference. The network and the training loop are
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,16 +26,19 @@ from typing import Any
 import numpy as np
 
 from . import model_io
+from ._params import Params
 from ._validation import (
     check_array,
     check_params,
     encode_labels,
     encode_with,
+    flatten_images,
     labels_to_host,
     unique_labels,
 )
 from .backends import Backend, backend_for, get_backend
 from .data.loader import DataLoader
+from .distributed import check_ranks
 from .model_io import ModelFileError
 from .nn import (
     INITIALIZERS,
@@ -73,7 +75,7 @@ class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
 
 
-class NNClassifier:
+class NNClassifier(Params):
     """A multilayer-perceptron classifier trained by backpropagation.
 
     The first nine parameters are the article's, with its meaning and defaults; the
@@ -226,35 +228,8 @@ class NNClassifier:
         self.class_names = class_names
 
     # ------------------------------------------------------------------------------
-    # scikit-learn's parameter protocol
+    # scikit-learn's estimator tags (the parameter protocol is Params')
     # ------------------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's parameters, as given."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> NNClassifier:
-        """Set constructor parameters; returns ``self``."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"invalid parameter {key!r} for NNClassifier; valid parameters are "
-                    f"{sorted(valid)}"
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if k in defaults and not _same(v, defaults[k])]
-        return f"NNClassifier({', '.join(changed)})"
-
     def __sklearn_tags__(self):  # pragma: no cover - only used by scikit-learn
         from sklearn.utils import ClassifierTags, Tags, TargetTags
 
@@ -335,9 +310,9 @@ class NNClassifier:
         self
         """
         self._check_params()
-        X = check_array(_flatten_images(X))
+        X = check_array(flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
-        comm = _check_ranks(comm, X, classes, self)
+        comm = check_ranks(comm, X, classes, self)
         resume = self.warm_start and hasattr(self, "_params")
         if resume:
             if X.shape[1] != self.n_features_in_:
@@ -361,7 +336,7 @@ class NNClassifier:
         in :meth:`fit`.
         """
         self._check_params()
-        X = check_array(_flatten_images(X))
+        X = check_array(flatten_images(X))
         if not hasattr(self, "_params"):
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
@@ -371,14 +346,14 @@ class NNClassifier:
                     raise ValueError("classes must hold at least two labels")
             else:
                 classes = np.arange(self.n_classes)
-            comm = _check_ranks(comm, X, classes, self)
+            comm = check_ranks(comm, X, classes, self)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
         else:
-            comm = _check_ranks(comm, X, self.classes_, self)
+            comm = check_ranks(comm, X, self.classes_, self)
         y_idx = encode_with(y, self.classes_, len(X))
         self._train(X, y_idx, self.n_iter_ + 1, None, comm)
         return self
@@ -537,7 +512,7 @@ class NNClassifier:
     # ------------------------------------------------------------------------------
     def _check_predict_X(self, X: Any) -> Any:
         self._check_is_fitted()
-        X = check_array(_flatten_images(X))
+        X = check_array(flatten_images(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but this NNClassifier was fitted with "
@@ -648,47 +623,5 @@ class NNClassifier:
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except Exception:
-        return a is b
-
-
-def _check_ranks(comm: Any, X: Any, classes: np.ndarray, clf: NNClassifier) -> Any:
-    """``comm`` when it has more than one rank (``None`` otherwise), after checking,
-    with one collective, that every rank fits the same problem: ranks that disagree
-    would train different networks, or wait for each other forever."""
-    if comm is None or comm.size == 1:
-        return None
-    params = {k: v for k, v in clf.get_params().items()
-              if k not in ("backend", "device", "verbose", "random_seed")}
-    mine = (tuple(int(d) for d in X.shape), [str(c) for c in classes], repr(sorted(params.items())),
-            clf.random_seed, getattr(clf, "n_iter_", 0))
-    every = comm.allgather(mine)
-    what = ("the data shape", "the classes", "the parameters", "random_seed", "the epochs done")
-    for i, name in enumerate(what):
-        if any(r[i] != mine[i] for r in every):
-            raise ValueError(f"the ranks fit different problems: {name} differ between ranks "
-                             f"({[r[i] for r in every] if i in (0, 3, 4) else 'see each rank'}); "
-                             "give every rank the same X, y and parameters")
-    return comm
-
-
-def _flatten_images(X: Any) -> Any:
-    """``X`` of shape ``(n, h, w)`` as ``(n, h * w)``; anything else as it is."""
-    if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
-    shape = getattr(X, "shape", None)
-    if shape is None or len(shape) != 3:
-        return X
-    n, h, w = (int(d) for d in shape)
-    if isinstance(X, np.ndarray):
-        return X.reshape(n, h * w)
-    import array_api_compat as aac
-
-    return aac.array_namespace(X).reshape(X, (n, h * w))
-
-
 def _int_like(a: Any) -> bool:
     return "int" in str(getattr(a, "dtype", ""))

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["COMMUNICATORS", "Communicator", "DistributedError", "MPICommunicator", "SingleProcess",
-           "communicator", "launched_by_mpi", "rank_backend", "world"]
+           "check_ranks", "communicator", "launched_by_mpi", "rank_backend", "world"]
 
 #: The values of ``kind`` in :func:`communicator` (``--comm`` of ``arraynn.train``).
 COMMUNICATORS: tuple[str, ...] = ("auto", "mpi", "nccl")
@@ -248,3 +248,23 @@ def rank_backend(backend: Any, comm: Communicator, device_given: bool) -> Any:
     from .backends import get_backend
 
     return get_backend(backend.name, f"cuda:{comm.local_rank}", backend.dtype_name)
+
+
+def check_ranks(comm: Any, X: Any, classes: Any, clf: Any) -> Any:
+    """``comm`` when it has more than one rank (``None`` otherwise), after checking,
+    with one collective, that every rank fits the same problem: ranks that disagree
+    would train different networks, or wait for each other forever."""
+    if comm is None or comm.size == 1:
+        return None
+    params = {k: v for k, v in clf.get_params().items()
+              if k not in ("backend", "device", "verbose", "random_seed")}
+    mine = (tuple(int(d) for d in X.shape), [str(c) for c in classes], repr(sorted(params.items())),
+            clf.random_seed, getattr(clf, "n_iter_", 0))
+    every = comm.allgather(mine)
+    what = ("the data shape", "the classes", "the parameters", "random_seed", "the epochs done")
+    for i, name in enumerate(what):
+        if any(r[i] != mine[i] for r in every):
+            raise ValueError(f"the ranks fit different problems: {name} differ between ranks "
+                             f"({[r[i] for r in every] if i in (0, 3, 4) else 'see each rank'}); "
+                             "give every rank the same X, y and parameters")
+    return comm
