@@ -1,8 +1,9 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
     nox                      # the default set: numpy, array-api-strict, torch (CPU), jax (CPU),
-                             # lint, the package installed as users install it, and nvrtc
+                             # lint, the package installed as users install it, nvrtc, mpi, dask
     nox -s nvrtc             # every CUDA kernel compiled with NVRTC (no GPU needed)
+    nox -s dask              # sweeps on a Dask LocalCluster (GridSearchCV through joblib)
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s bench
     nox -s fuzz              # the property-based tests with many examples
@@ -22,7 +23,7 @@ from pathlib import Path
 import nox
 
 nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint",
-                        "package", "nvrtc", "mpi"]
+                        "package", "nvrtc", "mpi", "dask"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
@@ -99,6 +100,16 @@ def mpi(session: nox.Session) -> None:
     session.install("-e", ".[test,mpi]")
     env = {"ARRAYNN_TEST_BACKENDS": "numpy", "ARRAYNN_REQUIRE_MPI": "1", "OMP_NUM_THREADS": "1"}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/distributed",
+                *session.posargs, env=env)
+
+
+@nox.session
+def dask(session: nox.Session) -> None:
+    """Hyperparameter sweeps on a Dask LocalCluster through joblib's Dask backend (and the
+    pickling they rely on). The tests fail, rather than skip, when Dask is missing here."""
+    session.install("-e", ".[test]", "dask[distributed]")
+    env = {"ARRAYNN_TEST_BACKENDS": "numpy", "ARRAYNN_REQUIRE_DASK": "1", "OMP_NUM_THREADS": "1"}
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_sweeps.py",
                 *session.posargs, env=env)
 
 

@@ -586,6 +586,29 @@ class NNClassifier(Params):
         return target.asarray(host, dtype=None if _int_like(result) else target.dtype)
 
     # ------------------------------------------------------------------------------
+    # Pickling: the estimator object (joblib, Dask and Ray ship it between processes)
+    # ------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The estimator's state with its learned arrays as host NumPy arrays (model
+        files are :meth:`save`'s .npz, never a pickle)."""
+        state = self.__dict__.copy()
+        if "_params" in state:
+            be = self.backend_
+            state["_params"] = be.to_numpy(self._params)
+            state["_opt_state"] = {k: be.to_numpy(v) if hasattr(v, "shape") else v
+                                   for k, v in self._opt_state.items() if not k.startswith("_")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled estimator; its arrays go back to its backend's device."""
+        self.__dict__.update(state)
+        if "_params" in state:
+            be = self.backend_
+            self._params = be.asarray(state["_params"], dtype=be.dtype)
+            self._opt_state = {k: be.asarray(v, dtype=be.dtype) if hasattr(v, "shape") else v
+                               for k, v in state["_opt_state"].items()}
+
+    # ------------------------------------------------------------------------------
     # Saving and loading (arraynn.model_io: .npz holding arrays plus JSON, no pickle)
     # ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -282,6 +282,11 @@ class Backend:
     device: Any
     dtype: Any
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str]]:
+        """Pickled as its name, device and dtype; unpickling selects (and probes) it again
+        with :func:`arraynn.get_backend`, so the namespace module is never pickled."""
+        return _rebuild_backend, (self.name, self.device_name, self.dtype_name)
+
     # ---- the library behind it --------------------------------------------------
     @property
     def library(self) -> Library:
@@ -403,3 +408,10 @@ class Backend:
         """The context of a background thread's uploads to this device (the loader's
         prefetch thread): the device entered, and the library's own copy machinery."""
         return self.library.background_context(self.device)
+
+
+def _rebuild_backend(name: str, device: str, dtype: str) -> Backend:
+    """The backend a pickled :class:`Backend` names (see :meth:`Backend.__reduce__`)."""
+    from . import get_backend
+
+    return get_backend(name, device, dtype)
