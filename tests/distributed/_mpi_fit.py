@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+import arraynn
 from arraynn import NNClassifier, distributed
 
 
@@ -30,8 +31,15 @@ def main() -> None:
     fail_rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
     comm = distributed.world()
     out = {"world_size": np.array(comm.size)}
+    world = comm
     for i, cfg in enumerate(configs):
         X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
+        kind = cfg.pop("comm", None)
+        if kind is not None:  # e.g. NCCL: each rank on its own GPU, the gradients summed there
+            be = distributed.rank_backend(arraynn.get_backend(cfg.pop("backend"), None, cfg["dtype"]),
+                                          world, False)
+            cfg["backend"] = be
+            comm = distributed.communicator(kind, be, world)
 
         def callback(model, info, comm=comm):
             if comm.rank == fail_rank:
@@ -40,7 +48,7 @@ def main() -> None:
         clf = NNClassifier(**cfg).fit(X, y, comm=comm, callback=callback)
         out[f"params{i}"] = clf.backend_.to_numpy(clf._params)
         out[f"loss{i}"] = np.array(clf.loss_curve_)
-    if comm.rank == 0:
+    if world.rank == 0:
         np.savez(sys.argv[2], **out)
 
 

@@ -96,3 +96,25 @@ def test_ranks_with_different_data_are_refused(tmp_path):
     for rank in (0, 1):  # every rank refuses, none waits for the others
         text = (tmp_path / f"rank{rank}.txt").read_text()
         assert text.startswith("the ranks fit different problems: the data shape differ"), text
+
+
+def _two_gpus() -> None:
+    """Skip, after a real probe, unless CuPy runs on at least two GPUs here."""
+    try:
+        import arraynn
+
+        arraynn.get_backend("cupy")
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # not installed, no driver, no device
+        pytest.skip(f"NCCL needs CuPy on two GPUs: {type(exc).__name__}: {exc}")
+    if count < 2:
+        pytest.skip(f"NCCL needs two GPUs; CuPy sees {count}")
+
+
+def test_two_gpu_ranks_with_nccl_train_what_one_gpu_trains(tmp_path):
+    _two_gpus()
+    proc = _ranks(tmp_path, 2, [dict(cfg, backend="cupy", comm="nccl") for cfg in CONFIGS])
+    assert proc.returncode == 0, proc.stderr
+    _check_same(np.load(tmp_path / "out.npz"), [dict(cfg, backend="cupy") for cfg in CONFIGS])
