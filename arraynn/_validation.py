@@ -6,6 +6,8 @@ Every error names what is wrong and the fix.
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,26 +17,56 @@ from .backends import to_host
 __all__ = ["check_array", "encode_labels", "encode_with", "labels_to_host", "unique_labels"]
 
 
+class ComplexDataError(TypeError, ValueError):
+    """Complex input where real numbers are needed."""
+
+
+def _sklearn_class(name: str, fallback: type) -> type:
+    """scikit-learn's exception or warning class ``name`` when scikit-learn is already
+    imported (its tools then recognise what arraynn raises), else ``fallback``; arraynn
+    never imports scikit-learn itself."""
+    module = sys.modules.get("sklearn.exceptions")
+    return getattr(module, name, fallback) if module is not None else fallback
+
+
+def _is_sparse(X: Any) -> bool:
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    return scipy_sparse is not None and bool(scipy_sparse.issparse(X))
+
+
 def check_array(X: Any, what: str = "X") -> Any:
-    """Shape and finiteness checks of a 2-D feature array; returns X (lists -> NumPy)."""
-    if isinstance(X, (list, tuple)):
+    """Shape, type and finiteness checks of a 2-D feature array; returns X (lists,
+    array-likes and numeric object arrays -> NumPy)."""
+    if _is_sparse(X):
+        raise TypeError(f"sparse input is not supported: {what} is a {type(X).__name__}; pass a "
+                        f"dense array ({what}.toarray())")
+    if isinstance(X, (list, tuple)) or (not hasattr(X, "shape") and hasattr(X, "__array__")):
         X = np.asarray(X)
     shape = getattr(X, "shape", None)
     if shape is None:
         raise TypeError(f"{what} must be an array, got {type(X).__name__}")
     if len(shape) != 2:
         raise ValueError(
-            f"{what} must be 2-D (n_samples, n_features), got shape {tuple(shape)}; "
-            "reshape a single sample with X.reshape(1, -1) and images with X.reshape(len(X), -1)"
+            f"{what} must be 2-D (n_samples, n_features), got shape {tuple(shape)}. Reshape your "
+            "data: X.reshape(1, -1) for a single sample, X.reshape(len(X), -1) for images"
         )
     if shape[0] == 0:
-        raise ValueError(f"{what} is empty (0 samples); at least one sample is needed")
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(shape)}) while a minimum of 1 "
+                         f"is required: {what} is empty; at least one sample is needed")
     if shape[1] == 0:
-        raise ValueError(f"{what} has 0 features")
+        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(shape)}) while a minimum of 1 "
+                         f"is required: {what} has 0 features")
     if isinstance(X, np.ndarray):
+        if X.dtype.kind == "O":
+            try:
+                X = X.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{what} must be numeric; its object array holds other values "
+                                f"({exc})") from None
         if X.dtype.kind == "c":
-            raise TypeError(f"{what} must be real-valued, got dtype {X.dtype}; take X.real or "
-                            "abs(X) first if that is what you mean")
+            raise ComplexDataError(f"Complex data not supported: {what} must be real-valued, got "
+                                   f"dtype {X.dtype}; take X.real or abs(X) first if that is what "
+                                   "you mean")
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{what} must be numeric, got dtype {X.dtype}")
         if X.dtype.kind == "f" and not np.isfinite(X).all():
@@ -44,8 +76,9 @@ def check_array(X: Any, what: str = "X") -> Any:
 
         xp = aac.array_namespace(X)
         if xp.isdtype(X.dtype, "complex floating"):
-            raise TypeError(f"{what} must be real-valued, got dtype {X.dtype}; take X.real or "
-                            "abs(X) first if that is what you mean")
+            raise ComplexDataError(f"Complex data not supported: {what} must be real-valued, got "
+                                   f"dtype {X.dtype}; take X.real or abs(X) first if that is what "
+                                   "you mean")
         if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
             raise ValueError(f"{what} contains NaN or infinity; remove or impute those values")
     return X
@@ -53,9 +86,11 @@ def check_array(X: Any, what: str = "X") -> Any:
 
 def labels_to_host(y: Any) -> np.ndarray:
     """Labels of any library (or a list) as a host NumPy array."""
+    if y is None:
+        raise ValueError("this estimator requires y to be passed, but the target y is None")
     if isinstance(y, np.ndarray):
         return y
-    if isinstance(y, (list, tuple)):
+    if isinstance(y, (list, tuple)) or (not hasattr(y, "shape") and hasattr(y, "__array__")):
         return np.asarray(y)
     return to_host(y)
 
@@ -69,15 +104,24 @@ def encode_labels(y: Any, n_samples: int, n_classes: int | None) -> tuple[np.nda
     y_host = labels_to_host(y)
     if y_host.ndim != 1:
         if y_host.ndim == 2 and y_host.shape[1] == 1:
-            raise ValueError("y must be 1-D (n_samples,), got a column vector; use y.ravel()")
-        raise ValueError(f"y must be 1-D (n_samples,), got shape {y_host.shape}")
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it was "
+                          "raveled to shape (n_samples,): pass y.ravel() to silence this",
+                          _sklearn_class("DataConversionWarning", UserWarning), stacklevel=3)
+            y_host = y_host.ravel()
+        else:
+            raise ValueError(f"y must be 1-D (n_samples,), got shape {y_host.shape}")
     if len(y_host) != n_samples:
         raise ValueError(f"X has {n_samples} samples but y has {len(y_host)}; they must match")
     if y_host.dtype.kind == "f" and not np.isfinite(y_host).all():
         raise ValueError("y contains NaN or infinity")
+    if y_host.dtype.kind == "f" and not np.array_equal(y_host, np.round(y_host)):
+        raise ValueError("Unknown label type: continuous. y holds non-integer numbers, but a "
+                         "classifier needs class labels (integers, strings, ...); for a regression "
+                         "target use a regressor, or bin the values first")
     present = unique_labels(y_host, "y")
     if present.size < 2:
-        raise ValueError(f"y holds a single class ({present[0]!r}); a classifier needs at least two")
+        raise ValueError(f"y holds a single class ({present[0]!r}), one class only; a classifier "
+                         "needs at least two")
     if n_classes is not None:
         if y_host.dtype.kind not in "iu" or present.min() < 0 or present.max() >= n_classes:
             raise ValueError(

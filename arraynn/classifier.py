@@ -19,6 +19,7 @@ inputs' library and device, and inference. The network and the training loop are
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,15 @@ _PREPROCESSING = ("standardize", "per-set", "unit", "none")
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
+
+
+def _not_fitted_error() -> type[NotFittedError]:
+    """:class:`NotFittedError`, also a subclass of scikit-learn's when scikit-learn is
+    imported (so its tools recognise it); arraynn never imports scikit-learn itself."""
+    sk = sys.modules.get("sklearn.exceptions")
+    if sk is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sk.NotFittedError), {"__module__": __name__})
 
 
 class NNClassifier(Params):
@@ -263,7 +273,7 @@ class NNClassifier(Params):
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "_params"):
-            raise NotFittedError(
+            raise _not_fitted_error()(
                 "this NNClassifier is not fitted yet; call fit(X, y) before using it "
                 "(or NNClassifier.load(path) for a saved model)"
             )
@@ -515,8 +525,8 @@ class NNClassifier(Params):
         X = check_array(flatten_images(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features, but this NNClassifier was fitted with "
-                f"{self.n_features_in_} features"
+                f"X has {X.shape[1]} features, but NNClassifier is expecting {self.n_features_in_} "
+                f"features as input (it was fitted with {self.n_features_in_} features)"
             )
         return X
 

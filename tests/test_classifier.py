@@ -241,7 +241,7 @@ def test_divergence_is_reported():
     (np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN or infinity"),
     (np.array([[1.0, np.inf], [0, 1]]), np.array([0, 1]), "NaN or infinity"),
     (np.ones((4, 2)), np.zeros(4), "single class"),
-    (np.ones((4, 2)), np.zeros((4, 1)), "1-D"),
+    (np.ones((4, 2)), np.zeros((4, 2)), "1-D"),  # a column vector is raveled with a warning
 ])
 def test_bad_training_input(X, y, match):
     with pytest.raises(ValueError, match=match):

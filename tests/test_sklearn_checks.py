@@ -1,0 +1,45 @@
+"""scikit-learn's own estimator checks (its test suite for the estimator contract), run on
+NNClassifier whenever scikit-learn is installed, with its array-API input checks."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from arraynn import NNClassifier  # noqa: E402
+
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base.BaseEstimator`")
+
+
+def _estimator() -> NNClassifier:
+    return NNClassifier(n_hidden_units=8, epochs=30, learning_rate=0.05, optimizer="adam",
+                        output="softmax", bias=True, batch_size=32, random_seed=0)
+
+
+@parametrize_with_checks([_estimator()])
+def test_scikit_learn_estimator_checks(estimator, check):
+    with np.errstate(all="ignore"):
+        check(estimator)
+
+
+def test_messages_scikit_learn_tools_look_for():
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        _estimator().fit(X, np.linspace(0, 1, 20))
+    with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+        _estimator().fit(X, None)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        _estimator().fit(X + 1j, y)
+    with pytest.warns(UserWarning, match="A column-vector y was passed"):
+        clf = _estimator().fit(X, y[:, None])
+    assert clf.n_iter_ == 30
+    obj = X.astype(object)  # numeric object arrays are numbers
+    assert _estimator().fit(obj, y).score(X, y) > 0.5
