@@ -140,10 +140,7 @@ def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32")
         raise UnknownBackendError(f"backend must be a name (str), not {type(name).__name__}")
     name = name.strip().lower().replace("-", "_")
     if name == "auto":
-        be, reason = choose_auto(device, dtype)
-        if reason.startswith("warn:"):
-            warnings.warn(f"backend 'auto' uses {_HOST}: {reason[5:]}", RuntimeWarning, stacklevel=2)
-        return be
+        return choose_auto(device, dtype)[0]
     if name not in _LIBRARIES:
         raise _unknown_backend(name)
     dev_key = device if isinstance(device, (str, int, type(None))) else repr(device)
@@ -164,7 +161,7 @@ def choose_auto(device: Any = None, dtype: Any = "float32") -> tuple[Backend, st
 
     CuPy when it runs on a CUDA device; else NumPy on the CPU. A ``device`` other than
     the CPU that CuPy cannot serve is an error (NumPy would silently run on the CPU).
-    The reason starts with ``"warn:"`` when CuPy is installed but cannot run.
+    When CuPy is installed but cannot run, a ``RuntimeWarning`` says why as well.
 
     Raises
     ------
@@ -183,8 +180,10 @@ def choose_auto(device: Any = None, dtype: Any = "float32") -> tuple[Backend, st
                 "the device") from exc
         be = get_backend(_HOST, None, dtype)
         if importlib.util.find_spec(_AUTO_GPU) is not None:
-            # installed but not working (no device, no driver, CUDA libraries missing)
-            return be, f"warn:{exc}"
+            # installed but not working (no device, no driver, CUDA libraries missing):
+            # say so rather than quietly run on the CPU
+            warnings.warn(f"backend 'auto' uses {_HOST}: {exc}", RuntimeWarning, stacklevel=3)
+            return be, f"{_AUTO_GPU} cannot run: {exc}"
         return be, f"{_AUTO_GPU} is not installed, so {_HOST} on the CPU"
 
 

@@ -52,9 +52,10 @@ class ParamLayout:
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def views(self, flat: Any) -> list[Any]:
-        """One array per parameter, cut from ``flat`` (views where the library has them)."""
-        xp = array_namespace(flat)
+    def views(self, flat: Any, xp: Any = None) -> list[Any]:
+        """One array per parameter, cut from ``flat`` (views where the library has them).
+        ``xp``, the namespace, when the caller has it (a training step does)."""
+        xp = xp if xp is not None else array_namespace(flat)
         return [xp.reshape(flat[o:o + n], s)
                 for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
 
@@ -150,13 +151,14 @@ class MLP:
 
     def forward(self, params: Any, X: Any) -> Any:
         """The logits of ``X``."""
-        z, _ = self._forward(ops_of(X), self.layout.views(params), X)
+        ops = ops_of(X)
+        z, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
         return z
 
     def predict_proba(self, params: Any, X: Any) -> Any:
         """The output layer's probabilities for ``X``."""
         ops = ops_of(X)
-        z, _ = self._forward(ops, self.layout.views(params), X)
+        z, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
         return ops.probabilities(self.output, z)
 
     def penalty(self, params: Any, l1: float, l2: float) -> Any:
@@ -173,10 +175,10 @@ class MLP:
         without it, or on the generic path, the gradient is a new array.
         """
         ops = ops_of(X)
-        views = self.layout.views(params)
+        views = self.layout.views(params, ops.xp)
         z, inputs = self._forward(ops, views, X)
         loss, delta = ops.loss_and_delta(self.output, z, Y)
-        out = None if grad_buffer is None else self.layout.views(grad_buffer)
+        out = None if grad_buffer is None else self.layout.views(grad_buffer, ops.xp)
         grads: list[Any] = [None] * len(views)
         penalized = bool(l1 or l2)
         for i in range(self.n_layers - 1, -1, -1):

@@ -465,7 +465,7 @@ def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
         return get_backend(name, device, dtype)
     be, reason = choose_auto(device, dtype)
     # why auto chose it, for the run's header
-    args.backend_reason = ("cupy cannot run: " + reason[5:]) if reason.startswith("warn:") else reason
+    args.backend_reason = reason
     return be
 
 
