@@ -143,6 +143,7 @@ def test_sample_weights_are_cut_like_the_labels(backend, shuffle, stream):
             assert_on_backend(wb, backend)
             assert wb.dtype == backend.dtype and wb.shape == (Xb.shape[0],)
             rows.append(backend.to_numpy(Xb)[:, 0].astype(int))
+            np.testing.assert_array_equal(backend.to_numpy(yb), y[rows[-1]])
             weights.append(backend.to_numpy(wb))
         rows = np.concatenate(rows)
         np.testing.assert_allclose(np.concatenate(weights), w[rows].astype(backend.dtype_name))
