@@ -407,11 +407,16 @@ class NNClassifier(Params):
             if self._stopping_state().get("stopped"):
                 return self  # stopped early: finished, with its best weights
         else:
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             check_feature_names(self, names_from, reset=True)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
         val = None
         if self.early_stopping:
-            X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)
+            try:
+                X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)
+            except (TypeError, ValueError):
+                if not resume:
+                    self._forget_fit()  # refused before any training
+                raise
         if not resume:
             self._fit_preprocessing(X)
         self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val)
@@ -443,8 +448,8 @@ class NNClassifier(Params):
             else:
                 classes = np.arange(self.n_classes)
             comm = check_ranks(comm, X, classes, self)
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             check_feature_names(self, names_from, reset=True)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "

@@ -234,8 +234,14 @@ def test_early_stopping_is_refused_by_partial_fit_and_checks_its_parameters():
                          ("nesterovs_momentum", 1)]:
         with pytest.raises(ValueError, match=param):
             NNClassifier(**{param: value}).fit(X, y)
+    clf = NNClassifier(early_stopping=True, validation_fraction=0.01)
     with pytest.raises(ValueError, match="validation set is too small"):
-        NNClassifier(early_stopping=True, validation_fraction=0.01).fit(X[:20], y[:20])
+        clf.fit(X[:20], y[:20])
+    assert not hasattr(clf, "classes_")  # refused before any work
+    with pytest.raises(ValueError, match="validation X has 2 features"):
+        clf.fit(X, y, validation_data=(X[:, :2], y))
+    with pytest.raises(ValueError, match="not seen in the first fit"):
+        clf.fit(X, y, validation_data=(X, y + 5))
 
 
 def test_without_early_stopping_the_loss_is_watched_and_every_epoch_runs():
