@@ -143,8 +143,8 @@ validation and metrics:
   subset of 10,000 training images. Test accuracy is measured once, at the end.
   --early-stopping watches that validation accuracy (it needs --val-size > 0): training
   stops when it has not improved by --tol for more than --n-iter-no-change epochs, and
-  the model keeps the weights of its best epoch (summary.json: early_stopping). The
-  last row of metrics.csv then measures those weights. --schedule adaptive divides the
+  the model keeps the weights of its best epoch (summary.json: early_stopping); the
+  last row's train accuracy in metrics.csv measures those. --schedule adaptive divides the
   learning rate by 5 at each such plateau (of the training loss without
   --early-stopping) and stops at a plateau once the rate is at or below 1e-6.
   train_seconds in summary.json is the wall time of the training loop, per-epoch
