@@ -80,6 +80,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The entries of MLPClassifier's training features, for a preset that leaves them out.
+FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
+                                    "nesterov": True}
+
 #: The values of the configuration entries added after the first release, for a run
 #: whose config.json predates them (its training had none of them: classical momentum).
 LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
@@ -413,7 +417,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         For contradicting flags.
     """
     preset = args.preset or "default"
-    cfg = dict(PRESETS[preset])
+    cfg = {**FEATURE_DEFAULTS, **PRESETS[preset]}
     over = _explicit_overrides(args)
     if "batch_size" in over and "n_batches" in over:
         raise UsageError("give --batch-size or --n-batches, not both")
