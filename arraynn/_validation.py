@@ -14,7 +14,8 @@ import numpy as np
 
 from .backends import to_host
 
-__all__ = ["check_array", "encode_labels", "encode_with", "labels_to_host", "unique_labels"]
+__all__ = ["check_array", "check_feature_names", "check_sample_weight", "encode_labels", "encode_with",
+           "feature_names", "labels_to_host", "unique_labels"]
 
 
 class ComplexDataError(TypeError, ValueError):
@@ -34,13 +35,26 @@ def _is_sparse(X: Any) -> bool:
     return scipy_sparse is not None and bool(scipy_sparse.issparse(X))
 
 
+def _host_array_like(x: Any) -> bool:
+    """Whether ``x`` is converted with ``numpy.asarray``: lists, tuples and array-likes
+    that are not arrays of a supported library (pandas DataFrame and Series, objects
+    with ``__array__``)."""
+    if isinstance(x, (list, tuple)):
+        return True
+    if isinstance(x, np.ndarray) or not hasattr(x, "__array__"):
+        return False
+    import array_api_compat as aac
+
+    return not aac.is_array_api_obj(x)
+
+
 def check_array(X: Any, what: str = "X") -> Any:
     """Shape, type and finiteness checks of a 2-D feature array; returns X (lists,
-    array-likes and numeric object arrays -> NumPy)."""
+    array-likes, pandas DataFrames and numeric object arrays -> NumPy)."""
     if _is_sparse(X):
         raise TypeError(f"sparse input is not supported: {what} is a {type(X).__name__}; pass a "
                         f"dense array ({what}.toarray())")
-    if isinstance(X, (list, tuple)) or (not hasattr(X, "shape") and hasattr(X, "__array__")):
+    if _host_array_like(X):
         X = np.asarray(X)
     shape = getattr(X, "shape", None)
     if shape is None:
@@ -90,9 +104,107 @@ def labels_to_host(y: Any) -> np.ndarray:
         raise ValueError("this estimator requires y to be passed, but the target y is None")
     if isinstance(y, np.ndarray):
         return y
-    if isinstance(y, (list, tuple)) or (not hasattr(y, "shape") and hasattr(y, "__array__")):
+    if _host_array_like(y):
         return np.asarray(y)
     return to_host(y)
+
+
+def feature_names(X: Any) -> np.ndarray | None:
+    """The column names of a DataFrame-like ``X`` (an object with ``columns``) as an
+    object array, when they are all strings; ``None`` for arrays and for columns that
+    are not named by strings. Mixed names are an error, as in scikit-learn."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    is_str = [isinstance(n, str) for n in names]
+    if names.size and all(is_str):
+        return names
+    if any(is_str):
+        kinds = sorted({type(n).__name__ for n in names})
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, but your "
+            f"input has {kinds} as feature name / column name types. If you want feature names to "
+            "be stored and validated, you must convert them all to strings, by using "
+            "X.columns = X.columns.astype(str) for example. Otherwise you can remove feature / "
+            "column names from your input data, or convert them all to a non-string data type.")
+    return None
+
+
+def check_feature_names(est: Any, X: Any, reset: bool) -> None:
+    """Set (``reset``) or check ``est.feature_names_in_`` against the column names of
+    ``X``, with scikit-learn's warnings and errors: names at predict time that differ
+    from those seen at fit are a ValueError, names on one side only a UserWarning."""
+    names = feature_names(X)
+    if reset:
+        if names is not None:
+            est.feature_names_in_ = names
+        else:
+            est.__dict__.pop("feature_names_in_", None)
+        return
+    fitted = getattr(est, "feature_names_in_", None)
+    cls = type(est).__name__
+    if fitted is None and names is None:
+        return
+    if fitted is None:
+        warnings.warn(f"X has feature names, but {cls} was fitted without feature names",
+                      UserWarning, stacklevel=3)
+        return
+    if names is None:
+        warnings.warn(f"X does not have valid feature names, but {cls} was fitted with feature "
+                      "names", UserWarning, stacklevel=3)
+        return
+    if len(fitted) == len(names) and np.all(fitted == names):
+        return
+    unseen = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+
+    def listed(items: list[str]) -> str:
+        shown = [f"- {n}\n" for n in items[:5]]
+        return "".join(shown) + ("- ...\n" if len(items) > 5 else "")
+
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """``sample_weight`` as a new host float64 array of ``n_samples`` finite weights
+    ``>= 0`` with a positive sum (a number: that weight for every sample; ``None``:
+    ``None``). Any library's array, a list or a pandas Series is accepted."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, (int, float, np.integer, np.floating)) and not isinstance(
+            sample_weight, (bool, np.bool_)):
+        w = np.full(n_samples, float(sample_weight))
+    else:
+        if isinstance(sample_weight, (str, bytes, dict, set)):
+            raise TypeError(f"sample_weight must be an array of numbers, got {type(sample_weight).__name__}")
+        w = labels_to_host(sample_weight)
+        if w.dtype.kind not in "biuf":
+            try:
+                w = w.astype(np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}") from None
+        w = np.array(w, dtype=np.float64)  # a copy: the caller's array is never changed
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n_samples,)}: give one "
+                         "weight per sample, a 1-D array as long as X")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity; every weight must be a finite "
+                         "number >= 0")
+    if (w < 0).any():
+        raise ValueError(f"sample_weight holds negative weights (the smallest is {w.min():g}); "
+                         "weights must be >= 0 (0 leaves a sample out)")
+    if not w.sum() > 0:
+        raise ValueError("every sample_weight is zero, so nothing would be learned; give at least "
+                         "one sample a positive weight")
+    return w
 
 
 def encode_labels(y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +291,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     positive_int("n_classes", est.n_classes, allow_none=True)
     positive_int("n_features", est.n_features, allow_none=True)
     positive_int("batch_size", est.batch_size, allow_none=True)
+    positive_int("n_iter_no_change", est.n_iter_no_change)
     if est.batch_size is None:
         positive_int("n_batches", est.n_batches)
     for h in est._hidden_sizes():
@@ -190,13 +303,15 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     _check_number("beta_1", est.beta_1, low=0.0, high=1.0)
     _check_number("beta_2", est.beta_2, low=0.0, high=1.0)
     _check_number("epsilon", est.epsilon, low=0.0, low_open=True)
+    _check_number("tol", est.tol, low=0.0)
+    _check_number("validation_fraction", est.validation_fraction, low=0.0, high=1.0, low_open=True)
     seed = est.random_seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                              or seed < 0):
         raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
     if est.shuffle is not None and not isinstance(est.shuffle, (bool, np.bool_)):
         raise ValueError(f"shuffle must be None, True or False, got {est.shuffle!r}")
-    for name in ("bias", "tf32", "warm_start", "verbose"):
+    for name in ("bias", "tf32", "warm_start", "verbose", "early_stopping", "nesterovs_momentum"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
     for name, valid in choices.items():

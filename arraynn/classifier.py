@@ -30,7 +30,9 @@ from . import model_io
 from ._params import Params
 from ._validation import (
     check_array,
+    check_feature_names,
     check_params,
+    check_sample_weight,
     encode_labels,
     encode_with,
     flatten_images,
@@ -47,12 +49,15 @@ from .nn import (
     OPTIMIZERS,
     SCHEDULES,
     EpochRecord,
+    Plateau,
     Trainer,
     TrainingDivergedError,
     learning_rate_at,
     make_optimizer,
+    validation_split,
 )
 from .ops import ACTIVATIONS, OUTPUTS
+from .ops.generic import log_softmax, softplus
 
 __all__ = ["NNClassifier", "NotFittedError", "TrainingDivergedError", "ModelFileError"]
 
@@ -70,6 +75,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 #: The preprocessing schemes the ``preprocessing`` parameter takes (None: none).
 _PREPROCESSING = ("standardize", "per-set", "unit", "none")
+
+#: The entropy added to the seed for the early-stopping split (apart from the
+#: loader's per-epoch permutations, which use ``[seed, epoch]``).
+_SPLIT_STREAM = (0x5EED, 1)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -130,12 +139,39 @@ class NNClassifier(Params):
         Initial weights: ``"uniform"`` is the article's U(-1, 1).
     momentum : float
         Momentum of the ``"momentum"`` optimizer.
+    nesterovs_momentum : bool
+        With ``optimizer="momentum"``: Nesterov's momentum (scikit-learn's default),
+        ``w += momentum * v - learning_rate * g`` with the new velocity ``v``;
+        ``False``: classical momentum, ``w += v``. Other optimizers ignore it.
     beta_1, beta_2, epsilon : float
         Adam's parameters.
-    schedule : {"constant", "cosine"}
+    schedule : {"constant", "cosine", "adaptive"}
         Learning rate of epoch ``e`` (0-based): constant, or cosine decay
-        ``learning_rate * (1 + cos(pi * e / epochs)) / 2``. It depends only on the
-        epoch number, so a resumed run follows the same schedule.
+        ``learning_rate * (1 + cos(pi * e / epochs)) / 2`` (both depend only on the
+        epoch number, so a resumed run follows the same schedule), or
+        scikit-learn's ``"adaptive"``: constant until the monitored number (the
+        validation score with ``early_stopping``, else the training loss) fails to
+        improve by ``tol`` for more than ``n_iter_no_change`` epochs in a row, then
+        divided by 5; such a plateau at a rate of 1e-6 or less stops training. Its
+        state is saved with the model, so a resumed run divides at the same epochs.
+        (scikit-learn's documentation says two epochs: its code, followed here, counts
+        ``n_iter_no_change``; set ``n_iter_no_change=2`` for that.)
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the training data (stratified, drawn from
+        the seed), score it after every epoch (``validation_scores_``), stop when the
+        score has not improved by ``tol`` for more than ``n_iter_no_change`` epochs,
+        and end with the weights of the best epoch (kept on the device when a new
+        best appears). ``fit(..., validation_data=(X_val, y_val))`` scores a
+        validation set of your own instead. Not with ``partial_fit``.
+    validation_fraction : float
+        The share of the training data held out by ``early_stopping`` (0 < f < 1).
+    n_iter_no_change : int
+        Epochs without an improvement of ``tol`` that ``early_stopping`` and the
+        ``"adaptive"`` schedule tolerate. Without either, training runs all
+        ``epochs`` (unlike MLPClassifier, which also stops on the training loss:
+        here the number of epochs is the user's, as in the article).
+    tol : float
+        The improvement that counts, in accuracy (early stopping) or in the loss.
     backend : str or Backend, optional
         Where to compute. ``None`` computes where the input lives (NumPy in, NumPy
         out). A name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``,
@@ -151,6 +187,8 @@ class NNClassifier(Params):
     warm_start : bool
         When fitted already, ``fit`` continues from the learned weights and optimizer
         state until ``n_iter_`` reaches ``epochs`` (a checkpoint resumes this way).
+        A model whose training was stopped by ``early_stopping`` or the
+        ``"adaptive"`` schedule is finished: ``fit`` returns it as it is.
     verbose : bool
         Print one line per epoch.
     preprocessing : {"standardize", "per-set", "unit", "none"}, optional
@@ -171,9 +209,20 @@ class NNClassifier(Params):
     coefs_, intercepts_ : list of arrays
         Weight matrices ``(n_in, n_out)`` and bias vectors (empty without biases), as
         arrays of the training backend.
+    feature_names_in_ : ndarray of str
+        The column names of a pandas DataFrame given to ``fit`` (only when they are
+        all strings); ``predict`` and ``score`` then check the names they are given.
     loss_curve_ : list of float
         Per epoch: mean cross-entropy per sample plus the penalty per sample (the
-        penalty at the epoch's final weights, counted once per minibatch).
+        penalty at the epoch's final weights, counted once per minibatch); with
+        ``sample_weight``, per unit of weight.
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the validation accuracy after each epoch.
+    best_validation_score_ : float or None
+        With ``early_stopping``: the best of ``validation_scores_``, whose weights the
+        model has after ``fit``.
+    best_loss_ : float or None
+        Without ``early_stopping``: the lowest training loss (``None`` with it).
     error_ : list of float
         The article's name for ``loss_curve_``.
     n_iter_ : int
@@ -192,7 +241,8 @@ class NNClassifier(Params):
         The classes' names, in the order of ``classes_``.
 
     Inputs may be images: ``X`` of shape ``(n, height, width)`` is taken as
-    ``(n, height * width)``.
+    ``(n, height * width)``, and pandas DataFrames (``X``) and Series (``y``,
+    ``sample_weight``); pandas is not needed otherwise.
     """
 
     def __init__(self, n_classes: int | None = None, n_features: int | None = None,
@@ -201,8 +251,10 @@ class NNClassifier(Params):
                  random_seed: int | None = None, *, activation: str = "sigmoid",
                  output: str = "sigmoid", optimizer: str = "sgd", batch_size: int | None = None,
                  shuffle: bool | None = None, bias: bool = False, init: str = "uniform",
-                 momentum: float = 0.9, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-8, schedule: str = "constant",
+                 momentum: float = 0.9, nesterovs_momentum: bool = True, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8, schedule: str = "constant",
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 n_iter_no_change: int = 10, tol: float = 1e-4,
                  backend: str | Backend | None = None,
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
                  warm_start: bool = False, verbose: bool = False,
@@ -224,10 +276,15 @@ class NNClassifier(Params):
         self.bias = bias
         self.init = init
         self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.schedule = schedule
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -286,22 +343,31 @@ class NNClassifier(Params):
     # ------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, callback: Callable[[NNClassifier, dict], Any] | None = None,
-            comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None) -> NNClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *,
+            callback: Callable[[NNClassifier, dict], Any] | None = None,
+            comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None,
+            validation_data: tuple | None = None) -> NNClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
 
         Parameters
         ----------
         X : array
             NumPy, or an array of any supported library (training then happens on its
-            device unless ``backend`` says otherwise). Integer data (e.g. uint8
-            pixels) is converted to the float dtype on the device.
+            device unless ``backend`` says otherwise), or a pandas DataFrame (its
+            string column names become ``feature_names_in_``). Integer data (e.g.
+            uint8 pixels) is converted to the float dtype on the device.
         y : array
             Labels of any values (integers, strings, ...).
+        sample_weight : array of shape (n_samples,), optional
+            A weight ``>= 0`` per sample: each row's loss and error term is multiplied
+            by it (gradients are summed over a minibatch, so a weight of 2 trains as
+            the row repeated). Uploaded once and cut into minibatches with the labels.
         callback : callable, optional
             Called after every epoch as ``callback(self, info)`` with ``info`` a dict
-            holding ``epoch`` (1-based), ``loss``, ``seconds`` and ``learning_rate``.
-            Returning ``True`` stops training.
+            holding ``epoch`` (1-based), ``loss``, ``seconds``, ``learning_rate`` and
+            ``validation_score`` (``None`` without ``early_stopping``).
+            Returning ``True`` stops training (a pause: the weights stay those of the
+            last epoch, and a warm-start ``fit`` continues from there).
         comm : Communicator, optional
             Train data-parallel over the ranks of an MPI job
             (:func:`arraynn.distributed.world`, launched by ``mpiexec``): every rank
@@ -314,14 +380,19 @@ class NNClassifier(Params):
         batch_callback : callable, optional
             Called after every minibatch step as ``batch_callback(done, n_batches)``
             (progress within an epoch; it sees no device values, so it costs no copy).
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            With ``early_stopping``: the validation set to score instead of holding
+            out ``validation_fraction`` of ``X`` (inputs as ``score`` takes them).
 
         Returns
         -------
         self
         """
         self._check_params()
+        names_from = X
         X = check_array(flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
+        w = check_sample_weight(sample_weight, X.shape[0])
         comm = check_ranks(comm, X, classes, self)
         resume = self.warm_start and hasattr(self, "_params")
         if resume:
@@ -332,21 +403,41 @@ class NNClassifier(Params):
                 )
             if not np.array_equal(classes, self.classes_):
                 raise ValueError("warm_start needs the same classes as the first fit")
+            check_feature_names(self, names_from, reset=False)
+            if self._stopping_state().get("stopped"):
+                return self  # stopped early: finished, with its best weights
         else:
+            check_feature_names(self, names_from, reset=True)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+        val = None
+        if self.early_stopping:
+            try:
+                X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)
+            except (TypeError, ValueError):
+                if not resume:
+                    self._forget_fit()  # refused before any training
+                raise
+        if not resume:
             self._fit_preprocessing(X)
-        self._train(X, y_idx, self.epochs, callback, comm, batch_callback)
+        self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val)
         return self
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None, *, comm: Any = None) -> NNClassifier:
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None, *,
+                    comm: Any = None) -> NNClassifier:
         """One epoch over ``(X, y)``, initialising the model on the first call.
 
         ``classes`` (all labels that will ever be seen) is needed on the first call
-        unless ``n_classes`` is set or ``y`` already holds every class. ``comm``: as
-        in :meth:`fit`.
+        unless ``n_classes`` is set or ``y`` already holds every class.
+        ``sample_weight`` and ``comm``: as in :meth:`fit`. ``early_stopping`` needs a
+        whole training run and is refused here (as by scikit-learn).
         """
         self._check_params()
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True: early stopping "
+                             "watches a whole run; use fit, or set early_stopping=False")
+        names_from = X
         X = check_array(flatten_images(X))
+        w = check_sample_weight(sample_weight, X.shape[0])
         if not hasattr(self, "_params"):
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
@@ -357,26 +448,114 @@ class NNClassifier(Params):
             else:
                 classes = np.arange(self.n_classes)
             comm = check_ranks(comm, X, classes, self)
+            check_feature_names(self, names_from, reset=True)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
             self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
         else:
+            check_feature_names(self, names_from, reset=False)
             comm = check_ranks(comm, X, self.classes_, self)
         y_idx = encode_with(y, self.classes_, len(X))
-        self._train(X, y_idx, self.n_iter_ + 1, None, comm)
+        self._train(X, y_idx, self.n_iter_ + 1, None, comm, None, w, None)
         return self
 
     def learning_rate_at(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based) under ``schedule``."""
-        return learning_rate_at(self.schedule, self.learning_rate, epoch, self.epochs)
+        """The learning rate of epoch ``epoch`` (0-based) under ``schedule`` (for
+        ``"adaptive"``: the current rate, whatever the epoch)."""
+        divisions = self._stopping_state().get("divisions", 0)
+        return learning_rate_at(self.schedule, self.learning_rate, epoch, self.epochs, divisions)
 
+    # ---- early stopping and the adaptive rate -------------------------------------
+    def _monitor_name(self) -> str:
+        return "validation_score" if self.early_stopping else "loss"
+
+    def _stopping_state(self) -> dict[str, Any]:
+        """The saved :class:`~arraynn.nn.Plateau` state, when it watches what the
+        current parameters say to watch (else a fresh start: ``{}``)."""
+        state = getattr(self, "_stopping", None) or {}
+        return state if state.get("monitor") == self._monitor_name() else {}
+
+    def _plateau(self) -> Plateau:
+        es = bool(self.early_stopping)
+        plateau = Plateau(higher_is_better=es, tol=float(self.tol),
+                          n_iter_no_change=int(self.n_iter_no_change),
+                          adaptive=self.schedule == "adaptive", stop=es)
+        return plateau.set_state(self._stopping_state())
+
+    def _reset_stopping(self) -> None:
+        """The learned attributes of early stopping, as before the first epoch
+        (scikit-learn's: the validation's with early stopping, else the loss's)."""
+        es = bool(self.early_stopping)
+        self._stopping = {"monitor": self._monitor_name()}
+        self._best_params = None
+        self.validation_scores_ = [] if es else None
+        self.best_validation_score_ = -np.inf if es else None
+        self.best_loss_ = None if es else np.inf
+
+    def _hold_out(self, X: Any, y_idx: np.ndarray, w: np.ndarray | None,
+                  validation_data: tuple | None) -> tuple[Any, np.ndarray, Any, tuple]:
+        """The training part and the validation set ``(X, y_idx, w)`` of early
+        stopping: ``validation_data`` when given, else ``validation_fraction`` of the
+        data, stratified, drawn from the seed (the same rows on every backend and
+        after a resume)."""
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, "
+                                 "sample_weight_val)")
+            Xv = check_array(flatten_images(validation_data[0]), "the validation X")
+            if Xv.shape[1] != self.n_features_in_:
+                raise ValueError(f"the validation X has {Xv.shape[1]} features, the training X "
+                                 f"{self.n_features_in_}; they must match")
+            yv = encode_with(validation_data[1], self.classes_, Xv.shape[0])
+            wv = (check_sample_weight(validation_data[2], Xv.shape[0])
+                  if len(validation_data) == 3 else None)
+            return X, y_idx, w, (Xv, yv, wv)
+        rng = np.random.default_rng([self.random_seed_, *_SPLIT_STREAM])
+        train, val = validation_split(y_idx, float(self.validation_fraction), rng)
+        w_train, w_val = (None, None) if w is None else (w[train], w[val])
+        return (_take_rows(X, train), y_idx[train], w_train,
+                (_take_rows(X, val), y_idx[val], w_val))
+
+    def _validation_on_model(self, val: tuple) -> tuple:
+        """The validation set on the model's device, preprocessed once, with its total
+        weight."""
+        Xv, yv, wv = val
+        be = self.backend_
+        Xd = self._to_float_on_model(Xv)
+        prep = getattr(self, "preprocessor_", None)
+        if prep is not None:
+            Xd = prep.apply_new(Xd)
+        yd = be.asarray(yv, dtype=be.index_dtype)
+        wd = None if wv is None else be.asarray(wv, dtype=be.dtype)
+        total = float(len(yv)) if wv is None else float(np.sum(wv))
+        return Xd, yd, wd, total
+
+    def _validation_score(self, val: tuple) -> float:
+        """The (weighted) accuracy on the device's validation set: one copy to the host."""
+        Xd, yd, wd, total = val
+        be, xp = self.backend_, self.backend_.xp
+        hits = None
+        n = Xd.shape[0]
+        for s in range(0, n, _PREDICT_CHUNK):
+            e = min(s + _PREDICT_CHUNK, n)
+            pred = xp.argmax(self._proba_of_prepared(Xd[s:e, ...]), axis=1)
+            hit = xp.astype(pred == yd[s:e], be.dtype)
+            if wd is not None:
+                hit = hit * wd[s:e]
+            part = xp.sum(hit)
+            hits = part if hits is None else hits + part
+        return be.to_float(hits) / total
+
+    # ---- the loop ------------------------------------------------------------------
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
                callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None,
-               batch_callback: Callable[[int, int], Any] | None = None) -> None:
-        """Load ``(X, y_idx)`` onto the device once and train until ``end_epoch``
-        (data-parallel over ``comm``'s ranks when it has more than one)."""
+               batch_callback: Callable[[int, int], Any] | None = None,
+               sample_weight: np.ndarray | None = None, val: tuple | None = None) -> None:
+        """Load ``(X, y_idx)`` (and ``sample_weight``) onto the device once and train
+        until ``end_epoch`` (data-parallel over ``comm``'s ranks when it has more than
+        one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
@@ -388,23 +567,56 @@ class NNClassifier(Params):
         else:
             batches = (f"n_batches={self.n_batches} (about {-(-n // self.n_batches)} samples "
                        "per batch)")
+        if not self._stopping_state():  # an older model file, or early_stopping was switched
+            self._reset_stopping()
+        plateau = self._plateau()
+        monitor = self._monitor_name()
+        restored = False
 
         def on_epoch(record: EpochRecord) -> bool:
+            nonlocal restored
             self._params, self._opt_state = record.params, record.state
             self.n_iter_ = record.epoch
             self.loss_curve_.append(record.loss)
+            score = None
+            if val is not None:
+                score = self._validation_score(val)
+                self.validation_scores_.append(score)
+            improved, event = plateau.update(score if val is not None else record.loss,
+                                             record.learning_rate)
+            if val is not None:
+                self.best_validation_score_ = plateau.best
+                if improved:  # a device copy of the flat buffer, only at a new best
+                    self._best_params = be.xp.asarray(record.params, copy=True)
+            else:
+                self.best_loss_ = plateau.best
+            self._stopping = {"monitor": monitor, **plateau.state()}
+            finished = event == "stop" or record.epoch >= end_epoch
+            if finished and val is not None and self._best_params is not None:
+                self._params = be.xp.asarray(self._best_params, copy=True)
+                restored = True
             if verbose:
-                print(f"epoch {record.epoch}/{end_epoch}  loss {record.loss:.6f}  "
+                extra = "" if score is None else f"  validation score {score:.6f}"
+                print(f"epoch {record.epoch}/{end_epoch}  loss {record.loss:.6f}{extra}  "
                       f"{record.seconds:.2f}s")
+                if event is not None:
+                    what = ("Validation score" if val is not None else "Training loss")
+                    then = ("stopping" if event == "stop" else
+                            f"learning rate now {self.learning_rate_at(record.epoch):g}")
+                    print(f"{what} did not improve more than tol={float(self.tol):g} for "
+                          f"{int(self.n_iter_no_change)} consecutive epochs: {then}")
             info = {"epoch": record.epoch, "loss": record.loss, "seconds": record.seconds,
-                    "learning_rate": record.learning_rate}
-            return bool(callback is not None and callback(self, info))
+                    "learning_rate": record.learning_rate, "validation_score": score}
+            user_stop = bool(callback is not None and callback(self, info))
+            return event == "stop" or user_stop
 
         with be.device_context(), trainer.memory_errors(n, batches):
             prep = getattr(self, "preprocessor_", None)
             if prep is not None:
                 X = prep.apply(self._to_float_on_model(X))
-            loader = self._make_loader(X, y_idx, comm)
+            if val is not None:
+                val = self._validation_on_model(val)
+            loader = self._make_loader(X, y_idx, comm, sample_weight)
             try:
                 trainer.run(self._params, self._opt_state, loader, self.n_iter_, end_epoch, on_epoch)
             except TrainingDivergedError as exc:
@@ -418,17 +630,22 @@ class NNClassifier(Params):
             finally:
                 loader.close()
                 if hasattr(self, "_params"):
-                    # current even after an error or Ctrl-C inside an epoch
-                    self._params, self._opt_state = trainer.params, trainer.state
+                    # current even after an error or Ctrl-C inside an epoch (the best
+                    # epoch's weights when early stopping has just restored them)
+                    if not restored:
+                        self._params = trainer.params
+                    self._opt_state = trainer.state
 
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
-                     "class_names_"):
+                     "class_names_", "feature_names_in_", "_stopping", "_best_params",
+                     "validation_scores_", "best_validation_score_", "best_loss_"):
             self.__dict__.pop(name, None)
 
-    def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None) -> DataLoader:
+    def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None,
+                     sample_weight: np.ndarray | None = None) -> DataLoader:
         shuffle = self.shuffle if self.shuffle is not None else self.batch_size is not None
         if self.batch_size is not None:
             sizes = dict(batch_size=min(int(self.batch_size), X.shape[0]))
@@ -436,7 +653,7 @@ class NNClassifier(Params):
             sizes = dict(n_batches=min(int(self.n_batches), X.shape[0]))
         shard = (comm.rank, comm.size) if comm is not None and comm.size > 1 else None
         return DataLoader(X, y_idx, backend=self.backend_, shuffle=shuffle, seed=self.random_seed_,
-                          shard=shard, **sizes)
+                          shard=shard, sample_weight=sample_weight, **sizes)
 
     def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend,
                     comm: Any = None) -> None:
@@ -459,6 +676,7 @@ class NNClassifier(Params):
             self._opt_state = self._opt.init(self._params)
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
+        self._reset_stopping()
         self.preprocessor_ = None
         self.class_names_ = None
         if self.class_names is not None:
@@ -488,6 +706,7 @@ class NNClassifier(Params):
 
     def _make_optimizer(self):
         return make_optimizer(self.optimizer, momentum=float(self.momentum),
+                              nesterov=bool(self.nesterovs_momentum),
                               beta_1=float(self.beta_1), beta_2=float(self.beta_2),
                               epsilon=float(self.epsilon))
 
@@ -522,6 +741,7 @@ class NNClassifier(Params):
     # ------------------------------------------------------------------------------
     def _check_predict_X(self, X: Any) -> Any:
         self._check_is_fitted()
+        check_feature_names(self, X, reset=False)
         X = check_array(flatten_images(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -530,7 +750,25 @@ class NNClassifier(Params):
             )
         return X
 
-    def _proba_on_model(self, X: Any) -> Any:
+    def _proba_of_prepared(self, X: Any) -> Any:
+        """Class probabilities of preprocessed inputs on the model's device."""
+        p = self._mlp.predict_proba(self._params, X)
+        if self.output == "sigmoid":
+            p = p / self.backend_.xp.sum(p, axis=1, keepdims=True)
+        return p
+
+    def _log_proba_of_prepared(self, X: Any) -> Any:
+        """``log`` of :meth:`_proba_of_prepared`, from the logits: ``log_softmax(z)``
+        for the softmax output; for the sigmoids, whose probabilities are
+        ``sigmoid(z_k) / sum_j sigmoid(z_j)``, ``log_softmax(log_sigmoid(z))`` with
+        ``log_sigmoid(z) = -softplus(-z)``. Finite where the probabilities underflow."""
+        xp = self.backend_.xp
+        z = self._mlp.forward(self._params, X)
+        if self.output == "sigmoid":
+            z = -softplus(-z, xp)
+        return log_softmax(z, xp)
+
+    def _proba_on_model(self, X: Any, log: bool = False) -> Any:
         xp = self.backend_.xp
         prep = getattr(self, "preprocessor_", None)
         whole = prep is not None and prep.name == "per-set" and prep.standardizer_ is None
@@ -542,10 +780,7 @@ class NNClassifier(Params):
             Xc = self._to_float_on_model(X[s:min(s + _PREDICT_CHUNK, n), ...])
             if prep is not None and not whole:
                 Xc = prep.apply_new(Xc)
-            p = self._mlp.predict_proba(self._params, Xc)
-            if self.output == "sigmoid":
-                p = p / xp.sum(p, axis=1, keepdims=True)
-            out.append(p)
+            out.append(self._log_proba_of_prepared(Xc) if log else self._proba_of_prepared(Xc))
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
     def predict_proba(self, X: Any) -> Any:
@@ -557,6 +792,13 @@ class NNClassifier(Params):
         X = self._check_predict_X(X)
         with self.backend_.device_context():
             return self._to_input_library(self._proba_on_model(X), X)
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """The logarithm of :meth:`predict_proba`, computed from the logits (a
+        log-softmax), so it stays finite where the probabilities underflow to 0."""
+        X = self._check_predict_X(X)
+        with self.backend_.device_context():
+            return self._to_input_library(self._proba_on_model(X, log=True), X)
 
     def predict(self, X: Any) -> Any:
         """The most probable class of each row, in ``X``'s library and device.
@@ -575,16 +817,19 @@ class NNClassifier(Params):
                 labels = xp.take(be.asarray(self.classes_), idx, axis=0)
             return self._to_input_library(labels, X)
 
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy of ``predict(X)`` against ``y``."""
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y``; with ``sample_weight``, the
+        weighted mean (the weights of the correct rows over the sum of the weights)."""
         X = self._check_predict_X(X)
         y_host = labels_to_host(y)
         if y_host.shape != (X.shape[0],):
             raise ValueError(f"y must be 1-D with {X.shape[0]} entries, got shape {y_host.shape}")
+        w = check_sample_weight(sample_weight, X.shape[0])
         be, xp = self.backend_, self.backend_.xp
         with be.device_context():
             idx = be.to_numpy(xp.argmax(self._proba_on_model(X), axis=1))
-        return float(np.mean(self.classes_[idx] == y_host))
+        correct = self.classes_[idx] == y_host
+        return float(np.mean(correct) if w is None else np.sum(w[correct]) / np.sum(w))
 
     def _to_input_library(self, result: Any, X: Any) -> Any:
         if isinstance(X, np.ndarray):
@@ -607,6 +852,8 @@ class NNClassifier(Params):
             state["_params"] = be.to_numpy(self._params)
             state["_opt_state"] = {k: be.to_numpy(v) if hasattr(v, "shape") else v
                                    for k, v in self._opt_state.items() if not k.startswith("_")}
+            if state.get("_best_params") is not None:
+                state["_best_params"] = be.to_numpy(self._best_params)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -617,6 +864,8 @@ class NNClassifier(Params):
             self._params = be.asarray(state["_params"], dtype=be.dtype)
             self._opt_state = {k: be.asarray(v, dtype=be.dtype) if hasattr(v, "shape") else v
                                for k, v in state["_opt_state"].items()}
+            if state.get("_best_params") is not None:
+                self._best_params = be.asarray(state["_best_params"], dtype=be.dtype)
 
     # ------------------------------------------------------------------------------
     # Saving and loading (arraynn.model_io: .npz holding arrays plus JSON, no pickle)
@@ -656,5 +905,14 @@ class NNClassifier(Params):
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
+def _take_rows(X: Any, idx: np.ndarray) -> Any:
+    """The rows ``idx`` (host integers) of ``X``, in its own library and device."""
+    if isinstance(X, np.ndarray):
+        return X[idx]
+    be = backend_for(X)
+    with be.device_context():
+        return be.xp.take(X, be.asarray(idx, dtype=be.index_dtype), axis=0)
+
+
 def _int_like(a: Any) -> bool:
     return "int" in str(getattr(a, "dtype", ""))

@@ -7,7 +7,14 @@ a uint8 array) with the estimator's constructor parameters, the layer sizes, the
 epoch count, the loss curve, the seed and the optimizer's step; and, when the model
 has them, the input preprocessing (``preprocessing``: ``Preprocessor.to_dict``) and
 the class names (``class_names``), so that the one file predicts on raw inputs.
-Files without these two entries (arraynn 0.1.0) load as before; a ``model.json``
+Training state beyond the optimizer's is saved too, so that a checkpoint resumes
+exactly: the early-stopping and adaptive-rate record (``stopping``: the monitored
+number's best, the no-improvement count, the rate's divisions, whether training
+stopped), the validation scores, and the best epoch's parameters (``best_param_0``,
+...) that early stopping restores at the end; and ``feature_names_in`` when the model
+was fitted on a DataFrame. Files without these entries load as before (a model saved
+before ``nesterovs_momentum`` existed keeps classical momentum).
+Files without the preprocessing and class names (arraynn 0.1.0) load as before; a ``model.json``
 beside such a file (a run of ``python -m arraynn.train``) supplies them. It is read with
 ``allow_pickle=False`` and written atomically (a temporary file renamed into place),
 so a crash never leaves a half-written model.
@@ -152,6 +159,10 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     for key in clf._opt.buffers:
         for i, a in enumerate(layout.views(be.to_numpy(clf._opt_state[key]))):
             arrays[f"opt_{key}_{i}"] = a
+    best = getattr(clf, "_best_params", None)
+    if best is not None:
+        for i, a in enumerate(layout.views(be.to_numpy(best))):
+            arrays[f"best_param_{i}"] = a
     classes = clf.classes_
     arrays["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
     params = clf.get_params()
@@ -178,7 +189,19 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     names = getattr(clf, "class_names_", None)
     if names is not None:
         meta["class_names"] = [str(n) for n in names]
+    stopping = getattr(clf, "_stopping", None)
+    if stopping:
+        meta["stopping"] = {k: _finite_or_none(v) for k, v in stopping.items()}
+        meta["validation_scores"] = getattr(clf, "validation_scores_", None)
+    features = getattr(clf, "feature_names_in_", None)
+    if features is not None:
+        meta["feature_names_in"] = [str(n) for n in features]
     return write_model(path, arrays, meta)
+
+
+def _finite_or_none(v: Any) -> Any:
+    """JSON has no infinity: a non-finite float is saved as ``None``."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def model_path(path: str | os.PathLike) -> Path:
@@ -240,6 +263,7 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
         extra, source = _sidecar(path), path.with_suffix(".json")
     params = dict(meta["params"])
     params["backend"], params["device"] = None, None
+    params.setdefault("nesterovs_momentum", False)  # saved before Nesterov's was the default
     if isinstance(params.get("n_hidden_units"), list):
         params["n_hidden_units"] = tuple(params["n_hidden_units"])
     if dtype is not None:
@@ -282,7 +306,49 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
     clf.random_seed_ = int(meta["random_seed"])
     clf.preprocessor_, clf.class_names_ = _inference_extras(source, extra, clf, be)
+    _load_training_state(path, arrays, meta, clf, be, layout)
     return clf
+
+
+def _load_training_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], clf: Any,
+                         be: Any, layout: Any) -> None:
+    """The early-stopping / adaptive-rate record, the best epoch's parameters and the
+    feature names, when the file has them (see the module docstring)."""
+    def bad(problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {problem}; the file is damaged or was edited")
+
+    features = meta.get("feature_names_in")
+    if features is not None:
+        if (not isinstance(features, list) or len(features) != clf.n_features_in_
+                or not all(isinstance(n, str) for n in features)):
+            raise bad(f"its feature_names_in must be {clf.n_features_in_} strings")
+        clf.feature_names_in_ = np.asarray(features, dtype=object)
+    stopping = meta.get("stopping")
+    if stopping is None:
+        clf._reset_stopping()
+        return
+    if not isinstance(stopping, dict) or stopping.get("monitor") not in ("validation_score", "loss"):
+        raise bad("its 'stopping' record is not an object naming what it monitors")
+    for key, low in (("count", 0), ("divisions", 0)):
+        if key in stopping and not _is_int(stopping[key], low):
+            raise bad(f"its stopping {key} must be an integer >= 0, got {stopping[key]!r:.40}")
+    best = stopping.get("best")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or not math.isfinite(best)):
+        raise bad(f"its stopping best must be a finite number, got {best!r:.40}")
+    scores = meta.get("validation_scores")
+    if scores is not None and not (isinstance(scores, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores)):
+        raise bad("its validation_scores must be a list of numbers")
+    clf._stopping = dict(stopping)
+    validation = stopping["monitor"] == "validation_score"
+    clf.validation_scores_ = [float(x) for x in scores] if validation and scores is not None else (
+        [] if validation else None)
+    clf.best_validation_score_ = (-np.inf if best is None else float(best)) if validation else None
+    clf.best_loss_ = None if validation else (np.inf if best is None else float(best))
+    clf._best_params = None
+    if "best_param_0" in arrays:
+        clf._best_params = be.asarray(_pack(path, arrays, "best_param_", layout), dtype=be.dtype)
 
 
 def _inference_extras(path: Path, extra: dict[str, Any], clf: Any, be: Any) -> tuple[Any, Any]:
@@ -360,7 +426,8 @@ def _check_meta(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
     if classes.dtype.kind == "f" and not np.isfinite(classes).all():
         raise bad("its classes hold NaN or infinity")
     for key, a in arrays.items():
-        if key.startswith(("param_", "opt_")) and a.dtype.kind == "f" and not np.isfinite(a).all():
+        if (key.startswith(("param_", "opt_", "best_param_")) and a.dtype.kind == "f"
+                and not np.isfinite(a).all()):
             raise bad(f"the array {key!r} holds NaN or infinity")
 
 

@@ -340,7 +340,8 @@ def _diverging(**kw):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(300, 8)) * 10, rng.integers(0, 3, 300)
     params = dict(n_hidden_units=12, epochs=30, learning_rate=0.1, n_batches=5, random_seed=1,
-                  optimizer="momentum", activation="relu", output="softmax", init="he")
+                  optimizer="momentum", nesterovs_momentum=False, activation="relu",
+                  output="softmax", init="he")
     params.update(kw)
     return NNClassifier(**params), X, y
 

@@ -40,7 +40,10 @@ def test_a_0_1_0_checkpoint_resumes_and_saves_in_the_same_format(tmp_path):
     new_arrays, new_meta = read_model(again)
     assert sorted(old_arrays) == sorted(new_arrays)
     assert {k: v.shape for k, v in old_arrays.items()} == {k: v.shape for k, v in new_arrays.items()}
-    assert set(old_meta) == set(new_meta)
+    # the same entries, plus the training state of early stopping and the adaptive rate
+    assert set(new_meta) - set(old_meta) == {"stopping", "validation_scores"}
+    assert set(old_meta) <= set(new_meta)
+    assert new_meta["stopping"]["monitor"] == "loss" and new_meta["validation_scores"] is None
 
 
 def test_a_file_with_a_wrong_shape_or_a_missing_array_is_named(tmp_path):

@@ -3,6 +3,7 @@ NNClassifier whenever scikit-learn is installed, with its array-API input checks
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -24,7 +25,22 @@ def _estimator() -> NNClassifier:
                         output="softmax", bias=True, batch_size=32, random_seed=0)
 
 
-@parametrize_with_checks([_estimator()])
+# Minibatches of shuffled rows: a row repeated lands in other batches than the same row
+# weighted 2, so the two fits differ by more than the check's rtol of 1e-7 (scikit-learn
+# expects the same of its own MLPClassifier). Weight 2 == a repeated row holds on full
+# batches: tests/test_sample_weight.py.
+_EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data":
+        "stochastic minibatches: a repeated row and a weight of 2 take different batches",
+}
+
+
+# (scikit-learn >= 1.6 takes the list; older ones run the checks that existed then)
+_XFAIL = ({"expected_failed_checks": lambda est: _EXPECTED_FAILURES}
+          if "expected_failed_checks" in inspect.signature(parametrize_with_checks).parameters else {})
+
+
+@parametrize_with_checks([_estimator()], **_XFAIL)
 def test_scikit_learn_estimator_checks(estimator, check):
     with np.errstate(all="ignore"):
         check(estimator)

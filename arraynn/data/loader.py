@@ -16,6 +16,10 @@ background thread gathers and uploads the next chunk while the current one train
 copy: on CuPy from pinned memory on a copy stream of the thread's, see the backend's
 ``background_context``). Batches are identical to resident mode for the same seed.
 
+Sample weights (``sample_weight``) travel like the labels: uploaded once (resident)
+or with each chunk (streaming) in the float dtype, and cut into the same minibatches;
+each batch is then ``(X, y, w)`` instead of ``(X, y)``.
+
 Batching follows either ``batch_size`` (the last batch may be smaller, unless
 ``drop_last``) or ``n_batches`` (NumPy's ``array_split`` sizes: the article's fixed
 minibatches). The permutation of epoch ``e`` is
@@ -90,6 +94,10 @@ class DataLoader:
         is already on the backend (then it is used as it is).
     y : array of shape (n_samples,), optional
         Integer labels (class indices). Uploaded once as the device's index dtype.
+    sample_weight : array of shape (n_samples,), optional
+        A weight per sample (host NumPy, or already on the backend). Uploaded once
+        in the backend's float dtype; every batch then carries its rows' weights as
+        a third entry. ``total_weight`` is their sum (``n_samples`` without weights).
     backend : Backend
         Where the batches live, and their float dtype.
     batch_size, n_batches : int
@@ -118,14 +126,24 @@ class DataLoader:
                  n_batches: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int | None = 0, transform: Callable[[Any], Any] | None = None,
                  stream: bool = False, chunk_size: int | None = None,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, sample_weight: Any = None) -> None:
         if batch_size is None and n_batches is None:
             batch_size = 32
         n = int(X.shape[0])
         if y is not None and int(y.shape[0]) != n:
             raise ValueError(f"X has {n} samples but y has {y.shape[0]}; they must match")
+        if sample_weight is not None and tuple(sample_weight.shape) != (n,):
+            raise ValueError(f"X has {n} samples but sample_weight has shape "
+                             f"{tuple(sample_weight.shape)}; give one weight per sample")
         self.backend = backend
         self.n_samples = n
+        self.weighted = sample_weight is not None
+        #: The sum of the weights (the loss is normalised by it), or ``n_samples``.
+        self.total_weight = float(n)
+        if self.weighted:
+            self.total_weight = (float(np.sum(sample_weight, dtype=np.float64))
+                                 if isinstance(sample_weight, np.ndarray)
+                                 else backend.to_float(backend.xp.sum(sample_weight)))
         self.shuffle = bool(shuffle)
         self.seed = 0 if seed is None else int(seed)
         self.transform = transform
@@ -146,10 +164,11 @@ class DataLoader:
                 raise TypeError("stream=True reads the data from the host: pass NumPy arrays")
             self._X_host = X
             self._y_host = None if y is None else np.asarray(y)
+            self._w_host = None if sample_weight is None else np.asarray(sample_weight)
             row_bytes = max(1, int(np.prod(X.shape[1:])) * 4)
             rows = int(chunk_size) if chunk_size else max(1, (64 << 20) // row_bytes)
             self.chunks = _group_bounds(self.bounds, rows)
-            self.X = self.y = None
+            self.X = self.y = self.w = None
         else:
             with be.device_context():
                 Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
@@ -162,6 +181,7 @@ class DataLoader:
                     self.y = be.asarray(_labels_host(y), dtype=be.index_dtype)
                 else:
                     self.y = be.asarray(y, dtype=be.index_dtype)
+                self.w = None if sample_weight is None else be.asarray(sample_weight, dtype=be.dtype)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
@@ -173,8 +193,9 @@ class DataLoader:
             return None
         return np.random.default_rng([self.seed, int(epoch)]).permutation(self.n_samples)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[Any, Any]]:
-        """The minibatches ``(X_batch, y_batch)`` of one epoch (``y_batch`` may be None)."""
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[Any, ...]]:
+        """The minibatches ``(X_batch, y_batch)`` of one epoch (``y_batch`` may be None),
+        ``(X_batch, y_batch, w_batch)`` with sample weights."""
         if self.stream:
             yield from self._stream_epoch(epoch)
             return
@@ -182,7 +203,8 @@ class DataLoader:
         perm = self.permutation(epoch)
         if perm is None:
             for s, e in self.local_bounds:
-                yield self.X[s:e, ...], (None if self.y is None else self.y[s:e])
+                batch = self.X[s:e, ...], (None if self.y is None else self.y[s:e])
+                yield batch if self.w is None else (*batch, self.w[s:e])
             return
         # The device is entered around each piece of work, not across a yield: the
         # consumer's code between batches keeps its own current device.
@@ -193,6 +215,8 @@ class DataLoader:
                 sel = idx[s:e]
                 batch = (xp.take(self.X, sel, axis=0),
                          None if self.y is None else xp.take(self.y, sel, axis=0))
+                if self.w is not None:
+                    batch = (*batch, xp.take(self.w, sel, axis=0))
             yield batch
 
     __iter__ = epoch  # iterating a loader gives epoch 0's batches
@@ -204,7 +228,7 @@ class DataLoader:
         with self.backend.background_context():
             return self._load_chunk_here(order, s, e)
 
-    def _load_chunk_here(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
+    def _load_chunk_here(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, ...]:
         be, xp = self.backend, self.backend.xp
         rows = slice(s, e) if order is None else order[s:e]
         Xh = self._X_host[rows]
@@ -216,7 +240,9 @@ class DataLoader:
         yd = None
         if self._y_host is not None:
             yd = be.asarray(_labels_host(self._y_host[rows]), dtype=be.index_dtype)
-        return Xd, yd
+        if self._w_host is None:
+            return Xd, yd
+        return Xd, yd, be.asarray(self._w_host[rows], dtype=be.dtype)
 
     def _stream_epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
         order = self.permutation(epoch)
@@ -225,13 +251,14 @@ class DataLoader:
         pending = self._pool.submit(self._load_chunk, order, *self.chunks[0][0])
         local = iter(self.local_bounds)
         for c, (span, batches) in enumerate(self.chunks):
-            Xc, yc = pending.result()
+            Xc, yc, *wc = pending.result()
             if c + 1 < len(self.chunks):
                 pending = self._pool.submit(self._load_chunk, order, *self.chunks[c + 1][0])
             base = span[0]
             for _ in batches:
                 s, e = next(local)
-                yield Xc[s - base:e - base, ...], (None if yc is None else yc[s - base:e - base])
+                batch = Xc[s - base:e - base, ...], (None if yc is None else yc[s - base:e - base])
+                yield batch if not wc else (*batch, wc[0][s - base:e - base])
 
     def close(self) -> None:
         """Stop the prefetch thread (streaming mode)."""

@@ -16,7 +16,8 @@ from .optimizers import (
     learning_rate_at,
     make_optimizer,
 )
+from .stopping import Plateau, validation_split
 
 __all__ = ["INITIALIZERS", "OPTIMIZERS", "SCHEDULES", "SGD", "Adam", "EpochRecord", "MLP",
-           "Momentum", "ParamLayout", "Trainer", "TrainingDivergedError", "draw_weights",
-           "learning_rate_at", "make_optimizer"]
+           "Momentum", "ParamLayout", "Plateau", "Trainer", "TrainingDivergedError", "draw_weights",
+           "learning_rate_at", "make_optimizer", "validation_split"]

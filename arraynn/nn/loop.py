@@ -16,6 +16,11 @@ added by rank 0 alone, so it counts once per minibatch as in one process, and a 
 whose slice is empty contributes zeros. The epoch's loss is summed over the ranks on
 the host (one more allreduce, of one number, per epoch), so every rank sees the same
 loss and stops, or raises, at the same epoch.
+
+Sample weights: a loader made with ``sample_weight`` yields ``(X, y, w)`` batches; the
+step gets ``sample_weight=w`` (each row's loss and error term multiplied by its weight)
+and the epoch's loss is divided by the loader's ``total_weight`` instead of its number
+of samples, so a weight of 2 is a repeated row in the loss curve as in the gradients.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class EpochRecord:
 
     #: 1-based number of the epoch just finished.
     epoch: int
-    #: Mean loss per sample: data loss plus the penalty, counted once per minibatch.
+    #: Mean loss per sample (per unit of weight, with sample weights): data loss plus the
+    #: penalty, counted once per minibatch.
     loss: float
     seconds: float
     learning_rate: float
@@ -137,10 +143,10 @@ class Trainer:
         root = comm.rank == 0
 
         def step(params: Any, opt: Any, state: dict[str, Any], X: Any, Y: Any, lr: float,
-                 l1: float, l2: float) -> tuple[Any, dict[str, Any], Any]:
+                 l1: float, l2: float, sample_weight: Any = None) -> tuple[Any, dict[str, Any], Any]:
             if X.shape[0]:
                 loss, grads = mlp.loss_and_grad(params, X, Y, l1 if root else 0.0,
-                                                l2 if root else 0.0, grad_buffer)
+                                                l2 if root else 0.0, grad_buffer, sample_weight)
             else:  # an uneven last batch left this rank no rows
                 loss, grads = xp.zeros((), dtype=params.dtype, device=be.device), xp.zeros_like(params)
             grads = comm.allreduce(grads, be)
@@ -162,9 +168,12 @@ class Trainer:
         mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
         params, state, total = self.params, self.state, None
         on_batch, n_batches = self.on_batch, len(loader)
-        for done, (Xb, yb) in enumerate(loader.epoch(epoch), 1):
+        for done, (Xb, yb, *wb) in enumerate(loader.epoch(epoch), 1):
             Yb = mlp.one_hot(yb, dtype)
-            params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
+            if wb:
+                params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2, sample_weight=wb[0])
+            else:
+                params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
             self.params, self.state = params, state
             total = loss if total is None else total + loss
             if on_batch is not None:
@@ -173,10 +182,10 @@ class Trainer:
             value = self.comm.allreduce_scalar(self.backend.to_float(total))
             if l1 or l2:
                 value += len(loader) * self.backend.to_float(mlp.penalty(params, l1, l2))
-            return value / loader.n_samples
+            return value / _total_weight(loader)
         if l1 or l2:
             total = total + len(loader) * mlp.penalty(params, l1, l2)
-        return self.backend.to_float(total) / loader.n_samples
+        return self.backend.to_float(total) / _total_weight(loader)
 
     @contextlib.contextmanager
     def memory_errors(self, n_samples: int, batches: str) -> Iterator[None]:
@@ -200,3 +209,9 @@ class Trainer:
                 "batch_size (or more n_batches), a smaller network, or stream the data "
                 f"with arraynn.DataLoader(stream=True). [{type(exc).__name__}: {exc}]"
             ) from exc
+
+
+def _total_weight(loader: Any) -> float:
+    """What an epoch's summed loss is divided by: the loader's sum of sample weights, or
+    its number of samples."""
+    return float(getattr(loader, "total_weight", loader.n_samples))

@@ -13,7 +13,9 @@ buffer of the same layout, and so is every optimizer buffer, so an update is one
 over one array, and data-parallel training has one buffer to all-reduce.
 
 No autograd of any library is used. Gradients are **summed** over the minibatch, as
-in the article; the penalty's gradient is added once per minibatch. The matrix
+in the article; the penalty's gradient is added once per minibatch. Sample weights
+(``sample_weight``, one per row of the batch) multiply each row's loss and error term,
+so with summed gradients a weight of 2 is the same as the row appearing twice. The matrix
 products are written here; every other operation goes through the ops of the arrays'
 namespace (:mod:`arraynn.ops`), which may reuse the temporaries this code hands them
 but never the caller's arrays: ``X`` and ``Y`` are only read.
@@ -166,18 +168,23 @@ class MLP:
         return ops_of(params).penalty(self.weights(params), l1, l2)
 
     def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
-                      grad_buffer: Any = None) -> tuple[Any, Any]:
+                      grad_buffer: Any = None, sample_weight: Any = None) -> tuple[Any, Any]:
         """The summed data loss of ``(X, Y)`` (0-d) and the flat gradient of the loss
         plus the penalty.
 
         ``Y`` is one-hot, in ``X``'s float dtype. ``grad_buffer``, a flat array the
         caller owns, is where fast paths write the gradient (and then return it);
         without it, or on the generic path, the gradient is a new array.
+        ``sample_weight``, a 1-D array of ``X``'s dtype and device, weights each row's
+        loss and error term (``None``: every row counts once).
         """
         ops = ops_of(X)
         views = self.layout.views(params, ops.xp)
         z, inputs = self._forward(ops, views, X)
-        loss, delta = ops.loss_and_delta(self.output, z, Y)
+        if sample_weight is None:
+            loss, delta = ops.loss_and_delta(self.output, z, Y)
+        else:
+            loss, delta = ops.weighted_loss_and_delta(self.output, z, Y, sample_weight)
         out = None if grad_buffer is None else self.layout.views(grad_buffer, ops.xp)
         grads: list[Any] = [None] * len(views)
         penalized = bool(l1 or l2)
@@ -194,15 +201,16 @@ class MLP:
 
     def train_step(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
                    learning_rate: Any, l1: float = 0.0, l2: float = 0.0,
-                   grad_buffer: Any = None) -> tuple[Any, dict[str, Any], Any]:
+                   grad_buffer: Any = None, sample_weight: Any = None
+                   ) -> tuple[Any, dict[str, Any], Any]:
         """One minibatch: forward, backward, update.
 
         Returns ``(params, state, loss)``: the updated flat parameters (the same buffer,
         updated in place, where the library allows), the optimizer state and the
-        summed data loss of the batch as a 0-d device array (nothing is copied to the
-        host).
+        summed (weighted, with ``sample_weight``) data loss of the batch as a 0-d
+        device array (nothing is copied to the host).
         """
-        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer)
+        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer, sample_weight)
         params, state = optimizer.update(params, grads, state, learning_rate)
         return params, state, loss
 

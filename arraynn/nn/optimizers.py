@@ -28,21 +28,31 @@ from array_api_compat import array_namespace
 
 from ..ops import ops_of
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "SGD", "Momentum", "Adam", "learning_rate_at",
+__all__ = ["ADAPTIVE_FACTOR", "ADAPTIVE_MIN_RATE", "OPTIMIZERS", "SCHEDULES", "SGD", "Momentum", "Adam",
+           "learning_rate_at",
            "make_optimizer", "one_minus_power"]
 
 #: Learning-rate schedules, see :func:`learning_rate_at`.
-SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "adaptive")
+
+#: The factor ``"adaptive"`` divides the rate by on a plateau (scikit-learn's).
+ADAPTIVE_FACTOR = 5.0
+#: ``"adaptive"`` stops training at a plateau once the rate is at or below this.
+ADAPTIVE_MIN_RATE = 1e-6
 
 
-def learning_rate_at(schedule: str, learning_rate: float, epoch: int, epochs: int) -> float:
+def learning_rate_at(schedule: str, learning_rate: float, epoch: int, epochs: int,
+                     divisions: int = 0) -> float:
     """The learning rate of epoch ``epoch`` (0-based) of ``epochs``.
 
     ``"constant"``: ``learning_rate``. ``"cosine"``:
     ``learning_rate * (1 + cos(pi * epoch / epochs)) / 2``; past the last epoch
     (``partial_fit`` beyond ``epochs``) it stays at the last epoch's rate instead of
-    rising again. It depends only on the epoch number, so a resumed run follows the
-    same schedule.
+    rising again. Both depend only on the epoch number, so a resumed run follows the
+    same schedule. ``"adaptive"`` (scikit-learn's): ``learning_rate / 5**divisions``,
+    where ``divisions`` counts the plateaus so far (training state, kept by the
+    caller, see :class:`arraynn.nn.stopping.Plateau`); one division of the product
+    ``5**divisions``, so the rate does not depend on how often it was divided before.
     """
     lr = float(learning_rate)
     if schedule == "cosine":
@@ -50,6 +60,8 @@ def learning_rate_at(schedule: str, learning_rate: float, epoch: int, epochs: in
         return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / int(epochs)))
     if schedule == "constant":
         return lr
+    if schedule == "adaptive":
+        return lr / ADAPTIVE_FACTOR ** int(divisions)
     raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
 
 

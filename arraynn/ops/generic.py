@@ -203,6 +203,24 @@ class Ops:
             return loss, self.activate("sigmoid", z) - y
         raise _unknown("output", output, OUTPUTS)
 
+    def weighted_loss_and_delta(self, output: str, z: Any, y: Any, w: Any) -> tuple[Any, Any]:
+        """:meth:`loss_and_delta` with a weight per row: the loss is ``sum_i w_i *
+        loss_i`` and the error term ``w_i * (p_i - y_i)``, so a weight of 2 counts a row
+        as two copies of it (``w`` is a 1-D array of ``z``'s dtype and device)."""
+        xp = self.xp
+        if output == "softmax":
+            shifted = z - xp.max(z, axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            s = xp.sum(e, axis=1, keepdims=True)
+            row_loss = -xp.sum(y * (shifted - xp.log(s)), axis=1)
+            delta = e / s - y
+        elif output == "sigmoid":
+            row_loss = xp.sum(softplus(z, xp) - y * z, axis=1)
+            delta = self.activate("sigmoid", z + 0.0) - y
+        else:
+            raise _unknown("output", output, OUTPUTS)
+        return xp.sum(w * row_loss), delta * w[:, None]
+
     def one_hot(self, labels: Any, n_classes: int, dtype: Any) -> Any:
         """One-hot rows for integer ``labels`` (on their device), in ``dtype``."""
         xp = self.xp

@@ -79,7 +79,8 @@ def _config(mlp: Any, optimizer: Any, l1: float, l2: float) -> tuple:
 class JitTrainStep:
     """A jit-compiled :meth:`MLP.train_step` (see the module docstring).
 
-    Call it as ``step(params, optimizer, state, X, Y, learning_rate, l1, l2)``; it
+    Call it as ``step(params, optimizer, state, X, Y, learning_rate, l1, l2)`` (and
+    ``sample_weight=`` for weighted rows: ``None`` and an array compile apart); it
     returns ``(params, state, loss)`` with ``params`` the new flat buffer, ``state`` the
     caller's (updated) dict and ``loss`` the batch's summed loss as a 0-d device array.
     ``optimizer``, ``l1`` and ``l2`` must have the configuration the step was built
@@ -94,10 +95,10 @@ class JitTrainStep:
         self.config = _config(mlp, optimizer, l1, l2)
         self._lr: dict[tuple, Any] = {}
 
-        def step(params, buffers, counter, learning_rate, X, Y):
+        def step(params, buffers, counter, learning_rate, X, Y, sample_weight):
             state = {"t": counter, **buffers}
             params, state, loss = mlp.train_step(params, optimizer, state, X, Y, learning_rate,
-                                                 self.l1, self.l2)
+                                                 self.l1, self.l2, sample_weight=sample_weight)
             return params, {k: state[k] for k in buffers}, state["t"], loss
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
@@ -118,18 +119,20 @@ class JitTrainStep:
         return dev
 
     def __call__(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
-                 learning_rate: float, l1: float = 0.0, l2: float = 0.0
-                 ) -> tuple[Any, dict[str, Any], Any]:
+                 learning_rate: float, l1: float = 0.0, l2: float = 0.0,
+                 sample_weight: Any = None) -> tuple[Any, dict[str, Any], Any]:
         if _config(self.mlp, optimizer, l1, l2) != self.config:  # another configuration
             step = jit_train_step(self.mlp, optimizer, l1, l2)
-            return step(params, optimizer, state, X, Y, learning_rate, l1, l2)
+            return step(params, optimizer, state, X, Y, learning_rate, l1, l2,
+                        sample_weight=sample_weight)
         t = int(state["t"])
         counter = state.get(_COUNTER)
         if counter is None or state.get(_COUNTER_AT) != t:
             counter = self._device_scalar(params, t, "int32")
         buffers = {k: state[k] for k in optimizer.buffers}
         lr = self._learning_rate(params, learning_rate)
-        params, new_buffers, counter, loss = self._step(params, buffers, counter, lr, X, Y)
+        params, new_buffers, counter, loss = self._step(params, buffers, counter, lr, X, Y,
+                                                      sample_weight)
         state.update(new_buffers)  # the old buffers were donated
         state["t"] = t + 1
         state[_COUNTER], state[_COUNTER_AT] = counter, t + 1

@@ -13,8 +13,8 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["PRESETS", "PRESET_HEADERS", "backend_from", "build_parser", "check_distributed_args",
-           "check_evaluate_args", "check_resume_args",
+__all__ = ["LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
+           "check_distributed_args", "check_evaluate_args", "check_resume_args",
            "describe_config", "resolve_config"]
 
 #: The presets. Every key can be overridden by a flag (see ``--help``).
@@ -45,6 +45,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 5000,
         "seed": 0,
         "limit": None,
+        "early_stopping": False,
+        "n_iter_no_change": 10,
+        "tol": 1e-4,
+        "nesterov": True,
     },
     # The article's experiment: 784-50-10 sigmoid network without biases, U(-1, 1)
     # initial weights, plain SGD on gradients summed over 25 fixed minibatches,
@@ -69,8 +73,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 0,
         "seed": 0,
         "limit": None,
+        "early_stopping": False,
+        "n_iter_no_change": 10,
+        "tol": 1e-4,
+        "nesterov": True,
     },
 }
+
+#: The entries of MLPClassifier's training features, for a preset that leaves them out.
+FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
+                                    "nesterov": True}
+
+#: The values of the configuration entries added after the first release, for a run
+#: whose config.json predates them (its training had none of them: classical momentum).
+LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
+                                   "nesterov": False}
 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {
@@ -99,6 +116,9 @@ examples:
       override the network and the training
   python -m arraynn.train --limit 2000 --epochs 3 --no-plots --out runs/smoke
       a smoke run on the first 2,000 training images
+  python -m arraynn.train --early-stopping --epochs 60 --schedule adaptive --out runs/es
+      stop when the validation accuracy stalls, keep the best epoch's weights; divide the
+      learning rate by 5 on each plateau before that
   python -m arraynn.train --resume --out runs/big
       continue a run that was stopped (killed, out of time) after its last epoch
   python -m arraynn.train --evaluate runs/big --backend torch
@@ -125,6 +145,12 @@ validation and metrics:
   article did, and has no validation column unless --val-size is given. The per-epoch
   train accuracy (metrics.csv: train_subset_accuracy) is measured on a fixed, seeded
   subset of 10,000 training images. Test accuracy is measured once, at the end.
+  --early-stopping watches that validation accuracy (it needs --val-size > 0): training
+  stops when it has not improved by --tol for more than --n-iter-no-change epochs, and
+  the model keeps the weights of its best epoch (summary.json: early_stopping); the
+  last row's train accuracy in metrics.csv measures those. --schedule adaptive divides the
+  learning rate by 5 at each such plateau (of the training loss without
+  --early-stopping) and stops at a plateau once the rate is at or below 1e-6.
   train_seconds in summary.json is the wall time of the training loop, per-epoch
   evaluation and checkpoints included (summed over resumes), data loading excluded.
 
@@ -257,7 +283,9 @@ def _add_training_flags(g: Any) -> None:
     g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_positive_float, default=None,
                    metavar="LR", help="(initial) learning rate (default 0.001; article 0.001)")
     g.add_argument("--schedule", choices=CHOICES["schedule"], default=None,
-                   help="learning-rate schedule over the epochs (default cosine; article constant)")
+                   help="learning-rate schedule over the epochs (default cosine; article constant); "
+                        "adaptive: divide by 5 when the training loss (the validation accuracy "
+                        "with --early-stopping) stalls for more than --n-iter-no-change epochs")
     g.add_argument("--epochs", type=_positive_int, default=None,
                    help="epochs (default 15; article 300)")
     g.add_argument("--batch-size", type=_positive_int, default=None,
@@ -272,6 +300,19 @@ def _add_training_flags(g: Any) -> None:
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="bias vectors in every layer (default yes; article no)")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov's momentum for --optimizer momentum (default yes; --no-nesterov: "
+                        "classical momentum)")
+    g.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
+                   help="stop when the validation accuracy (of the --val-size hold-out) has not "
+                        "improved by --tol for more than --n-iter-no-change epochs, and keep the "
+                        "best epoch's weights (default no)")
+    g.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
+                   help="epochs without improvement that --early-stopping and --schedule adaptive "
+                        "tolerate (default 10)")
+    g.add_argument("--tol", type=_non_negative_float, default=None,
+                   help="the improvement that counts: in accuracy with --early-stopping, else in "
+                        "the training loss (default 1e-4)")
     g.add_argument("--seed", "--random-seed", dest="seed", type=_non_negative_int, default=None,
                    help="seed of the initial weights, the shuffling and the validation split (default 0)")
 
@@ -376,7 +417,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         For contradicting flags.
     """
     preset = args.preset or "default"
-    cfg = dict(PRESETS[preset])
+    cfg = {**FEATURE_DEFAULTS, **PRESETS[preset]}
     over = _explicit_overrides(args)
     if "batch_size" in over and "n_batches" in over:
         raise UsageError("give --batch-size or --n-batches, not both")
@@ -386,6 +427,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if "n_batches" in over:
         cfg["batch_size"] = None
     cfg["preset"] = preset
+    if cfg["early_stopping"] and not cfg["val_size"]:
+        raise UsageError("--early-stopping watches the validation accuracy, and this run holds out no "
+                         "validation images: add --val-size N (the article preset holds out none)")
     return cfg
 
 
@@ -479,11 +523,20 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
     batches = (f"batch {cfg['batch_size']}" if cfg["batch_size"] is not None
                else f"{cfg['n_batches']} minibatches")
-    sched = "" if cfg["schedule"] == "constant" else f" ({cfg['schedule']} decay)"
+    sched = {"constant": "", "adaptive": " (adaptive)"}.get(cfg["schedule"], f" ({cfg['schedule']} decay)")
+    optimizer = cfg["optimizer"]
+    if optimizer == "momentum" and cfg.get("nesterov", LEGACY_DEFAULTS["nesterov"]):
+        optimizer = "Nesterov momentum"
     reg = []
     if cfg["l1"]:
         reg.append(f"L1 {cfg['l1']:g}")
     reg.append(f"L2 {cfg['l2']:g}")
+    stop = ""
+    if cfg.get("early_stopping"):
+        n = cfg["n_iter_no_change"]
+        stop = (f" at most (early stopping after {n} epoch{'s' if n != 1 else ''} without a gain of "
+                f"{cfg['tol']:g} in validation accuracy)")
     return (f"{layers} {cfg['activation']}/{cfg['output']}{'' if cfg['bias'] else ', no biases'}, "
-            f"{cfg['init']} init, {cfg['optimizer']} lr {cfg['learning_rate']:g}{sched}, {batches}, "
-            f"{', '.join(reg)}, {cfg['epochs']} epochs, {_SCALE_WORDS[cfg['scale']]}, seed {cfg['seed']}")
+            f"{cfg['init']} init, {optimizer} lr {cfg['learning_rate']:g}{sched}, {batches}, "
+            f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['scale']]}, "
+            f"seed {cfg['seed']}")

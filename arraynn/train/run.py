@@ -23,6 +23,7 @@ import numpy as np
 from .dataset import DeviceSets, FashionMNIST, Split, device_sets, load_data, split_data, upload
 from .errors import CLIError, UsageError
 from .options import (
+    LEGACY_DEFAULTS,
     PRESET_HEADERS,
     backend_from,
     check_evaluate_args,
@@ -301,12 +302,15 @@ def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
     """An unfitted classifier of the configuration, on ``be``."""
     from ..classifier import NNClassifier
 
+    later = {k: cfg.get(k, v) for k, v in LEGACY_DEFAULTS.items()}  # absent from older runs
     return NNClassifier(
         n_classes=n_classes, n_hidden_units=tuple(cfg["hidden"]), l1=cfg["l1"], l2=cfg["l2"],
         epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
         n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
         optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
+        early_stopping=bool(later["early_stopping"]), n_iter_no_change=int(later["n_iter_no_change"]),
+        tol=float(later["tol"]), nesterovs_momentum=bool(later["nesterov"]),
         backend=be, dtype=be.dtype_name, warm_start=True)
 
 
@@ -315,7 +319,11 @@ def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tup
     clf, rows = rd.load_checkpoint(be)
     _check_checkpoint(rd, clf, cfg, be, data.n_features, data.n_classes)
     clf.set_params(warm_start=True, epochs=int(cfg["epochs"]))
-    print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
+    if _stopped(clf):
+        print(f"the run stopped early after epoch {clf.n_iter_}: it is finished, with the weights of "
+              "its best epoch")
+    else:
+        print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows
 
 
@@ -392,14 +400,19 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
     progress = Progress(int(cfg["epochs"]), len(rows), plain)
 
     root = comm is None or comm.is_root
+    # early stopping scores the run's validation split itself (each epoch, on the device)
+    validation = sets.evals["val"] if clf.early_stopping and "val" in sets.evals else None
 
     def callback(model: Any, info: dict[str, Any]) -> None:
         if not root:
             comm.barrier()
             return
+        val = info.get("validation_score")
+        if val is None and "val" in sets.evals:
+            val = model.score(*sets.evals["val"])
         row = {"epoch": int(info["epoch"]), "loss": float(info["loss"]),
                "train_subset_accuracy": model.score(*sets.evals["train"]),
-               "val_accuracy": model.score(*sets.evals["val"]) if "val" in sets.evals else None,
+               "val_accuracy": val,
                "learning_rate": float(info["learning_rate"]),
                "epoch_seconds": round(float(info["seconds"]), 4),
                "elapsed_seconds": round(elapsed0 + time.perf_counter() - start, 3)}
@@ -413,16 +426,27 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
         # A diverging run is reported by TrainingDivergedError; NumPy's overflow
         # warnings on the way there would only clutter the output.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
+            if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]) and not _stopped(clf):
                 clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm,
-                        batch_callback=progress.batch if root else None)
+                        batch_callback=progress.batch if root else None, validation_data=validation)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")
         raise CLIError(f"training diverged: {exc}; {kept}") from None
     finally:
         progress.close()
+    if root and validation is not None and clf.validation_scores_:
+        scores = clf.validation_scores_
+        best = scores.index(max(scores))
+        how = "stopped early" if _stopped(clf) else "ran all its epochs"
+        print(f"early stopping: the run {how}; the model keeps the weights of epoch {best + 1} "
+              f"(validation accuracy {100 * scores[best]:.2f}%)")
     return elapsed0 + time.perf_counter() - start
+
+
+def _stopped(clf: Any) -> bool:
+    """Whether the classifier's training was ended by early stopping or the adaptive rate."""
+    return bool(hasattr(clf, "_stopping") and clf._stopping_state().get("stopped"))
 
 
 def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,

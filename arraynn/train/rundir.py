@@ -428,6 +428,16 @@ def summary_record(cfg: dict[str, Any], be: Any, clf: Any, *, versions: dict[str
         "files": {"model": MODEL, "model_json": MODEL_JSON, "metrics": METRICS,
                   "checkpoint": CHECKPOINT},
     }
+    if cfg.get("early_stopping"):
+        scores = list(getattr(clf, "validation_scores_", None) or [])
+        best = max(range(len(scores)), key=scores.__getitem__) if scores else None  # the first
+        summary["early_stopping"] = {
+            "stopped": bool(clf._stopping_state().get("stopped")),
+            "best_epoch": None if best is None else best + 1,
+            "best_val_accuracy": None if best is None else float(scores[best]),
+            "n_iter_no_change": cfg["n_iter_no_change"], "tol": cfg["tol"]}
+    if cfg.get("schedule") == "adaptive":
+        summary["final_learning_rate"] = clf.learning_rate_at(clf.n_iter_)
     if plots:
         summary["files"]["plots"] = list(plots)
     return summary

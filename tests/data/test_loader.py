@@ -127,3 +127,29 @@ def test_iterating_a_loader_gives_epoch_0(backend):
     got = [backend.to_numpy(xb).tolist() for xb, _ in loader]
     assert got == [backend.to_numpy(xb).tolist() for xb, _ in loader.epoch(0)]
     assert len(got) == 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["resident", "stream"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sample_weights_are_cut_like_the_labels(backend, shuffle, stream):
+    X, y = _data()
+    w = np.arange(len(X), dtype=np.float64) / 10.0  # weight = row id / 10
+    loader = DataLoader(X, y, backend=backend, batch_size=10, shuffle=shuffle, seed=2,
+                        sample_weight=w, stream=stream, chunk_size=25)
+    assert loader.weighted and loader.total_weight == pytest.approx(w.sum())
+    for epoch in range(2):
+        rows, weights = [], []
+        for Xb, yb, wb in loader.epoch(epoch):
+            assert_on_backend(wb, backend)
+            assert wb.dtype == backend.dtype and wb.shape == (Xb.shape[0],)
+            rows.append(backend.to_numpy(Xb)[:, 0].astype(int))
+            np.testing.assert_array_equal(backend.to_numpy(yb), y[rows[-1]])
+            weights.append(backend.to_numpy(wb))
+        rows = np.concatenate(rows)
+        np.testing.assert_allclose(np.concatenate(weights), w[rows].astype(backend.dtype_name))
+    loader.close()
+    plain = DataLoader(X, y, backend=backend, batch_size=10)
+    assert not plain.weighted and plain.total_weight == len(X)
+    assert all(len(batch) == 2 for batch in plain.epoch(0))
+    with pytest.raises(ValueError, match="one weight per sample"):
+        DataLoader(X, y, backend=backend, batch_size=10, sample_weight=w[:5])

@@ -26,6 +26,11 @@ def data(n: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return X, y
 
 
+def weights(n: int) -> np.ndarray:
+    """Sample weights for the configurations marked ``"weighted"``."""
+    return 1.0 + (np.arange(n) % 4) / 2.0
+
+
 def main() -> None:
     configs = json.loads(open(sys.argv[1]).read())
     fail_rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
@@ -34,6 +39,7 @@ def main() -> None:
     world = comm
     for i, cfg in enumerate(configs):
         X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
+        w = weights(len(y)) if cfg.pop("weighted", False) else None
         kind = cfg.pop("comm", None)
         if kind is not None:  # e.g. NCCL: each rank on its own GPU, the gradients summed there
             be = distributed.rank_backend(arraynn.get_backend(cfg.pop("backend"), None, cfg["dtype"]),
@@ -45,7 +51,7 @@ def main() -> None:
             if comm.rank == fail_rank:
                 raise RuntimeError(f"rank {comm.rank} fails on purpose")
 
-        clf = NNClassifier(**cfg).fit(X, y, comm=comm, callback=callback)
+        clf = NNClassifier(**cfg).fit(X, y, w, comm=comm, callback=callback)
         out[f"params{i}"] = clf.backend_.to_numpy(clf._params)
         out[f"loss{i}"] = np.array(clf.loss_curve_)
     if world.rank == 0:

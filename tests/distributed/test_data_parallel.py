@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _mpi import HERE, TIMEOUT, run_ranks
-from _mpi_fit import data
+from _mpi_fit import data, weights
 
 from arraynn import NNClassifier
 
@@ -29,13 +29,18 @@ UNEVEN = [
     {"n": 22, "n_hidden_units": [5, 4], "epochs": 3, "n_batches": 4, "random_seed": 4,
      "optimizer": "momentum", "learning_rate": 0.01, "schedule": "cosine", "dtype": "float64",
      "l2": 0.2},
+    # sample weights cut with the rows of each rank's slice; early stopping and the adaptive rate
+    {"n": 30, "n_hidden_units": 6, "epochs": 6, "batch_size": 4, "random_seed": 5, "weighted": True,
+     "optimizer": "momentum", "learning_rate": 0.05, "schedule": "adaptive", "early_stopping": True,
+     "validation_fraction": 0.2, "n_iter_no_change": 1, "tol": 0.2, "dtype": "float64"},
 ]
 
 
 def _fit_one(cfg: dict) -> NNClassifier:
     cfg = dict(cfg)
     X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
-    return NNClassifier(**cfg).fit(X, y)
+    w = weights(len(y)) if cfg.pop("weighted", False) else None
+    return NNClassifier(**cfg).fit(X, y, w)
 
 
 def _ranks(tmp_path: Path, n: int, configs: list[dict], *extra: str) -> subprocess.CompletedProcess:

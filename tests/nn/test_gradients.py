@@ -61,3 +61,28 @@ def test_sigmoid_output_error_term_is_the_articles(backend64):
     Xh, zh, Yh = be.to_numpy(X), be.to_numpy(mlp.forward(params, X)), be.to_numpy(Y)
     act_out = 1.0 / (1.0 + np.exp(-zh))
     np.testing.assert_allclose(be.to_numpy(grads).reshape(3, 2), Xh.T @ (act_out - Yh), rtol=1e-10)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_weighted_backward_matches_finite_differences_of_the_weighted_loss(backend64, output):
+    """With sample weights the gradient is that of ``sum_i w_i * loss_i`` (plus the penalty)."""
+    be, xp = backend64, backend64.xp
+    rng = np.random.default_rng(3)
+    mlp = MLP((5, 4, 3), activation="tanh", output=output, bias=True)
+    params = mlp.init_params(be, rng, "glorot")
+    X = be.asarray(rng.normal(size=(7, 5)))
+    Y = mlp.one_hot(be.asarray(rng.integers(0, 3, size=7), dtype=be.index_dtype), be.dtype)
+    w = be.asarray(rng.uniform(0.0, 3.0, size=7))
+
+    def objective(p):
+        loss, _ = mlp.loss_and_grad(p, X, Y, sample_weight=w)
+        return be.to_float(loss) + be.to_float(mlp.penalty(p, 0.0, 0.4))
+
+    loss, grads = mlp.loss_and_grad(params, X, Y, 0.0, 0.4, sample_weight=w)
+    # the weighted loss is the sum of the rows' losses times their weights
+    rows = [be.to_float(mlp.loss_and_grad(params, X[i:i + 1, ...], Y[i:i + 1, ...])[0]) for i in range(7)]
+    assert be.to_float(loss) == pytest.approx(float(np.dot(be.to_numpy(w), rows)), rel=1e-12)
+    direction = be.asarray(rng.normal(size=tuple(params.shape)))
+    eps = 1e-6
+    numeric = (objective(params + eps * direction) - objective(params - eps * direction)) / (2 * eps)
+    assert be.to_float(xp.sum(grads * direction)) == pytest.approx(numeric, rel=1e-6, abs=1e-7)

@@ -56,7 +56,7 @@ def test_make_optimizer_takes_the_options_each_optimizer_has():
 
 
 def test_schedules():
-    assert SCHEDULES == ("constant", "cosine")
+    assert SCHEDULES == ("constant", "cosine", "adaptive")
     assert [learning_rate_at("constant", 0.1, e, 4) for e in range(4)] == [0.1] * 4
     cos = [learning_rate_at("cosine", 0.1, e, 4) for e in range(4)]
     np.testing.assert_allclose(cos, [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)])
