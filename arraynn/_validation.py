@@ -199,6 +199,12 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     for name in ("bias", "tf32", "warm_start", "verbose"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    shift = getattr(est, "augment_shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
+        raise ValueError(f"augment_shift must be an integer >= 0 (pixels), got {shift!r}")
+    from .nn.mlp import dropout_rates
+
+    dropout_rates(getattr(est, "dropout", 0.0), len(est._hidden_sizes()))
     for name, valid in choices.items():
         value = getattr(est, name)
         if not isinstance(value, str) or value not in valid:

@@ -40,8 +40,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import array_api_compat
-
 __all__ = ["STREAMS", "dropout_mask", "hash_dtype", "random_bits", "step_key", "uniform",
            "random_below"]
 
@@ -113,10 +111,12 @@ def hash_dtype(xp: Any) -> Any:
     dt = _dtypes.get(id(xp))
     if dt is None:
         try:
-            x = xp.asarray([3, 0xFFFFFFF0], dtype=xp.uint32)
+            # the operations alone (no value read back, so it also works while a
+            # compiler traces the step)
+            x = xp.arange(2, dtype=xp.uint32)
             y = ((x >> 1) ^ x) * _C1 + 1
-            bool(xp.all(y >= 0)) and bool(xp.all(xp.astype(y, xp.float32) >= 0.0))
-            ok = xp.arange(2, dtype=xp.uint32).dtype == xp.uint32
+            xp.astype(y >= 1, xp.float32)
+            ok = y.dtype == xp.uint32
             dt = xp.uint32 if ok else xp.int64
         except Exception:  # the library lacks a uint32 kernel
             dt = xp.int64
@@ -131,7 +131,9 @@ def _counter_key(xp: Any, seed: int, stream: int, counter: Any, dtype: Any, wide
     if isinstance(counter, int):
         a = _fmix(k ^ (counter & _M32))
         return a & _M31, _fmix(a ^ _H) & _M31
-    c = xp.astype(counter, dtype)
+    # one element rather than 0-d: some libraries make 0-d results scalars, whose
+    # wrapping products warn about overflow
+    c = xp.reshape(xp.astype(counter, dtype), (1,))
     if wide:
         c = c & _M32
     a = _fmix(c ^ k, wide)
