@@ -196,7 +196,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
     if est.shuffle is not None and not isinstance(est.shuffle, (bool, np.bool_)):
         raise ValueError(f"shuffle must be None, True or False, got {est.shuffle!r}")
-    for name in ("bias", "tf32", "warm_start", "verbose"):
+    for name in ("bias", "tf32", "warm_start", "verbose", "augment_flip"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
     shift = getattr(est, "augment_shift", 0)

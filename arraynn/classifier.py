@@ -176,6 +176,10 @@ class NNClassifier(Params):
         are square (``n_features`` a square number) and shifted in pixel space: with
         ``preprocessing`` (or ``fit``'s ``preprocessed_with``) the batch is mapped back
         to pixels, shifted, and preprocessed again. Default 0 (none).
+    augment_flip : bool
+        Also mirror each training image left to right with probability 1/2 (per image
+        and step, on the device; for classes that do not depend on left and right, as
+        Fashion-MNIST's). Default False.
 
     Attributes
     ----------
@@ -221,7 +225,8 @@ class NNClassifier(Params):
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
                  warm_start: bool = False, verbose: bool = False,
                  preprocessing: str | None = None, class_names: Sequence[str] | None = None,
-                 dropout: float | Sequence[float] = 0.0, augment_shift: int = 0) -> None:
+                 dropout: float | Sequence[float] = 0.0, augment_shift: int = 0,
+                 augment_flip: bool = False) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -253,6 +258,7 @@ class NNClassifier(Params):
         self.class_names = class_names
         self.dropout = dropout
         self.augment_shift = augment_shift
+        self.augment_flip = augment_flip
 
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
@@ -450,9 +456,10 @@ class NNClassifier(Params):
                     self._params, self._opt_state = trainer.params, trainer.state
 
     def _augmenter(self, preprocessed_with: Any = None) -> Any:
-        """The training batches' :class:`RandomShift` (None without ``augment_shift``)."""
+        """The training batches' :class:`RandomShift` (None without ``augment_shift`` or
+        ``augment_flip``)."""
         shift = int(self.augment_shift)
-        if not shift:
+        if not shift and not self.augment_flip:
             return None
         from .data.augment import RandomShift, image_shape_of, pixel_map
 
@@ -460,7 +467,8 @@ class NNClassifier(Params):
         pixels = pixel_map(prep)
         if pixels is not None:
             pixels = tuple(v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
-        return RandomShift(shift, image_shape_of(self.n_features_in_), self.random_seed_, pixels)
+        return RandomShift(shift, image_shape_of(self.n_features_in_), self.random_seed_, pixels,
+                           flip=bool(self.augment_flip))
 
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""

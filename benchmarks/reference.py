@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("torch", "arraynn"), default=None, help="run one side only")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, each run on both sides")
     p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--train-args", default="", metavar="FLAGS",
+                   help="more flags for arraynn's train command, e.g. \"--backend torch\"")
     p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)  # smoke runs
     p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--epochs", str(args.epochs)] if args.epochs else []
             if args.limit:
                 extra += ["--limit", str(args.limit)]
+            extra += shlex.split(args.train_args)
             rows.append({**run_arraynn_preset(args.preset, args.data_dir, seed, extra), "seed": seed})
         if args.only in (None, "torch"):
             rows.append({**_torch_in_subprocess(args, seed), "seed": seed})

@@ -2,15 +2,17 @@
 
 :class:`RandomShift` moves every image of a minibatch by its own random offset of up
 to ``max_shift`` pixels in each direction, filling the uncovered border with blank
-pixels; labels are unchanged. The offsets come from the counter-based generator of
+pixels, and optionally mirrors it left to right with probability 1/2 (``flip``: for
+pictures whose class does not depend on left and right, as Fashion-MNIST's clothes);
+labels are unchanged. The offsets come from the counter-based generator of
 :mod:`arraynn.nn.random`, keyed by the seed and the optimizer's step counter, so they
 are made on the device, copy nothing to the host, and are the same on every backend.
 
 How it is computed: the minibatch (rows of ``height * width`` features) is padded by
 ``max_shift`` blank pixels on every side (two ``concat``), and one ``take`` gathers
 each output pixel from the padded images at an index ``base[pixel] + offset[image]``
-(the base index of every pixel is made once per shape and device). That is a few
-passes over the minibatch, whatever the shift.
+(the base index of every pixel is made once per shape and device, and once mirrored).
+That is a few passes over the minibatch, whatever the shift.
 
 **Shifting happens in pixel space.** Inputs are usually preprocessed before training
 (standardized per pixel with the training set's mean and std): a standardized value
@@ -90,6 +92,8 @@ class RandomShift:
         The inputs' affine map back to pixels (:func:`pixel_map`): scalars or arrays
         of ``height * width`` entries on the data's device. None: shift the inputs as
         they are, filling with 0.
+    flip : bool
+        Also mirror each image left to right with probability 1/2 (its own draw).
 
     Call it as ``shift(X, step)`` with ``X`` a floating ``(n, height * width)`` array
     on its device and ``step`` the optimizer's step counter (a Python int); it returns
@@ -97,33 +101,43 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int, image_shape: tuple[int, int], seed: int,
-                 pixels: tuple[Any, Any] | None = None) -> None:
+                 pixels: tuple[Any, Any] | None = None, flip: bool = False) -> None:
         self.max_shift = int(max_shift)
         if self.max_shift < 0:
             raise ValueError(f"max_shift must be >= 0, got {max_shift}")
         self.image_shape = (int(image_shape[0]), int(image_shape[1]))
         self.seed = int(seed)
         self.pixels = pixels
+        self.flip = bool(flip)
         self._bases: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"RandomShift(max_shift={self.max_shift}, image_shape={self.image_shape}, "
-                f"seed={self.seed})")
+                f"seed={self.seed}{', flip=True' if self.flip else ''})")
 
-    def _base(self, xp: Any, dtype: Any, device: Any) -> Any:
-        """The padded-image index of every output pixel at offset 0 (cached)."""
-        key = (id(xp), str(dtype), str(device))
+    def _base(self, xp: Any, dtype: Any, device: Any, mirrored: bool = False) -> Any:
+        """The padded-image index of every output pixel at offset 0, or of its mirror
+        image (cached)."""
+        key = (id(xp), str(dtype), str(device), mirrored)
         base = self._bases.get(key)
         if base is None:
             h, w = self.image_shape
             pw = w + 2 * self.max_shift
             rows = xp.arange(h, dtype=dtype, device=device)
             cols = xp.arange(w, dtype=dtype, device=device)
+            if mirrored:
+                cols = (w - 1) - cols
             base = xp.reshape(rows[:, None] * pw + cols[None, :], (1, h * w))
             with self._lock:
                 self._bases[key] = base
         return base
+
+    def flips(self, xp: Any, n: int, step: int, device: Any = None) -> Any:
+        """Whether each of ``n`` images is mirrored at ``step`` (a boolean ``(n,)`` array)."""
+        bits = random.random_below(xp, (n,), 2, self.seed, step, random.STREAMS["augment"] + 1,
+                                   device)
+        return bits == 1
 
     def offsets(self, xp: Any, n: int, step: int, device: Any = None) -> Any:
         """The ``(n, 2)`` draws in ``0 .. 2 * max_shift`` (row, column) of a minibatch of
@@ -133,7 +147,7 @@ class RandomShift:
 
     def __call__(self, X: Any, step: int) -> Any:
         s = self.max_shift
-        if s == 0:
+        if s == 0 and not self.flip:
             return X
         xp = array_api_compat.array_namespace(X)
         device = array_api_compat.device(X)
@@ -146,17 +160,25 @@ class RandomShift:
             mean, scale = self.pixels
             X = X * scale + mean
         ph, pw = h + 2 * s, w + 2 * s
-        images = xp.reshape(X, (n, h, w))
-        side = xp.zeros((n, h, s), dtype=X.dtype, device=device)
-        images = xp.concat([side, images, side], axis=2)
-        band = xp.zeros((n, s, pw), dtype=X.dtype, device=device)
-        padded = xp.reshape(xp.concat([band, images, band], axis=1), (n * ph * pw,))
+        if s:
+            images = xp.reshape(X, (n, h, w))
+            side = xp.zeros((n, h, s), dtype=X.dtype, device=device)
+            images = xp.concat([side, images, side], axis=2)
+            band = xp.zeros((n, s, pw), dtype=X.dtype, device=device)
+            padded = xp.reshape(xp.concat([band, images, band], axis=1), (n * ph * pw,))
+        else:
+            padded = xp.reshape(X, (n * h * w,))
         r = self.offsets(xp, n, step, device)
         itype = r.dtype
-        # output pixel (i, j) of image k reads padded[k, i + r_row, j + r_col]: a shift by
-        # (max_shift - r_row, max_shift - r_col)
+        # output pixel (i, j) of image k reads padded[k, i + r_row, j + r_col] (mirrored:
+        # padded[k, i + r_row, w - 1 - j + r_col]): a shift by (max_shift - r_row,
+        # max_shift - r_col)
         start = xp.arange(n, dtype=itype, device=device) * (ph * pw) + r[:, 0] * pw + r[:, 1]
-        index = start[:, None] + self._base(xp, itype, device)
+        base = self._base(xp, itype, device)
+        if self.flip:
+            base = xp.where(self.flips(xp, n, step, device)[:, None],
+                            self._base(xp, itype, device, mirrored=True), base)
+        index = start[:, None] + base
         out = xp.reshape(xp.take(padded, xp.reshape(index, (n * h * w,)), axis=0), (n, h * w))
         if self.pixels is not None:
             out = (out - mean) / scale

@@ -45,6 +45,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 5000,
         "seed": 0,
         "limit": None,
+        "dropout": 0.0,
+        "shift": 0,
+        "flip": False,
     },
     # The article's experiment: 784-50-10 sigmoid network without biases, U(-1, 1)
     # initial weights, plain SGD on gradients summed over 25 fixed minibatches,
@@ -69,6 +72,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 0,
         "seed": 0,
         "limit": None,
+        "dropout": 0.0,
+        "shift": 0,
+        "flip": False,
     },
 }
 
@@ -182,6 +188,20 @@ def _hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
 
+def _dropout_rates(text: str) -> float | list[float]:
+    """An argparse type: one dropout rate, or comma-separated rates (one per hidden layer),
+    each in [0, 1)."""
+    try:
+        rates = [float(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a dropout rate such as 0.3, or one per hidden layer such as 0.2,0.3; "
+            f"got {text!r}") from None
+    if not all(math.isfinite(r) and 0.0 <= r < 1.0 for r in rates):
+        raise argparse.ArgumentTypeError(f"dropout rates must be >= 0 and < 1, got {text!r}")
+    return rates[0] if len(rates) == 1 else rates
+
+
 def _class_names(text: str) -> list[str]:
     """An argparse type: ``--class-names`` (see :func:`arraynn.train.dataset.parse_class_names`)."""
     from .dataset import parse_class_names
@@ -272,8 +292,21 @@ def _add_training_flags(g: Any) -> None:
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="bias vectors in every layer (default yes; article no)")
+    g.add_argument("--dropout", type=_dropout_rates, default=None, metavar="P[,P...]",
+                   help="dropout rate after each hidden layer while training, e.g. 0.3, or one per "
+                        "hidden layer, e.g. 0.2,0.3 (inverted dropout: nothing changes at prediction; "
+                        "default 0)")
+    g.add_argument("--shift", "--augment-shift", dest="shift", type=_non_negative_int, default=None,
+                   metavar="PIXELS",
+                   help="augment: move every training image by a random offset of up to PIXELS "
+                        "pixels in each direction, per image and step, on the device (labels "
+                        "unchanged; default 0 = off)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment: mirror every training image left to right with probability 1/2, "
+                        "per image and step, on the device (default no)")
     g.add_argument("--seed", "--random-seed", dest="seed", type=_non_negative_int, default=None,
-                   help="seed of the initial weights, the shuffling and the validation split (default 0)")
+                   help="seed of the initial weights, the shuffling, the validation split, the "
+                        "dropout masks and the shifts (default 0)")
 
 
 def _add_data_flags(g: Any) -> None:
@@ -484,6 +517,15 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     if cfg["l1"]:
         reg.append(f"L1 {cfg['l1']:g}")
     reg.append(f"L2 {cfg['l2']:g}")
+    dropout = cfg.get("dropout") or 0.0
+    if isinstance(dropout, (list, tuple)) and any(dropout):
+        reg.append("dropout " + ",".join(f"{r:g}" for r in dropout))
+    elif not isinstance(dropout, (list, tuple)) and dropout:
+        reg.append(f"dropout {dropout:g}")
+    if cfg.get("shift"):
+        reg.append(f"random shifts up to {cfg['shift']} px")
+    if cfg.get("flip"):
+        reg.append("random flips")
     return (f"{layers} {cfg['activation']}/{cfg['output']}{'' if cfg['bias'] else ', no biases'}, "
             f"{cfg['init']} init, {cfg['optimizer']} lr {cfg['learning_rate']:g}{sched}, {batches}, "
             f"{', '.join(reg)}, {cfg['epochs']} epochs, {_SCALE_WORDS[cfg['scale']]}, seed {cfg['seed']}")

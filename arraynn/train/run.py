@@ -307,7 +307,8 @@ def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
         n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
         optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
-        backend=be, dtype=be.dtype_name, warm_start=True)
+        backend=be, dtype=be.dtype_name, warm_start=True, dropout=cfg.get("dropout") or 0.0,
+        augment_shift=int(cfg.get("shift") or 0), augment_flip=bool(cfg.get("flip", False)))
 
 
 def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tuple[Any, list[dict[str, Any]]]:
@@ -415,7 +416,8 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]):
                 clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm,
-                        batch_callback=progress.batch if root else None)
+                        batch_callback=progress.batch if root else None,
+                        preprocessed_with=sets.preprocessor)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")

@@ -114,3 +114,60 @@ def test_classifier_trains_on_shifted_images_with_labels_unchanged(backend, monk
     plain = NNClassifier(**{**kw, "augment_shift": 0}).fit(X, y)
     assert not np.allclose(plain.loss_curve_, ref.loss_curve_)
     assert isinstance(other.backend_, arraynn.Backend)
+
+
+def test_flips_mirror_about_half_the_images(backend):
+    X = _images(n=64)
+    shift = RandomShift(0, (6, 5), seed=4, flip=True)
+    out = backend.to_numpy(shift(backend.asarray(X), 2))
+    flipped = backend.to_numpy(shift.flips(backend.xp, len(X), 2, backend.device))
+    assert 16 < flipped.sum() < 48
+    for k in range(len(X)):
+        img = X[k].reshape(6, 5)
+        np.testing.assert_array_equal(out[k].reshape(6, 5), img[:, ::-1] if flipped[k] else img)
+    np.testing.assert_array_equal(out, RandomShift(0, (6, 5), seed=4, flip=True)(X, 2))
+    assert "flip=True" in repr(shift)
+
+
+def test_flips_and_shifts_together(backend):
+    X = _images(n=24, h=7, w=7)
+    shift = RandomShift(1, (7, 7), seed=8, flip=True)
+    out = backend.to_numpy(shift(backend.asarray(X), 5))
+    draws = backend.to_numpy(shift.offsets(backend.xp, len(X), 5, backend.device)).astype(int)
+    flipped = backend.to_numpy(shift.flips(backend.xp, len(X), 5, backend.device))
+    for k in range(len(X)):
+        img = X[k].reshape(7, 7)
+        want = _shift_by_hand(img[:, ::-1] if flipped[k] else img, 1 - draws[k, 0],
+                              (draws[k, 1] - 1) if flipped[k] else 1 - draws[k, 1])
+        np.testing.assert_array_equal(out[k].reshape(7, 7), want)
+
+
+@pytest.mark.parametrize(("params", "fragment"), [
+    (dict(augment_shift=-1), "augment_shift"),
+    (dict(augment_shift=1.5), "augment_shift"),
+    (dict(augment_flip="yes"), "augment_flip"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=[0.1, 0.2]), "hidden layers"),
+])
+def test_bad_augmentation_and_dropout_parameters_are_refused_before_any_work(params, fragment):
+    X = np.zeros((10, 16), np.float32)
+    with pytest.raises(ValueError, match=fragment):
+        NNClassifier(n_hidden_units=4, epochs=1, **params).fit(X, np.arange(10) % 2)
+
+
+def test_augmentation_and_dropout_are_saved_with_the_model(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(40, 25)).astype(np.uint8)
+    y = rng.integers(0, 2, size=40)
+    clf = NNClassifier(n_hidden_units=(6, 5), epochs=2, batch_size=8, random_seed=0,
+                       preprocessing="unit", dropout=[0.1, 0.3], augment_shift=2,
+                       augment_flip=True).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    back = NNClassifier.load(tmp_path / "m.npz")
+    assert list(back.dropout) == [0.1, 0.3] and back.augment_shift == 2 and back.augment_flip is True
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    # continuing the fit reproduces an uninterrupted one: the noise follows the step counter
+    back.set_params(warm_start=True, epochs=3)
+    back.fit(X, y)
+    whole = NNClassifier(**{**clf.get_params(), "epochs": 3}).fit(X, y)
+    np.testing.assert_allclose(back.coefs_[0], whole.coefs_[0], rtol=1e-6, atol=1e-7)
