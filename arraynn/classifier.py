@@ -169,6 +169,9 @@ class NNClassifier(Params):
         scaled by ``1 / (1 - rate)``; ``predict`` uses the whole network unchanged.
         The masks are drawn on the device from ``random_seed`` and the step counter
         (:mod:`arraynn.nn.random`): the same on every backend. Default 0 (none).
+    input_dropout : float
+        Dropout of the input features during training, the same way (a rate in
+        ``[0, 1)``; default 0).
     augment_shift : int
         On-device augmentation of image inputs: every training image is moved by a
         random offset of up to this many pixels vertically and horizontally (per
@@ -225,8 +228,8 @@ class NNClassifier(Params):
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
                  warm_start: bool = False, verbose: bool = False,
                  preprocessing: str | None = None, class_names: Sequence[str] | None = None,
-                 dropout: float | Sequence[float] = 0.0, augment_shift: int = 0,
-                 augment_flip: bool = False) -> None:
+                 dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0,
+                 augment_shift: int = 0, augment_flip: bool = False) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -257,6 +260,7 @@ class NNClassifier(Params):
         self.preprocessing = preprocessing
         self.class_names = class_names
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.augment_shift = augment_shift
         self.augment_flip = augment_flip
 
@@ -410,6 +414,7 @@ class NNClassifier(Params):
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
         self._mlp.dropout = dropout_rates(self.dropout, self._mlp.n_layers - 1)
+        self._mlp.input_dropout = dropout_rates(self.input_dropout, 1)[0]
         with be.device_context():
             augment = self._augmenter(preprocessed_with)
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
@@ -534,7 +539,8 @@ class NNClassifier(Params):
     def _build_mlp(self, n_outputs: int) -> MLP:
         hidden = self._hidden_sizes()
         return MLP((self.n_features_in_, *hidden, n_outputs), activation=self.activation,
-                   output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)))
+                   output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)),
+                   input_dropout=dropout_rates(self.input_dropout, 1)[0])
 
     def _make_optimizer(self):
         return make_optimizer(self.optimizer, momentum=float(self.momentum),

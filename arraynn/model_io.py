@@ -260,7 +260,7 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.classes_ = arrays["classes"]
     clf.n_features_in_ = int(meta["n_features_in"])
     clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias,
-                   dropout=getattr(clf, "dropout", 0.0))
+                   dropout=getattr(clf, "dropout", 0.0), input_dropout=getattr(clf, "input_dropout", 0.0))
     layout = clf._mlp.layout
     if meta["n_params"] != len(layout):
         raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "

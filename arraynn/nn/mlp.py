@@ -118,11 +118,13 @@ class MLP:
         layer; 0 (the default) is none. The masks come from
         :func:`arraynn.nn.random.dropout_mask`, keyed by the seed, the optimizer's step
         counter and the layer, so they are the same on every backend.
+    input_dropout : float
+        Dropout of the input features in training steps, the same way (default 0).
     """
 
     def __init__(self, layer_sizes: Sequence[int], activation: str = "sigmoid",
                  output: str = "sigmoid", bias: bool = False,
-                 dropout: float | Sequence[float] = 0.0) -> None:
+                 dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0) -> None:
         sizes = tuple(int(s) for s in layer_sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"layer_sizes must have >= 2 positive entries, got {layer_sizes!r}")
@@ -136,6 +138,8 @@ class MLP:
         self.bias = bool(bias)
         #: The dropout rate after each hidden layer (a tuple, one per hidden layer).
         self.dropout = dropout_rates(dropout, len(sizes) - 2)
+        #: The dropout rate of the input features.
+        self.input_dropout = dropout_rates(input_dropout, 1)[0]
         shapes: list[tuple[int, ...]] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             shapes.append((fan_in, fan_out))
@@ -146,6 +150,8 @@ class MLP:
 
     def __repr__(self) -> str:
         drop = f", dropout={list(self.dropout)}" if any(self.dropout) else ""
+        if self.input_dropout:
+            drop += f", input_dropout={self.input_dropout}"
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
                 f"output={self.output!r}, bias={self.bias}{drop})")
 
@@ -180,10 +186,12 @@ class MLP:
     def _forward(self, ops: Ops, views: list[Any], X: Any,
                  masks: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
         """The logits, each layer's input, and each hidden layer's activation before
-        dropout (``masks[i]``, when given and not None, multiplies hidden layer ``i``'s
-        activation)."""
+        dropout (``masks[i]``, when given and not None, multiplies layer ``i``'s input:
+        ``masks[0]`` the features, ``masks[i + 1]`` hidden layer ``i``'s activation)."""
         inputs, activations = [], []
         a = X
+        if masks is not None and masks[0] is not None:
+            a = a * masks[0]
         last = self.n_layers - 1
         for i in range(self.n_layers):
             inputs.append(a)
@@ -194,24 +202,27 @@ class MLP:
             a = ops.activate(self.activation, z) if i < last else z
             if i < last:
                 activations.append(a)
-                if masks is not None and masks[i] is not None:
-                    a = a * masks[i]
+                if masks is not None and masks[i + 1] is not None:
+                    a = a * masks[i + 1]
         return a, inputs, activations
 
     def dropout_masks(self, X: Any, seed: int, counter: Any) -> list[Any] | None:
-        """The dropout masks of one training step on the minibatch ``X``: one per hidden
-        layer (None where its rate is 0), or None without dropout. ``counter`` is the
-        optimizer's step count (a Python int, or a 0-d device integer inside a compiled
-        step)."""
-        if not any(self.dropout):
+        """The dropout masks of one training step on the minibatch ``X``: one per layer,
+        multiplying its input (``[0]``: the features, ``[i + 1]``: hidden layer ``i``'s
+        activation; None where the rate is 0), or None without dropout. ``counter`` is
+        the optimizer's step count (a Python int, or a 0-d device integer inside a
+        compiled step). Layer ``j``'s mask is drawn from stream ``STREAMS["dropout"] + j - 1``
+        (the features: ``- 1``)."""
+        rates = (self.input_dropout, *self.dropout)
+        if not any(rates):
             return None
         xp = array_namespace(X)
         device = array_api_compat.device(X)
         n = X.shape[0]
         return [None if not rate else
-                random.dropout_mask(xp, (n, self.layer_sizes[i + 1]), rate, seed, counter,
-                                    random.STREAMS["dropout"] + i, X.dtype, device)
-                for i, rate in enumerate(self.dropout)]
+                random.dropout_mask(xp, (n, self.layer_sizes[j]), rate, seed, counter,
+                                    random.STREAMS["dropout"] + j - 1, X.dtype, device)
+                for j, rate in enumerate(rates)]
 
     def forward(self, params: Any, X: Any) -> Any:
         """The logits of ``X``."""
@@ -255,8 +266,8 @@ class MLP:
                 grads[k + 1] = ops.bias_grad(delta, None if out is None else out[k + 1])
             if i > 0:
                 g = delta @ W.T
-                if masks is not None and masks[i - 1] is not None:
-                    g = g * masks[i - 1]  # through the dropout
+                if masks is not None and masks[i] is not None:
+                    g = g * masks[i]  # through the dropout
                 delta = ops.activate_grad(self.activation, activations[i - 1], g)
         return loss, ops.pack(grads, out, grad_buffer)
 

@@ -72,7 +72,7 @@ def train_step_for(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0) -
 
 def _config(mlp: Any, optimizer: Any, l1: float, l2: float, seed: int | None = None) -> tuple:
     hyper = tuple(sorted(optimizer.hyperparameters().items()))
-    dropout = tuple(getattr(mlp, "dropout", ()))
+    dropout = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
     # the dropout seed is a constant of the step: it only matters with dropout
     seed = None if seed is None or not any(dropout) else int(seed)
     return (mlp.layer_sizes, mlp.activation, mlp.output, mlp.bias, dropout, type(optimizer),

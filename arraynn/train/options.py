@@ -46,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seed": 0,
         "limit": None,
         "dropout": 0.0,
+        "input_dropout": 0.0,
         "shift": 0,
         "flip": False,
     },
@@ -73,6 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seed": 0,
         "limit": None,
         "dropout": 0.0,
+        "input_dropout": 0.0,
         "shift": 0,
         "flip": False,
     },
@@ -202,6 +204,14 @@ def _dropout_rates(text: str) -> float | list[float]:
     return rates[0] if len(rates) == 1 else rates
 
 
+def _dropout_rate(text: str) -> float:
+    """An argparse type: one dropout rate in [0, 1)."""
+    rates = _dropout_rates(text)
+    if isinstance(rates, list):
+        raise argparse.ArgumentTypeError(f"expected one dropout rate such as 0.2, got {text!r}")
+    return rates
+
+
 def _class_names(text: str) -> list[str]:
     """An argparse type: ``--class-names`` (see :func:`arraynn.train.dataset.parse_class_names`)."""
     from .dataset import parse_class_names
@@ -296,6 +306,8 @@ def _add_training_flags(g: Any) -> None:
                    help="dropout rate after each hidden layer while training, e.g. 0.3, or one per "
                         "hidden layer, e.g. 0.2,0.3 (inverted dropout: nothing changes at prediction; "
                         "default 0)")
+    g.add_argument("--input-dropout", type=_dropout_rate, default=None, metavar="P",
+                   help="dropout rate of the input features while training (default 0)")
     g.add_argument("--shift", "--augment-shift", dest="shift", type=_non_negative_int, default=None,
                    metavar="PIXELS",
                    help="augment: move every training image by a random offset of up to PIXELS "
@@ -522,6 +534,8 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
         reg.append("dropout " + ",".join(f"{r:g}" for r in dropout))
     elif not isinstance(dropout, (list, tuple)) and dropout:
         reg.append(f"dropout {dropout:g}")
+    if cfg.get("input_dropout"):
+        reg.append(f"input dropout {cfg['input_dropout']:g}")
     if cfg.get("shift"):
         reg.append(f"random shifts up to {cfg['shift']} px")
     if cfg.get("flip"):

@@ -308,6 +308,7 @@ def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
         random_seed=cfg["seed"], activation=cfg["activation"], output=cfg["output"],
         optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
         backend=be, dtype=be.dtype_name, warm_start=True, dropout=cfg.get("dropout") or 0.0,
+        input_dropout=float(cfg.get("input_dropout") or 0.0),
         augment_shift=int(cfg.get("shift") or 0), augment_flip=bool(cfg.get("flip", False)))
 
 

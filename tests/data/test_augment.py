@@ -148,6 +148,8 @@ def test_flips_and_shifts_together(backend):
     (dict(augment_flip="yes"), "augment_flip"),
     (dict(dropout=1.0), "dropout"),
     (dict(dropout=[0.1, 0.2]), "hidden layers"),
+    (dict(input_dropout=-0.5), "dropout"),
+    (dict(input_dropout="0.1"), "input_dropout"),
 ])
 def test_bad_augmentation_and_dropout_parameters_are_refused_before_any_work(params, fragment):
     X = np.zeros((10, 16), np.float32)

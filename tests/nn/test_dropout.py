@@ -19,6 +19,10 @@ def test_rates_are_one_per_hidden_layer():
             dropout_rates(bad, 2)
     assert MLP((4, 3, 2), dropout=0.5).dropout == (0.5,)
     assert "dropout" in repr(MLP((4, 3, 2), dropout=0.5))
+    assert MLP((4, 3, 2), input_dropout=0.2).input_dropout == 0.2
+    assert "input_dropout=0.2" in repr(MLP((4, 3, 2), input_dropout=0.2))
+    with pytest.raises(ValueError, match="dropout"):
+        MLP((4, 3, 2), input_dropout=1.0)
 
 
 def test_prediction_ignores_dropout(backend):
@@ -47,9 +51,10 @@ def test_dropout_keeps_the_mean_activation(backend):
 
     views = mlp.layout.views(params)
     _, inputs, activations = mlp._forward(ops_of(X), views, X, masks)
+    assert masks[0] is None and len(masks) == 2  # no input dropout
     a = backend.to_numpy(activations[0])
     dropped = backend.to_numpy(inputs[1])
-    m = backend.to_numpy(masks[0])
+    m = backend.to_numpy(masks[1])
     assert abs(np.mean(m == 0) - 0.3) < 0.01
     np.testing.assert_allclose(dropped, a * m, rtol=1e-6)
     assert dropped.mean() == pytest.approx(a.mean(), rel=0.02)
@@ -59,7 +64,8 @@ def test_dropout_keeps_the_mean_activation(backend):
 def test_backward_through_a_fixed_mask_matches_finite_differences(backend64, activation):
     be, xp = backend64, backend64.xp
     rng = np.random.default_rng(7)
-    mlp = MLP((6, 9, 7, 3), activation=activation, output="softmax", bias=True, dropout=[0.4, 0.2])
+    mlp = MLP((6, 9, 7, 3), activation=activation, output="softmax", bias=True, dropout=[0.4, 0.2],
+              input_dropout=0.3)
     params = mlp.init_params(be, rng, "glorot")
     X = be.asarray(rng.normal(size=(8, 6)) * (2.0 if activation == "relu" else 1.0))
     Y = mlp.one_hot(be.asarray(rng.integers(0, 3, size=8), dtype=be.index_dtype), be.dtype)
@@ -82,10 +88,10 @@ def test_train_step_draws_its_masks_from_the_seed_and_the_step_counter(backend):
     rng = np.random.default_rng(2)
     mlp = MLP((5, 16, 3), activation="relu", output="softmax", bias=True, dropout=0.5)
     X = backend.asarray(rng.normal(size=(12, 5)))
-    a = backend.to_numpy(mlp.dropout_masks(X, 1, 0)[0])
-    assert not np.array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 1, 1)[0]))
-    assert not np.array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 2, 0)[0]))
-    np.testing.assert_array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 1, 0)[0]))
+    a = backend.to_numpy(mlp.dropout_masks(X, 1, 0)[1])
+    assert not np.array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 1, 1)[1]))
+    assert not np.array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 2, 0)[1]))
+    np.testing.assert_array_equal(a, backend.to_numpy(mlp.dropout_masks(X, 1, 0)[1]))
     # the step uses state["t"]: the same result as loss_and_grad with that step's masks
     params = mlp.init_params(backend, rng, "he")
     Y = mlp.one_hot(backend.asarray(rng.integers(0, 3, 12), dtype=backend.index_dtype), backend.dtype)
@@ -102,10 +108,11 @@ def test_masks_are_the_same_on_every_backend(backend):
     import arraynn
 
     ref = arraynn.get_backend("numpy")
-    mlp = MLP((4, 33, 17, 2), dropout=[0.3, 0.6])
+    mlp = MLP((4, 33, 17, 2), dropout=[0.3, 0.6], input_dropout=0.5)
     X = np.zeros((9, 4), dtype=np.float32)
     want = mlp.dropout_masks(X, 123, 456)
     got = mlp.dropout_masks(backend.asarray(X), 123, 456)
+    assert [tuple(m.shape) for m in got] == [(9, 4), (9, 33), (9, 17)]
     for w, g in zip(want, got):
         np.testing.assert_array_equal(backend.to_numpy(g), ref.to_numpy(w))
 
@@ -127,14 +134,14 @@ def test_training_with_dropout_is_the_same_on_every_backend(backend):
     X, y = _blobs()
     kw = dict(n_hidden_units=(12, 9), epochs=3, learning_rate=0.005, batch_size=16, random_seed=5,
               activation="relu", output="softmax", optimizer="adam", bias=True, init="he",
-              dropout=[0.3, 0.2])
+              dropout=[0.3, 0.2], input_dropout=0.1)
     ref = NNClassifier(**kw).fit(X, y)
     other = NNClassifier(**kw, backend=backend.name, device=_device_arg(backend)).fit(X, y)
     for a, b in zip(ref.coefs_, other.coefs_):
         np.testing.assert_allclose(backend.to_numpy(b), a, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(other.loss_curve_, ref.loss_curve_, rtol=1e-4)
     # dropout changed the training, and prediction is deterministic
-    plain = NNClassifier(**{**kw, "dropout": 0.0}).fit(X, y)
+    plain = NNClassifier(**{**kw, "dropout": 0.0, "input_dropout": 0.0}).fit(X, y)
     assert not np.allclose(plain.loss_curve_, ref.loss_curve_)
     p = other.predict_proba(X)
     np.testing.assert_array_equal(backend.to_numpy(other.predict_proba(X)), backend.to_numpy(p))

@@ -122,6 +122,8 @@ def test_dropout_and_shift_flags():
     assert (args.dropout, args.shift) == (0.3, 2)
     assert _args("--dropout", "0.2,0.4").dropout == [0.2, 0.4]
     assert _args("--augment-shift", "1").shift == 1
+    assert _args("--input-dropout", "0.1").input_dropout == 0.1
+    assert "input dropout 0.1" in describe_config(resolve_config(_args("--input-dropout", "0.1")))
     cfg = resolve_config(_args("--dropout", "0.25", "--shift", "1", "--hidden", "64,32"))
     assert (cfg["dropout"], cfg["shift"]) == (0.25, 1)
     assert describe_config(cfg).endswith(
@@ -131,7 +133,7 @@ def test_dropout_and_shift_flags():
     text = build_parser().format_help()
     assert "--dropout" in text and "--shift" in text and "--augment-shift" in text
     for preset in PRESETS.values():
-        assert "dropout" in preset and "shift" in preset
+        assert "dropout" in preset and "shift" in preset and "input_dropout" in preset
 
 
 @pytest.mark.parametrize("flags, fragment", [
@@ -139,6 +141,7 @@ def test_dropout_and_shift_flags():
     (["--dropout", "-0.1"], "--dropout"),
     (["--dropout", "0.1,x"], "--dropout"),
     (["--shift", "-1"], "--shift"),
+    (["--input-dropout", "0.1,0.2"], "--input-dropout"),
 ])
 def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
     code, _, err = main_in_process(capsys, *flags)
