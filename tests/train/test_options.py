@@ -151,7 +151,7 @@ def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
 
 def test_the_best_preset():
     best = PRESETS["best"]
-    assert best["dropout"] and best["shift"] and best["epochs"] > PRESETS["default"]["epochs"]
+    assert best["dropout"] and best["input_dropout"] and best["epochs"] > PRESETS["default"]["epochs"]
     assert PRESETS["default"]["dropout"] == 0.0 and PRESETS["default"]["shift"] == 0
     from arraynn.train.options import PRESET_HEADERS
 
