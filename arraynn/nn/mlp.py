@@ -267,7 +267,7 @@ class MLP:
             if i > 0:
                 g = delta @ W.T
                 if masks is not None and masks[i] is not None:
-                    g = g * masks[i]  # through the dropout
+                    g *= masks[i]  # through the dropout (g is this step's own array)
                 delta = ops.activate_grad(self.activation, activations[i - 1], g)
         return loss, ops.pack(grads, out, grad_buffer)
 
