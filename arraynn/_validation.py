@@ -311,9 +311,20 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
     if est.shuffle is not None and not isinstance(est.shuffle, (bool, np.bool_)):
         raise ValueError(f"shuffle must be None, True or False, got {est.shuffle!r}")
-    for name in ("bias", "tf32", "warm_start", "verbose", "early_stopping", "nesterovs_momentum"):
+    for name in ("bias", "tf32", "warm_start", "verbose", "early_stopping", "nesterovs_momentum",
+                 "augment_flip"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    shift = getattr(est, "augment_shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
+        raise ValueError(f"augment_shift must be an integer >= 0 (pixels), got {shift!r}")
+    from .nn.mlp import dropout_rates
+
+    dropout_rates(getattr(est, "dropout", 0.0), len(est._hidden_sizes()))
+    inp = getattr(est, "input_dropout", 0.0)
+    if not isinstance(inp, (int, float, np.integer, np.floating)) or isinstance(inp, bool):
+        raise ValueError(f"input_dropout must be a number in [0, 1), got {inp!r}")
+    dropout_rates(inp, 1)
     for name, valid in choices.items():
         value = getattr(est, name)
         if not isinstance(value, str) or value not in valid:

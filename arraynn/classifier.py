@@ -52,6 +52,7 @@ from .nn import (
     Plateau,
     Trainer,
     TrainingDivergedError,
+    dropout_rates,
     learning_rate_at,
     make_optimizer,
     validation_split,
@@ -200,6 +201,26 @@ class NNClassifier(Params):
     class_names : sequence of str, optional
         A name for each class, in the order of ``classes_`` (``class_names_``);
         saved with the model and printed by ``python -m arraynn.predict``.
+    dropout : float or sequence of float
+        Inverted dropout after each hidden layer, during training only: a rate in
+        ``[0, 1)`` for every hidden layer, or one per hidden layer. Kept units are
+        scaled by ``1 / (1 - rate)``; ``predict`` uses the whole network unchanged.
+        The masks are drawn on the device from ``random_seed`` and the step counter
+        (:mod:`arraynn.nn.random`): the same on every backend. Default 0 (none).
+    input_dropout : float
+        Dropout of the input features during training, the same way (a rate in
+        ``[0, 1)``; default 0).
+    augment_shift : int
+        On-device augmentation of image inputs: every training image is moved by a
+        random offset of up to this many pixels vertically and horizontally (per
+        image and step, blank pixels filling the border; labels unchanged). Images
+        are square (``n_features`` a square number) and shifted in pixel space: with
+        ``preprocessing`` (or ``fit``'s ``preprocessed_with``) the batch is mapped back
+        to pixels, shifted, and preprocessed again. Default 0 (none).
+    augment_flip : bool
+        Also mirror each training image left to right with probability 1/2 (per image
+        and step, on the device; for classes that do not depend on left and right, as
+        Fashion-MNIST's). Default False.
 
     Attributes
     ----------
@@ -258,7 +279,9 @@ class NNClassifier(Params):
                  backend: str | Backend | None = None,
                  device: Any = None, dtype: str = "float32", tf32: bool = False,
                  warm_start: bool = False, verbose: bool = False,
-                 preprocessing: str | None = None, class_names: Sequence[str] | None = None) -> None:
+                 preprocessing: str | None = None, class_names: Sequence[str] | None = None,
+                 dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0,
+                 augment_shift: int = 0, augment_flip: bool = False) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -293,6 +316,10 @@ class NNClassifier(Params):
         self.verbose = verbose
         self.preprocessing = preprocessing
         self.class_names = class_names
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.augment_shift = augment_shift
+        self.augment_flip = augment_flip
 
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
@@ -346,7 +373,7 @@ class NNClassifier(Params):
     def fit(self, X: Any, y: Any, sample_weight: Any = None, *,
             callback: Callable[[NNClassifier, dict], Any] | None = None,
             comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None,
-            validation_data: tuple | None = None) -> NNClassifier:
+            validation_data: tuple | None = None, preprocessed_with: Any = None) -> NNClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
 
         Parameters
@@ -383,6 +410,11 @@ class NNClassifier(Params):
         validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
             With ``early_stopping``: the validation set to score instead of holding
             out ``validation_fraction`` of ``X`` (inputs as ``score`` takes them).
+        preprocessed_with : Preprocessor, optional
+            The fitted :class:`arraynn.Preprocessor` that made ``X`` from images, when
+            ``X`` comes preprocessed: ``augment_shift`` then shifts the images in pixel
+            space through it (see :mod:`arraynn.data.augment`). Not needed with the
+            ``preprocessing`` parameter.
 
         Returns
         -------
@@ -419,7 +451,8 @@ class NNClassifier(Params):
                 raise
         if not resume:
             self._fit_preprocessing(X)
-        self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val)
+        self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val,
+                    preprocessed_with)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None, *,
@@ -552,14 +585,20 @@ class NNClassifier(Params):
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
                callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None,
                batch_callback: Callable[[int, int], Any] | None = None,
-               sample_weight: np.ndarray | None = None, val: tuple | None = None) -> None:
+               sample_weight: np.ndarray | None = None, val: tuple | None = None,
+               preprocessed_with: Any = None) -> None:
         """Load ``(X, y_idx)`` (and ``sample_weight``) onto the device once and train
         until ``end_epoch`` (data-parallel over ``comm``'s ranks when it has more than
         one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
+        self._mlp.dropout = dropout_rates(self.dropout, self._mlp.n_layers - 1)
+        self._mlp.input_dropout = dropout_rates(self.input_dropout, 1)[0]
+        with be.device_context():
+            augment = self._augmenter(preprocessed_with)
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
-                          learning_rate_at=self.learning_rate_at, comm=comm, on_batch=batch_callback)
+                          learning_rate_at=self.learning_rate_at, comm=comm, on_batch=batch_callback,
+                          seed=self.random_seed_, augment=augment)
         verbose = self.verbose and (comm is None or comm.rank == 0)
         n = X.shape[0]
         if self.batch_size is not None:
@@ -636,6 +675,21 @@ class NNClassifier(Params):
                         self._params = trainer.params
                     self._opt_state = trainer.state
 
+    def _augmenter(self, preprocessed_with: Any = None) -> Any:
+        """The training batches' :class:`RandomShift` (None without ``augment_shift`` or
+        ``augment_flip``)."""
+        shift = int(self.augment_shift)
+        if not shift and not self.augment_flip:
+            return None
+        from .data.augment import RandomShift, image_shape_of, pixel_map
+
+        prep = preprocessed_with if preprocessed_with is not None else getattr(self, "preprocessor_", None)
+        pixels = pixel_map(prep)
+        if pixels is not None:
+            pixels = tuple(v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
+        return RandomShift(shift, image_shape_of(self.n_features_in_), self.random_seed_, pixels,
+                           flip=bool(self.augment_flip))
+
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
@@ -701,8 +755,10 @@ class NNClassifier(Params):
             self.preprocessor_ = Preprocessor(self.preprocessing).fit(self._to_float_on_model(X))
 
     def _build_mlp(self, n_outputs: int) -> MLP:
-        return MLP((self.n_features_in_, *self._hidden_sizes(), n_outputs),
-                   activation=self.activation, output=self.output, bias=self.bias)
+        hidden = self._hidden_sizes()
+        return MLP((self.n_features_in_, *hidden, n_outputs), activation=self.activation,
+                   output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)),
+                   input_dropout=dropout_rates(self.input_dropout, 1)[0])
 
     def _make_optimizer(self):
         return make_optimizer(self.optimizer, momentum=float(self.momentum),

@@ -283,7 +283,8 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.tf32_ = be.set_tf32(bool(clf.tf32))
     clf.classes_ = arrays["classes"]
     clf.n_features_in_ = int(meta["n_features_in"])
-    clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias)
+    clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias,
+                   dropout=getattr(clf, "dropout", 0.0), input_dropout=getattr(clf, "input_dropout", 0.0))
     layout = clf._mlp.layout
     if meta["n_params"] != len(layout):
         raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
@@ -438,7 +439,8 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
             v = int(v)
         elif isinstance(v, np.floating):
             v = float(v)
-        elif isinstance(v, tuple):
-            v = list(v)
+        elif isinstance(v, (tuple, list)):
+            v = [int(x) if isinstance(x, np.integer) else float(x) if isinstance(x, np.floating)
+                 else x for x in v]
         out[k] = v
     return out

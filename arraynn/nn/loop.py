@@ -75,18 +75,33 @@ class Trainer:
         be sharded the same way. ``None`` or a world of one: one process.
     on_batch : callable, optional
         ``on_batch(done, n_batches)`` after every step (progress; no device values).
+    seed : int, optional
+        Seed of the per-step noise: the network's dropout masks (without a seed there
+        is no dropout). Both are drawn on the device from the seed and the optimizer's
+        step counter (:mod:`arraynn.nn.random`).
+    augment : callable, optional
+        ``augment(X_batch, step)`` returns the minibatch to train on (e.g. a
+        :class:`arraynn.data.augment.RandomShift`); ``step`` is the optimizer's step
+        counter, a host int. Labels are unchanged.
     """
 
     def __init__(self, mlp: Any, optimizer: Any, backend: Any, *, l1: float, l2: float,
                  learning_rate_at: Callable[[int], float], comm: Any = None,
-                 on_batch: Callable[[int, int], Any] | None = None) -> None:
+                 on_batch: Callable[[int, int], Any] | None = None, seed: int | None = None,
+                 augment: Callable[[Any, int], Any] | None = None) -> None:
         self.mlp, self.optimizer, self.backend = mlp, optimizer, backend
         self.on_batch = on_batch
         self.l1, self.l2 = float(l1), float(l2)
         self.learning_rate_at = learning_rate_at
         self.comm = comm if comm is not None and comm.size > 1 else None
+        self.augment = augment
+        #: The dropout seed the steps get (None: no dropout).
+        rates = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
+        self.noise_seed = None if seed is None or not any(rates) else int(seed)
         # a compiled step fuses the gradient and the update: the allreduce goes between
         self.step = None if self.comm else backend.compiled_step(mlp, optimizer, self.l1, self.l2)
+        if self.step is not None and self.noise_seed is not None:
+            self.step = functools.partial(self.step, seed=self.noise_seed)
 
     def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
@@ -117,7 +132,8 @@ class Trainer:
             step = self._data_parallel_step(params)
         elif step is None:  # the eager step; fast paths write the gradient into one buffer
             step = functools.partial(self.mlp.train_step,
-                                     grad_buffer=self.backend.xp.empty_like(params))
+                                     grad_buffer=self.backend.xp.empty_like(params),
+                                     seed=self.noise_seed)
         for epoch in range(first_epoch, end_epoch):
             start = time.perf_counter()
             lr = self.learning_rate_at(epoch)
@@ -141,12 +157,17 @@ class Trainer:
         mlp, comm, be, xp = self.mlp, self.comm, self.backend, self.backend.xp
         grad_buffer = xp.empty_like(params)
         root = comm.rank == 0
+        seed = self.noise_seed
 
         def step(params: Any, opt: Any, state: dict[str, Any], X: Any, Y: Any, lr: float,
                  l1: float, l2: float, sample_weight: Any = None) -> tuple[Any, dict[str, Any], Any]:
             if X.shape[0]:
+                # each rank's masks cover its own rows (drawn per rank, not cut from the
+                # global batch's)
+                masks = None if seed is None else mlp.dropout_masks(X, seed + comm.rank, state["t"])
                 loss, grads = mlp.loss_and_grad(params, X, Y, l1 if root else 0.0,
-                                                l2 if root else 0.0, grad_buffer, sample_weight)
+                                                l2 if root else 0.0, grad_buffer,
+                                                sample_weight=sample_weight, masks=masks)
             else:  # an uneven last batch left this rank no rows
                 loss, grads = xp.zeros((), dtype=params.dtype, device=be.device), xp.zeros_like(params)
             grads = comm.allreduce(grads, be)
@@ -167,8 +188,10 @@ class Trainer:
         when a step raises (JAX donates the buffers a step was given)."""
         mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
         params, state, total = self.params, self.state, None
-        on_batch, n_batches = self.on_batch, len(loader)
+        on_batch, n_batches, augment = self.on_batch, len(loader), self.augment
         for done, (Xb, yb, *wb) in enumerate(loader.epoch(epoch), 1):
+            if augment is not None and Xb.shape[0]:
+                Xb = augment(Xb, int(state["t"]))
             Yb = mlp.one_hot(yb, dtype)
             if wb:
                 params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2, sample_weight=wb[0])

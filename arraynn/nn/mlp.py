@@ -24,15 +24,44 @@ but never the caller's arrays: ``X`` and ``Y`` are only read.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
 from array_api_compat import array_namespace
 
 from ..ops import ACTIVATIONS, OUTPUTS, Ops, ops_of
+from . import random
 from .initializers import draw_flat
 
-__all__ = ["MLP", "ParamLayout"]
+__all__ = ["MLP", "ParamLayout", "dropout_rates"]
+
+
+def dropout_rates(dropout: float | Sequence[float] | None, n_hidden: int) -> tuple[float, ...]:
+    """One dropout rate per hidden layer from a number (every layer) or a sequence (one
+    per hidden layer); each in ``[0, 1)``.
+
+    Raises
+    ------
+    ValueError
+        For a rate outside ``[0, 1)`` or a sequence of the wrong length.
+    """
+    if dropout is None:
+        dropout = 0.0
+    if isinstance(dropout, numbers.Real) and not isinstance(dropout, bool):
+        rates = (float(dropout),) * n_hidden
+    elif isinstance(dropout, Sequence) and not isinstance(dropout, str):
+        rates = tuple(float(r) for r in dropout)
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout has {len(rates)} rates for {n_hidden} hidden layers; give "
+                             "one rate, or one per hidden layer")
+    else:
+        raise ValueError(f"dropout must be a number in [0, 1) or one per hidden layer, got {dropout!r}")
+    for r in rates:
+        if not (0.0 <= r < 1.0):
+            raise ValueError(f"a dropout rate must be in [0, 1), got {r!r}")
+    return rates
 
 
 class ParamLayout:
@@ -83,10 +112,21 @@ class MLP:
         The output layer (see :mod:`arraynn.ops.generic`).
     bias : bool
         Whether layers have bias vectors (the article's network has none).
+    dropout : float or sequence of float
+        Inverted dropout after each hidden layer's activation, in training steps only
+        (:meth:`loss_and_grad` given a ``seed``): each unit is zeroed with this
+        probability and the kept ones are scaled by ``1 / (1 - rate)``, so nothing
+        changes at prediction. One rate for every hidden layer, or one per hidden
+        layer; 0 (the default) is none. The masks come from
+        :func:`arraynn.nn.random.dropout_mask`, keyed by the seed, the optimizer's step
+        counter and the layer, so they are the same on every backend.
+    input_dropout : float
+        Dropout of the input features in training steps, the same way (default 0).
     """
 
     def __init__(self, layer_sizes: Sequence[int], activation: str = "sigmoid",
-                 output: str = "sigmoid", bias: bool = False) -> None:
+                 output: str = "sigmoid", bias: bool = False,
+                 dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0) -> None:
         sizes = tuple(int(s) for s in layer_sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"layer_sizes must have >= 2 positive entries, got {layer_sizes!r}")
@@ -98,6 +138,10 @@ class MLP:
         self.activation = activation
         self.output = output
         self.bias = bool(bias)
+        #: The dropout rate after each hidden layer (a tuple, one per hidden layer).
+        self.dropout = dropout_rates(dropout, len(sizes) - 2)
+        #: The dropout rate of the input features.
+        self.input_dropout = dropout_rates(input_dropout, 1)[0]
         shapes: list[tuple[int, ...]] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             shapes.append((fan_in, fan_out))
@@ -107,8 +151,11 @@ class MLP:
         self.layout = ParamLayout(shapes)
 
     def __repr__(self) -> str:
+        drop = f", dropout={list(self.dropout)}" if any(self.dropout) else ""
+        if self.input_dropout:
+            drop += f", input_dropout={self.input_dropout}"
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
-                f"output={self.output!r}, bias={self.bias})")
+                f"output={self.output!r}, bias={self.bias}{drop})")
 
     @property
     def n_layers(self) -> int:
@@ -138,9 +185,15 @@ class MLP:
         return backend.asarray(draw_flat(rng, self.layout.shapes, weights, init))
 
     # ---- computation ------------------------------------------------------------
-    def _forward(self, ops: Ops, views: list[Any], X: Any) -> tuple[Any, list[Any]]:
-        inputs = []
+    def _forward(self, ops: Ops, views: list[Any], X: Any,
+                 masks: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
+        """The logits, each layer's input, and each hidden layer's activation before
+        dropout (``masks[i]``, when given and not None, multiplies layer ``i``'s input:
+        ``masks[0]`` the features, ``masks[i + 1]`` hidden layer ``i``'s activation)."""
+        inputs, activations = [], []
         a = X
+        if masks is not None and masks[0] is not None:
+            a = a * masks[0]
         last = self.n_layers - 1
         for i in range(self.n_layers):
             inputs.append(a)
@@ -149,18 +202,40 @@ class MLP:
             if self.bias:
                 z = ops.add_bias(z, views[k + 1])
             a = ops.activate(self.activation, z) if i < last else z
-        return a, inputs
+            if i < last:
+                activations.append(a)
+                if masks is not None and masks[i + 1] is not None:
+                    a = a * masks[i + 1]
+        return a, inputs, activations
+
+    def dropout_masks(self, X: Any, seed: int, counter: Any) -> list[Any] | None:
+        """The dropout masks of one training step on the minibatch ``X``: one per layer,
+        multiplying its input (``[0]``: the features, ``[i + 1]``: hidden layer ``i``'s
+        activation; None where the rate is 0), or None without dropout. ``counter`` is
+        the optimizer's step count (a Python int, or a 0-d device integer inside a
+        compiled step). Layer ``j``'s mask is drawn from stream ``STREAMS["dropout"] + j - 1``
+        (the features: ``- 1``)."""
+        rates = (self.input_dropout, *self.dropout)
+        if not any(rates):
+            return None
+        xp = array_namespace(X)
+        device = array_api_compat.device(X)
+        n = X.shape[0]
+        return [None if not rate else
+                random.dropout_mask(xp, (n, self.layer_sizes[j]), rate, seed, counter,
+                                    random.STREAMS["dropout"] + j - 1, X.dtype, device)
+                for j, rate in enumerate(rates)]
 
     def forward(self, params: Any, X: Any) -> Any:
         """The logits of ``X``."""
         ops = ops_of(X)
-        z, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
+        z, _, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
         return z
 
     def predict_proba(self, params: Any, X: Any) -> Any:
         """The output layer's probabilities for ``X``."""
         ops = ops_of(X)
-        z, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
+        z, _, _ = self._forward(ops, self.layout.views(params, ops.xp), X)
         return ops.probabilities(self.output, z)
 
     def penalty(self, params: Any, l1: float, l2: float) -> Any:
@@ -168,7 +243,8 @@ class MLP:
         return ops_of(params).penalty(self.weights(params), l1, l2)
 
     def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
-                      grad_buffer: Any = None, sample_weight: Any = None) -> tuple[Any, Any]:
+                      grad_buffer: Any = None, sample_weight: Any = None,
+                      masks: list[Any] | None = None) -> tuple[Any, Any]:
         """The summed data loss of ``(X, Y)`` (0-d) and the flat gradient of the loss
         plus the penalty.
 
@@ -176,11 +252,12 @@ class MLP:
         caller owns, is where fast paths write the gradient (and then return it);
         without it, or on the generic path, the gradient is a new array.
         ``sample_weight``, a 1-D array of ``X``'s dtype and device, weights each row's
-        loss and error term (``None``: every row counts once).
+        loss and error term (``None``: every row counts once). ``masks``, from
+        :meth:`dropout_masks`, are the step's dropout (None: no dropout).
         """
         ops = ops_of(X)
         views = self.layout.views(params, ops.xp)
-        z, inputs = self._forward(ops, views, X)
+        z, inputs, activations = self._forward(ops, views, X, masks)
         if sample_weight is None:
             loss, delta = ops.loss_and_delta(self.output, z, Y)
         else:
@@ -196,12 +273,15 @@ class MLP:
             if self.bias:
                 grads[k + 1] = ops.bias_grad(delta, None if out is None else out[k + 1])
             if i > 0:
-                delta = ops.activate_grad(self.activation, inputs[i], delta @ W.T)
+                g = delta @ W.T
+                if masks is not None and masks[i] is not None:
+                    g *= masks[i]  # through the dropout (g is this step's own array)
+                delta = ops.activate_grad(self.activation, activations[i - 1], g)
         return loss, ops.pack(grads, out, grad_buffer)
 
     def train_step(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
                    learning_rate: Any, l1: float = 0.0, l2: float = 0.0,
-                   grad_buffer: Any = None, sample_weight: Any = None
+                   grad_buffer: Any = None, sample_weight: Any = None, seed: int | None = None
                    ) -> tuple[Any, dict[str, Any], Any]:
         """One minibatch: forward, backward, update.
 
@@ -209,8 +289,13 @@ class MLP:
         updated in place, where the library allows), the optimizer state and the
         summed (weighted, with ``sample_weight``) data loss of the batch as a 0-d
         device array (nothing is copied to the host).
+
+        With dropout, ``seed`` (an int) turns it on: the masks are drawn from the seed
+        and the optimizer's step counter ``state["t"]`` (:meth:`dropout_masks`).
         """
-        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer, sample_weight)
+        masks = None if seed is None else self.dropout_masks(X, seed, state["t"])
+        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer,
+                                         sample_weight=sample_weight, masks=masks)
         params, state = optimizer.update(params, grads, state, learning_rate)
         return params, state, loss
 

@@ -70,10 +70,13 @@ def train_step_for(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0) -
     return jit_train_step(mlp, optimizer, l1, l2) if _enabled else None
 
 
-def _config(mlp: Any, optimizer: Any, l1: float, l2: float) -> tuple:
+def _config(mlp: Any, optimizer: Any, l1: float, l2: float, seed: int | None = None) -> tuple:
     hyper = tuple(sorted(optimizer.hyperparameters().items()))
-    return (mlp.layer_sizes, mlp.activation, mlp.output, mlp.bias, type(optimizer), hyper,
-            float(l1), float(l2))
+    dropout = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
+    # the dropout seed is a constant of the step: it only matters with dropout
+    seed = None if seed is None or not any(dropout) else int(seed)
+    return (mlp.layer_sizes, mlp.activation, mlp.output, mlp.bias, dropout, type(optimizer),
+            hyper, float(l1), float(l2), seed)
 
 
 class JitTrainStep:
@@ -84,21 +87,26 @@ class JitTrainStep:
     returns ``(params, state, loss)`` with ``params`` the new flat buffer, ``state`` the
     caller's (updated) dict and ``loss`` the batch's summed loss as a 0-d device array.
     ``optimizer``, ``l1`` and ``l2`` must have the configuration the step was built
-    with; the learning rate may change between calls.
+    with; the learning rate may change between calls. ``seed`` (with dropout) is
+    given as a keyword; the dropout masks are drawn on the device from it and the
+    device step counter, so a step is compiled once, not once per step.
     """
 
-    def __init__(self, mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0) -> None:
+    def __init__(self, mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0,
+                 seed: int | None = None) -> None:
         import jax
 
         self.mlp, self.optimizer = mlp, optimizer
         self.l1, self.l2 = float(l1), float(l2)
-        self.config = _config(mlp, optimizer, l1, l2)
+        self.config = _config(mlp, optimizer, l1, l2, seed)
         self._lr: dict[tuple, Any] = {}
+        noise_seed = self.config[-1]
 
         def step(params, buffers, counter, learning_rate, X, Y, sample_weight):
             state = {"t": counter, **buffers}
             params, state, loss = mlp.train_step(params, optimizer, state, X, Y, learning_rate,
-                                                 self.l1, self.l2, sample_weight=sample_weight)
+                                                 self.l1, self.l2, sample_weight=sample_weight,
+                                                 seed=noise_seed)
             return params, {k: state[k] for k in buffers}, state["t"], loss
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
@@ -120,11 +128,12 @@ class JitTrainStep:
 
     def __call__(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
                  learning_rate: float, l1: float = 0.0, l2: float = 0.0,
-                 sample_weight: Any = None) -> tuple[Any, dict[str, Any], Any]:
-        if _config(self.mlp, optimizer, l1, l2) != self.config:  # another configuration
-            step = jit_train_step(self.mlp, optimizer, l1, l2)
+                 sample_weight: Any = None, seed: int | None = None
+                 ) -> tuple[Any, dict[str, Any], Any]:
+        if _config(self.mlp, optimizer, l1, l2, seed) != self.config:  # another configuration
+            step = jit_train_step(self.mlp, optimizer, l1, l2, seed)
             return step(params, optimizer, state, X, Y, learning_rate, l1, l2,
-                        sample_weight=sample_weight)
+                        sample_weight=sample_weight, seed=seed)
         t = int(state["t"])
         counter = state.get(_COUNTER)
         if counter is None or state.get(_COUNTER_AT) != t:
@@ -143,18 +152,21 @@ _cache: dict[tuple, JitTrainStep] = {}
 _cache_lock = threading.Lock()
 
 
-def jit_train_step(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0) -> JitTrainStep:
+def jit_train_step(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0,
+                   seed: int | None = None) -> JitTrainStep:
     """A jit-compiled training step with the signature and results of
-    :meth:`MLP.train_step` (``step(params, optimizer, state, X, Y, learning_rate, l1, l2)``).
+    :meth:`MLP.train_step` (``step(params, optimizer, state, X, Y, learning_rate, l1, l2,
+    seed=None)``).
 
-    Steps are cached per network shape, optimizer type and hyperparameters and
-    penalties, so asking again costs no compilation.
+    Steps are cached per network shape (dropout included), optimizer type and
+    hyperparameters, penalties and, with dropout, seed, so asking again costs no
+    compilation.
     """
-    key = _config(mlp, optimizer, l1, l2)
+    key = _config(mlp, optimizer, l1, l2, seed)
     with _cache_lock:
         step = _cache.get(key)
         if step is None:
             if len(_cache) >= 32:
                 _cache.pop(next(iter(_cache)))
-            step = _cache[key] = JitTrainStep(mlp, optimizer, l1, l2)
+            step = _cache[key] = JitTrainStep(mlp, optimizer, l1, l2, seed)
     return step

@@ -45,6 +45,57 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 5000,
         "seed": 0,
         "limit": None,
+        "dropout": 0.0,
+        "input_dropout": 0.0,
+        "shift": 0,
+        "flip": False,
+        "early_stopping": False,
+        "n_iter_no_change": 10,
+        "tol": 1e-4,
+        "nesterov": True,
+    },
+    # The best classifier, held to the time PyTorch needs for its reference dropout MLP
+    # (784-512-512-10, dropout 0.3, Adam with cosine decay, 30 epochs: see
+    # benchmarks/reference.py): a 784-512-512-10 ReLU network, 20 % dropout of the input
+    # pixels and 10 % after each hidden layer, Adam 1e-3 with cosine decay over 40
+    # epochs of minibatches of 128, L2 0.05, standardized inputs. Chosen on the 5,000
+    # held-out validation images (seed 0; validation accuracy at the last epoch / mean of
+    # the last 5): hidden dropout 0.2 / 0.3 alone 90.82 / 90.78 %; with random shifts of
+    # 1 px 90.92 % (60 epochs) and with flips 90.80 %: augmentation did not pay within
+    # the time; input dropout 0.1 with hidden 0.2 90.98 %, 0.2 with 0.2 90.94 (91.03) %,
+    # 0.1 with 0.1 91.00 (91.06) %, 0.2 with 0.1 91.42 (91.41) %, 0.2 with none 91.02 %,
+    # 0.3 with 0.1 91.08 %, 0.3 with 0.2 91.06 %;
+    # 768-768 or 1024-1024 units, L2 0.15, lr 2e-3 or batch 64 did no better. Then it
+    # trains on all 60,000 training images, as the reference does (no validation split).
+    # Measured with python -m benchmarks.reference (2 shared cores of an AMD EPYC, NumPy):
+    # seed 0: 91.35 % test accuracy in 58.2 s of training, PyTorch's reference 91.22 % in
+    # 66.2 s in the same run; with --seeds 0,1,2: 91.35 / 91.47 / 91.63 % (mean 91.48 %)
+    # in 67.3 / 83.9 / 68.1 s against the reference's 91.22 / 91.24 / 91.46 % (mean
+    # 91.31 %) in 73.0 / 75.6 / 69.0 s. So it beats the reference's accuracy on every
+    # seed, in about its time (the shared machine moved single runs by up to 25 %); the
+    # goal of 91.5 % is reached on one seed of three, not on average.
+    "best": {
+        "hidden": [512, 512],
+        "activation": "relu",
+        "output": "softmax",
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "schedule": "cosine",
+        "epochs": 40,
+        "batch_size": 128,
+        "n_batches": None,
+        "l1": 0.0,
+        "l2": 0.05,
+        "bias": True,
+        "init": "he",
+        "scale": "standardize",
+        "val_size": 0,
+        "seed": 0,
+        "limit": None,
+        "dropout": 0.1,
+        "input_dropout": 0.2,
+        "shift": 0,
+        "flip": False,
         "early_stopping": False,
         "n_iter_no_change": 10,
         "tol": 1e-4,
@@ -77,6 +128,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_iter_no_change": 10,
         "tol": 1e-4,
         "nesterov": True,
+        "dropout": 0.0,
+        "input_dropout": 0.0,
+        "shift": 0,
+        "flip": False,
     },
 }
 
@@ -93,6 +148,9 @@ LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 
 PRESET_HEADERS: dict[str, str] = {
     "default": "the best Fashion-MNIST classifier of arraynn on a laptop CPU "
                "(about 90.6 % test accuracy in about 40 s of training on 2 cores)",
+    "best": "the best Fashion-MNIST classifier of arraynn in the training time of PyTorch's "
+            "reference dropout MLP (about 91.5 % test accuracy, 91.35-91.63 % over seeds 0-2, in "
+            "about 60-70 s on 2 cores; the reference: 91.2-91.5 % in about 66-75 s)",
     "article": "the article's experiment (the article reports 87.03 % test accuracy; "
                "with --no-scale, its raw-pixel failure)",
 }
@@ -106,6 +164,14 @@ examples:
   python -m arraynn.train
       the default preset: 784-256-128-10 ReLU, Adam, 15 epochs: about 90.6 % test
       accuracy after about 40 s of training on 2 CPU cores; writes runs/default-<time>/
+  python -m arraynn.train --preset best
+      784-512-512-10 ReLU with input and hidden dropout, Adam, 40 epochs, on all 60,000
+      training images: 91.35-91.63 % test accuracy (seeds 0-2) in about the training
+      time of PyTorch's reference dropout MLP, which gets 91.22-91.46 %
+      (python -m benchmarks.reference measures both)
+  python -m arraynn.train --dropout 0.3 --shift 2 --flip
+      the default preset with dropout and on-device augmentation (random shifts of up
+      to 2 pixels and left-right flips of the training images)
   python -m arraynn.train --preset article
       the article: 784-50-10 sigmoid, L2 0.5, 300 epochs (about 87 % test accuracy)
   python -m arraynn.train --preset article --no-scale
@@ -208,6 +274,28 @@ def _hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
 
+def _dropout_rates(text: str) -> float | list[float]:
+    """An argparse type: one dropout rate, or comma-separated rates (one per hidden layer),
+    each in [0, 1)."""
+    try:
+        rates = [float(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a dropout rate such as 0.3, or one per hidden layer such as 0.2,0.3; "
+            f"got {text!r}") from None
+    if not all(math.isfinite(r) and 0.0 <= r < 1.0 for r in rates):
+        raise argparse.ArgumentTypeError(f"dropout rates must be >= 0 and < 1, got {text!r}")
+    return rates[0] if len(rates) == 1 else rates
+
+
+def _dropout_rate(text: str) -> float:
+    """An argparse type: one dropout rate in [0, 1)."""
+    rates = _dropout_rates(text)
+    if isinstance(rates, list):
+        raise argparse.ArgumentTypeError(f"expected one dropout rate such as 0.2, got {text!r}")
+    return rates
+
+
 def _class_names(text: str) -> list[str]:
     """An argparse type: ``--class-names`` (see :func:`arraynn.train.dataset.parse_class_names`)."""
     from .dataset import parse_class_names
@@ -269,7 +357,8 @@ def _add_training_flags(g: Any) -> None:
     from ..classifier import CHOICES
 
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                   help="default: the best classifier in about a minute; article: the article's "
+                   help="default: a good classifier in under a minute; best: the best one in the "
+                        "time PyTorch's reference dropout MLP needs; article: the article's "
                         "experiment (default: default)")
     g.add_argument("--hidden", "--n-hidden-units", dest="hidden", type=_hidden_sizes, default=None,
                    metavar="N[,N...]",
@@ -313,8 +402,23 @@ def _add_training_flags(g: Any) -> None:
     g.add_argument("--tol", type=_non_negative_float, default=None,
                    help="the improvement that counts: in accuracy with --early-stopping, else in "
                         "the training loss (default 1e-4)")
+    g.add_argument("--dropout", type=_dropout_rates, default=None, metavar="P[,P...]",
+                   help="dropout rate after each hidden layer while training, e.g. 0.3, or one per "
+                        "hidden layer, e.g. 0.2,0.3 (inverted dropout: nothing changes at prediction; "
+                        "default 0)")
+    g.add_argument("--input-dropout", type=_dropout_rate, default=None, metavar="P",
+                   help="dropout rate of the input features while training (default 0)")
+    g.add_argument("--shift", "--augment-shift", dest="shift", type=_non_negative_int, default=None,
+                   metavar="PIXELS",
+                   help="augment: move every training image by a random offset of up to PIXELS "
+                        "pixels in each direction, per image and step, on the device (labels "
+                        "unchanged; default 0 = off)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment: mirror every training image left to right with probability 1/2, "
+                        "per image and step, on the device (default no)")
     g.add_argument("--seed", "--random-seed", dest="seed", type=_non_negative_int, default=None,
-                   help="seed of the initial weights, the shuffling and the validation split (default 0)")
+                   help="seed of the initial weights, the shuffling, the validation split, the "
+                        "dropout masks and the shifts (default 0)")
 
 
 def _add_data_flags(g: Any) -> None:
@@ -531,6 +635,17 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     if cfg["l1"]:
         reg.append(f"L1 {cfg['l1']:g}")
     reg.append(f"L2 {cfg['l2']:g}")
+    dropout = cfg.get("dropout") or 0.0
+    if isinstance(dropout, (list, tuple)) and any(dropout):
+        reg.append("dropout " + ",".join(f"{r:g}" for r in dropout))
+    elif not isinstance(dropout, (list, tuple)) and dropout:
+        reg.append(f"dropout {dropout:g}")
+    if cfg.get("input_dropout"):
+        reg.append(f"input dropout {cfg['input_dropout']:g}")
+    if cfg.get("shift"):
+        reg.append(f"random shifts up to {cfg['shift']} px")
+    if cfg.get("flip"):
+        reg.append("random flips")
     stop = ""
     if cfg.get("early_stopping"):
         n = cfg["n_iter_no_change"]

@@ -311,7 +311,9 @@ def _new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
         optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
         early_stopping=bool(later["early_stopping"]), n_iter_no_change=int(later["n_iter_no_change"]),
         tol=float(later["tol"]), nesterovs_momentum=bool(later["nesterov"]),
-        backend=be, dtype=be.dtype_name, warm_start=True)
+        backend=be, dtype=be.dtype_name, warm_start=True, dropout=cfg.get("dropout") or 0.0,
+        input_dropout=float(cfg.get("input_dropout") or 0.0),
+        augment_shift=int(cfg.get("shift") or 0), augment_flip=bool(cfg.get("flip", False)))
 
 
 def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tuple[Any, list[dict[str, Any]]]:
@@ -428,7 +430,8 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]) and not _stopped(clf):
                 clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm,
-                        batch_callback=progress.batch if root else None, validation_data=validation)
+                        batch_callback=progress.batch if root else None, validation_data=validation,
+                        preprocessed_with=sets.preprocessor)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")

@@ -194,3 +194,33 @@ def test_an_interrupted_fit_leaves_usable_weights(jax_backend, tmp_path, monkeyp
     assert clf._opt_state["t"] == 2
     assert clf.predict_proba(X).shape == (96, 3)
     clf.save(tmp_path / "interrupted.npz")
+
+
+def test_jit_step_with_dropout_takes_the_counter_on_the_device(jax_backend):
+    """The masks come from the device step counter: one compilation, no copy per step,
+    and the eager step's values."""
+    be, cfg = jax_backend, CONFIGS["modern"]
+    mlp = MLP(cfg["sizes"], activation="relu", output="softmax", bias=True, dropout=[0.3, 0.5])
+    X, labels = _batches(cfg, 5)
+    Xd = [be.asarray(x) for x in X]
+    Yd = [mlp.one_hot(be.asarray(lab, dtype=be.index_dtype), be.dtype) for lab in labels]
+    results = []
+    for jit in (True, False):
+        params = mlp.init_params(be, np.random.default_rng(1), "he")
+        opt = make_optimizer("adam")
+        state = opt.init(params)
+        step = _jax.jit_train_step(mlp, opt, seed=4) if jit else mlp.train_step
+        losses = []
+        for s in range(5):
+            with arraynn.count_transfers() as moved:
+                params, state, loss = step(params, opt, state, Xd[s], Yd[s], 1e-2, seed=4)
+            if jit and s > 0:
+                assert (moved.host_to_device, moved.device_to_host) == (0, 0)
+            losses.append(be.to_float(loss))
+        results.append((be.to_numpy(params), losses))
+        if jit:
+            assert step._step._cache_size() == 1  # compiled once, not once per step
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=2e-5)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-5, atol=2e-6)
+    assert _jax.jit_train_step(mlp, make_optimizer("adam"), seed=5) is not _jax.jit_train_step(
+        mlp, make_optimizer("adam"), seed=4)

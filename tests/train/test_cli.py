@@ -91,6 +91,30 @@ def test_smoke_run_writes_the_run_directory(data_dir, tmp_path):
     assert len(model_json["preprocessing"]["mean"]) == 784
 
 
+def test_dropout_and_shift_run_and_resume(data_dir, tmp_path, capsys):
+    """--dropout and --shift reach the classifier, are saved with the run and the model,
+    and a resumed run ends with the weights of an uninterrupted one."""
+    flags = ("--data-dir", str(data_dir), "--no-plots", "--limit", "300", *FAST,
+             "--dropout", "0.2,0.3", "--hidden", "24,16", "--shift", "1")
+    whole = tmp_path / "whole"
+    code, out, err = main_in_process(capsys, *flags, "--epochs", "2", "--out", str(whole))
+    assert code == 0, err
+    assert "dropout 0.2,0.3, random shifts up to 1 px" in out
+    cfg = json.loads((whole / "config.json").read_text())["config"]
+    assert cfg["dropout"] == [0.2, 0.3] and cfg["shift"] == 1
+    clf = NNClassifier.load(whole)
+    assert list(clf.dropout) == [0.2, 0.3] and clf.augment_shift == 1
+    part = tmp_path / "part"
+    code, _, err = main_in_process(capsys, *flags, "--epochs", "1", "--out", str(part))
+    assert code == 0, err
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(part), "--epochs", "2",
+                                   "--data-dir", str(data_dir), "--no-plots", "--no-progress")
+    assert code == 0, err
+    a, b = NNClassifier.load(whole), NNClassifier.load(part)
+    for x, y in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_progress_bar_on_a_terminal(data_dir, tmp_path):
     """On a terminal (a pseudo-terminal here) each epoch keeps its line, and a tqdm bar
     shows the progress within the epoch."""

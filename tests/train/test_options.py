@@ -115,3 +115,44 @@ def test_the_librarys_names_are_aliases():
     assert (long.hidden, long.seed, long.data_dir) == ([64, 32], 3, "d")
     text = parser.format_help()
     assert "--n-hidden-units" in text and "--random-seed" in text and "--data-home" in text
+
+
+def test_dropout_and_shift_flags():
+    args = _args("--dropout", "0.3", "--shift", "2")
+    assert (args.dropout, args.shift) == (0.3, 2)
+    assert _args("--dropout", "0.2,0.4").dropout == [0.2, 0.4]
+    assert _args("--augment-shift", "1").shift == 1
+    assert _args("--input-dropout", "0.1").input_dropout == 0.1
+    assert "input dropout 0.1" in describe_config(resolve_config(_args("--input-dropout", "0.1")))
+    cfg = resolve_config(_args("--dropout", "0.25", "--shift", "1", "--hidden", "64,32"))
+    assert (cfg["dropout"], cfg["shift"]) == (0.25, 1)
+    assert describe_config(cfg).endswith(
+        "L2 0.05, dropout 0.25, random shifts up to 1 px, 15 epochs, standardized with the "
+        "training set's statistics, seed 0")
+    assert "dropout 0.1,0.2" in describe_config({**cfg, "dropout": [0.1, 0.2]})
+    text = build_parser().format_help()
+    assert "--dropout" in text and "--shift" in text and "--augment-shift" in text
+    for preset in PRESETS.values():
+        assert "dropout" in preset and "shift" in preset and "input_dropout" in preset
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--dropout", "1"], "--dropout"),
+    (["--dropout", "-0.1"], "--dropout"),
+    (["--dropout", "0.1,x"], "--dropout"),
+    (["--shift", "-1"], "--shift"),
+    (["--input-dropout", "0.1,0.2"], "--input-dropout"),
+])
+def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
+    code, _, err = main_in_process(capsys, *flags)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+def test_the_best_preset():
+    best = PRESETS["best"]
+    assert best["dropout"] and best["input_dropout"] and best["epochs"] > PRESETS["default"]["epochs"]
+    assert PRESETS["default"]["dropout"] == 0.0 and PRESETS["default"]["shift"] == 0
+    from arraynn.train.options import PRESET_HEADERS
+
+    assert "best" in PRESET_HEADERS and "PyTorch" in PRESET_HEADERS["best"]

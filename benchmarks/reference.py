@@ -1,0 +1,196 @@
+"""arraynn's ``best`` preset next to PyTorch's reference dropout MLP, on Fashion-MNIST.
+
+    python -m benchmarks.reference                       # both, side by side
+    python -m benchmarks.reference --only torch          # the reference alone
+    python -m benchmarks.reference --data-dir DIR --preset best --seeds 0,1
+
+The reference is the usual PyTorch recipe for Fashion-MNIST with a multilayer
+perceptron: 784-512-512-10 ReLU with dropout 0.3 after each hidden layer, PyTorch's
+default initial weights, cross-entropy averaged over the batch, Adam (lr 1e-3) with
+the learning rate decayed by ``CosineAnnealingLR`` over 30 epochs (one step per
+epoch), batches of 128 reshuffled every epoch, inputs standardized per pixel with
+the training set's statistics; it trains on all 60,000 training images.
+
+arraynn runs its preset exactly as ``python -m arraynn.train --preset best`` does
+(that command, in a fresh process, with a temporary run directory): the preset holds
+out its validation images and trains on the rest. Its training time is the run's
+``train_seconds`` (the training loop with its per-epoch validation, without loading
+the data); PyTorch's is its training loop's wall time. Test accuracy is measured once,
+after training, on the 10,000 test images.
+
+Each side runs in its own process, one after the other, so neither disturbs the
+other. Like :mod:`benchmarks.run`, this command drops ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE`` for itself (re-executing once, before NumPy is imported) so that
+it measures the native kernels; the train subprocess inherits that environment.
+"""
+
+from __future__ import annotations
+
+from . import drop_blas_pinning
+
+if __name__ == "__main__":
+    drop_blas_pinning("benchmarks.reference")
+
+# ruff: noqa: E402  (the imports below must follow the re-execution)
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: The reference's recipe.
+REFERENCE = {"hidden": (512, 512), "dropout": 0.3, "learning_rate": 1e-3, "epochs": 30,
+             "batch_size": 128}
+
+
+def train_torch_reference(data_dir: str | None, seed: int = 0, epochs: int | None = None,
+                          limit: int | None = None) -> dict[str, Any]:
+    """Train the PyTorch reference (see the module docstring); its time and accuracy."""
+    import numpy as np
+    import torch
+
+    from .workloads import load_data
+
+    data = load_data(data_dir, limit=limit)
+    epochs = int(epochs or REFERENCE["epochs"])
+    torch.manual_seed(seed)
+    h1, h2 = REFERENCE["hidden"]
+    p = REFERENCE["dropout"]
+    model = torch.nn.Sequential(
+        torch.nn.Linear(data.X_train.shape[1], h1), torch.nn.ReLU(), torch.nn.Dropout(p),
+        torch.nn.Linear(h1, h2), torch.nn.ReLU(), torch.nn.Dropout(p),
+        torch.nn.Linear(h2, data.n_classes))
+    opt = torch.optim.Adam(model.parameters(), lr=REFERENCE["learning_rate"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    X = torch.from_numpy(data.X_train)
+    y = torch.from_numpy(data.y_train)
+    n, bs = X.shape[0], REFERENCE["batch_size"]
+    gen = torch.Generator().manual_seed(seed)
+    epoch_seconds = []
+    start = time.perf_counter()
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        total = torch.zeros(())
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        sched.step()
+        total.item()
+        epoch_seconds.append(time.perf_counter() - t0)
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
+    return {"name": "PyTorch reference", "train_seconds": train_seconds,
+            "test_accuracy": float(np.mean(pred == data.y_test)), "epochs": epochs,
+            "n_train": int(n), "epoch_seconds": epoch_seconds,
+            "threads": torch.get_num_threads(), "version": f"torch {torch.__version__}"}
+
+
+def run_arraynn_preset(preset: str, data_dir: str | None, seed: int = 0,
+                       extra: list[str] | None = None) -> dict[str, Any]:
+    """``python -m arraynn.train --preset PRESET`` in a fresh process; its summary."""
+    with tempfile.TemporaryDirectory(prefix="arraynn-reference-") as tmp:
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "arraynn.train", "--preset", preset, "--seed", str(seed),
+               "--out", str(out), "--no-plots", "--no-progress", "--no-download", "--backend", "numpy"]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        cmd += list(extra or [])
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        summary = json.loads((out / "summary.json").read_text())
+    import arraynn
+
+    return {"name": f"arraynn --preset {preset}", "train_seconds": float(summary["train_seconds"]),
+            "test_accuracy": float(summary["test_accuracy"]),
+            "epochs": summary.get("epochs", summary.get("config", {}).get("epochs")),
+            "summary": summary, "version": f"arraynn {arraynn.__version__}"}
+
+
+def _worker(args: argparse.Namespace) -> None:
+    result = train_torch_reference(args.data_dir, args.seed, args.epochs, args.limit)
+    Path(args.worker).write_text(json.dumps(result))
+
+
+def _torch_in_subprocess(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="torch-reference-") as tmp:
+        path = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "benchmarks.reference", "--worker", str(path),
+               "--seed", str(seed)]
+        if args.data_dir:
+            cmd += ["--data-dir", args.data_dir]
+        if args.epochs:
+            cmd += ["--epochs", str(args.epochs)]
+        if args.limit:
+            cmd += ["--limit", str(args.limit)]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        return json.loads(path.read_text())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reference", description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST files (default: as arraynn finds them)")
+    p.add_argument("--preset", default="best", help="arraynn's preset (default best)")
+    p.add_argument("--only", choices=("torch", "arraynn"), default=None, help="run one side only")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, each run on both sides")
+    p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--train-args", default="", metavar="FLAGS",
+                   help="more flags for arraynn's train command, e.g. \"--backend torch\"")
+    p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)  # smoke runs
+    p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return 0
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    for seed in seeds:
+        if args.only in (None, "arraynn"):
+            extra = ["--epochs", str(args.epochs)] if args.epochs else []
+            if args.limit:
+                extra += ["--limit", str(args.limit)]
+            extra += shlex.split(args.train_args)
+            rows.append({**run_arraynn_preset(args.preset, args.data_dir, seed, extra), "seed": seed})
+        if args.only in (None, "torch"):
+            rows.append({**_torch_in_subprocess(args, seed), "seed": seed})
+    cpus = os.cpu_count()
+    print(f"\nCPU: {_cpu_model()} ({cpus} logical CPUs); OPENBLAS_CORETYPE "
+          f"{'set' if 'OPENBLAS_CORETYPE' in os.environ else 'unset'}")
+    print(f"{'':32s} {'seed':>4s} {'test accuracy':>14s} {'training time':>14s}")
+    for r in rows:
+        print(f"{r['name']:32s} {r['seed']:4d} {100 * r['test_accuracy']:13.2f}% "
+              f"{r['train_seconds']:13.1f}s")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"cpu": _cpu_model(), "cpus": cpus, "rows": rows},
+                                                indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
