@@ -5,7 +5,10 @@ for bit (the ReLU derivative multiplies by the mask, which differs from the gene
 ``where`` only for a non-finite gradient), but written with in-place ufuncs and
 ``out=`` so that a step allocates almost nothing and makes fewer passes over memory:
 the weight and bias gradients land directly in the flat gradient buffer, and an
-optimizer update is a handful of calls over the whole parameter buffer.
+optimizer update is a handful of calls over the whole parameter buffer. The dropout
+masks hash in place in two reused ``uint32`` buffers and keep an element when its 32
+bits are at least twice the generic code's 31-bit threshold (``bits >> 1 >= T`` is
+``bits >= 2 T``), the generic masks bit for bit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nn import random
 from .generic import Ops
 
 __all__ = ["NumpyOps"]
@@ -33,6 +37,7 @@ class NumpyOps(Ops):
         super().__init__(xp)
         self._local = threading.local()
         self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
+        self._aranges: dict[int, Any] = {}  # read-only once made
 
     def _scratch(self, like: Any, slot: int = 0) -> np.ndarray:
         """A per-thread scratch array of ``like``'s shape and dtype."""
@@ -44,6 +49,44 @@ class NumpyOps(Ops):
         if buf is None:
             buf = bufs[key] = np.empty(like.shape, like.dtype)
         return buf
+
+    def _flat_scratch(self, n: int, dtype: Any, slot: int) -> np.ndarray:
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        key = ((n,), np.dtype(dtype), slot)
+        buf = bufs.get(key)
+        if buf is None:
+            buf = bufs[key] = np.empty(n, dtype)
+        return buf
+
+    # ---- dropout --------------------------------------------------------------------
+    def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
+                     stream: int, dtype: Any, device: Any = None) -> Any:
+        if not isinstance(counter, (int, np.integer)):
+            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device)
+        threshold = random.drop_threshold(rate)
+        n = 1
+        for s in shape:
+            n *= int(s)
+        if n >= 2**32:
+            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device)
+        index = self._aranges.get(n)
+        if index is None:
+            index = np.arange(n, dtype=np.uint32)
+            index.flags.writeable = False
+            self._aranges[n] = index
+        key_a, key_b = random.counter_key(seed, stream, int(counter))
+        x = np.bitwise_xor(index, np.uint32(key_a), out=self._flat_scratch(n, np.uint32, 0))
+        t = self._flat_scratch(n, np.uint32, 1)
+        _fmix(x, t)
+        x ^= np.uint32(key_b)
+        _fmix(x, t)
+        keep = np.greater_equal(x, np.uint32(2 * threshold), out=self._flat_scratch(n, np.bool_, 2))
+        dtype = np.dtype(dtype)
+        # the generic astype(keep, dtype) * (1 / (1 - rate)): 0 or the scale rounded to dtype
+        mask = np.multiply(keep, dtype.type(1.0 / (1.0 - float(rate))), dtype=dtype)
+        return mask.reshape(shape)
 
     # ---- hidden layers --------------------------------------------------------------
     def activate(self, name: str, z: Any) -> Any:
@@ -170,3 +213,19 @@ class NumpyOps(Ops):
         t *= lr_t
         p -= t
         return p, m, v
+
+
+_C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)
+
+
+def _fmix(x: np.ndarray, t: np.ndarray) -> None:
+    """lowbias32 (:func:`arraynn.nn.random._fmix`) of the ``uint32`` array ``x`` in place,
+    with ``t`` (same shape) as scratch."""
+    np.right_shift(x, 16, out=t)
+    x ^= t
+    x *= _C1
+    np.right_shift(x, 15, out=t)
+    x ^= t
+    x *= _C2
+    np.right_shift(x, 15, out=t)
+    x ^= t
