@@ -33,6 +33,14 @@ class NumpyOps(Ops):
         super().__init__(xp)
         self._local = threading.local()
         self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
+        self._tinies: dict[Any, float] = {}
+
+    def _tiny(self, dtype: Any) -> float:
+        """The smallest normal number of ``dtype``, as a Python float."""
+        tiny = self._tinies.get(dtype)
+        if tiny is None:
+            tiny = self._tinies[dtype] = float(np.finfo(dtype).smallest_normal)
+        return tiny
 
     def _scratch(self, like: Any, slot: int = 0) -> np.ndarray:
         """A per-thread scratch array of ``like``'s shape and dtype."""
@@ -112,6 +120,8 @@ class NumpyOps(Ops):
             shifted *= y
             loss = -shifted.sum()
             e /= s
+            # flush_subnormal: p * (p >= tiny) is where(p < tiny, 0, p) for p >= 0 and NaN
+            e *= e >= self._tiny(e.dtype)
             e -= y
             return loss, e
         if output == "sigmoid":
