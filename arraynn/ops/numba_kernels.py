@@ -5,9 +5,10 @@ twelve passes over the whole parameter buffer, each a separate ufunc call (about
 0.24 ms per step for the 235k parameters of the ``modern`` benchmark on a 2-core
 AVX-512 machine; neither cache-sized chunks nor a second Python thread made it
 faster there, see ``benchmarks/README.md``). With Numba installed
-(``pip install "arraynn[numba]"``) :class:`arraynn.ops.numpy.NumpyOps` runs SGD,
-momentum and Adam over buffers of at least :data:`MIN_SIZE` elements as one compiled
-loop instead: each element is read once, updated in registers and written once.
+(``pip install "arraynn[numba]"``) :class:`arraynn.ops.numpy.NumpyOps` runs momentum
+and Adam over buffers of at least :data:`MIN_SIZE` elements as one compiled loop
+instead: each element is read once, updated in registers and written once. (SGD is two
+ufunc passes already; a compiled loop saved nothing measurable there.)
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype, with the scalars cast to that dtype
@@ -59,7 +60,7 @@ def available() -> bool:
 
 
 def kernels() -> Any:
-    """The compiled kernels (a namespace with ``sgd``, ``momentum``, ``adam``), or
+    """The compiled kernels (a namespace with ``momentum`` and ``adam``), or
     ``None`` when they are switched off or Numba is missing."""
     if not _enabled:
         return None
@@ -91,11 +92,6 @@ def _build() -> Any:
     # Each loop mirrors NumpyOps' sequence of in-place ufuncs (and so the generic code):
     # one rounding per operation, in the buffers' dtype.
     @jit
-    def sgd(p, g, lr):  # pragma: no cover - compiled
-        for i in range(p.shape[0]):
-            p[i] = p[i] - g[i] * lr
-
-    @jit
     def momentum(p, g, v, lr, mu, nesterov):  # pragma: no cover - compiled
         for i in range(p.shape[0]):
             lr_g = g[i] * lr
@@ -116,7 +112,7 @@ def _build() -> Any:
             m[i] = mi
             p[i] = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
 
-    return types.SimpleNamespace(sgd=sgd, momentum=momentum, adam=adam,
+    return types.SimpleNamespace(momentum=momentum, adam=adam,
                                  numba_version=numba.__version__)
 
 

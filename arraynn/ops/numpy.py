@@ -172,14 +172,10 @@ class NumpyOps(Ops):
         return eye.take(labels, axis=0)
 
     # ---- optimizer updates, in place on the whole buffers -----------------------------
-    # With Numba installed, large buffers are updated in one compiled pass
+    # With Numba installed, momentum and Adam over large buffers run as one compiled pass
     # (arraynn.ops.numba_kernels), with the same values bit for bit; else by the ufuncs.
+    # SGD stays two ufunc passes: a compiled loop saves nothing measurable there.
     def sgd(self, p: Any, g: Any, lr: Any) -> Any:
-        fused = _fused(p, g, scalars=(lr,))
-        if fused is not None:
-            t = p.dtype.type
-            fused.sgd(p, g, t(lr))
-            return p
         p -= np.multiply(g, lr, out=self._scratch(g))
         return p
 
