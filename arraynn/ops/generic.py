@@ -77,9 +77,9 @@ def flush_subnormal(p: Any, xp: Any) -> Any:
     For non-negative ``p`` (probabilities): ``where(p < tiny, 0, p)``; NaN stays NaN.
     A softmax makes subnormal probabilities for the classes far below the row's maximum
     (``exp`` of a shift below about -87 in float32), and the error term ``p - y`` would
-    carry them into the backward matrix products, which run several times slower on
-    subnormal operands on x86 CPUs (their microcode assists). Below the smallest normal
-    a probability is ``1e-38`` (float32) or ``2e-308`` (float64): zero for training.
+    carry them into the backward matrix products, which on some CPUs run several times
+    slower on subnormal operands (microcode assists). Below the smallest normal a
+    probability is ``1e-38`` (float32) or ``2e-308`` (float64): zero for training.
     """
     tiny = xp.finfo(p.dtype).smallest_normal
     return xp.where(p < tiny, 0.0, p)

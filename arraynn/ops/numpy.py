@@ -28,14 +28,15 @@ __all__ = ["NumpyOps"]
 
 def _fused(p: Any, *others: Any, scalars: tuple[Any, ...]) -> Any:
     """The compiled update kernels if they apply to these buffers, else ``None``: Numba
-    installed and enabled, ``p`` a large aligned 1-D float buffer, the others of its
-    shape and dtype, none overlapping ``p``, and Python-number hyperparameters."""
+    installed and enabled, ``p`` a large contiguous 1-D float buffer, the others (the
+    gradient, then the optimizer buffers, which are written) of its shape and dtype,
+    none overlapping ``p``, and Python-number hyperparameters."""
     if not (isinstance(p, np.ndarray) and p.ndim == 1 and p.size >= numba_kernels.MIN_SIZE
             and p.dtype.char in "fd" and p.flags.c_contiguous and p.flags.writeable):
         return None
-    for a in others:
+    for i, a in enumerate(others):
         if not (isinstance(a, np.ndarray) and a.shape == p.shape and a.dtype == p.dtype
-                and a.flags.c_contiguous):
+                and a.flags.c_contiguous and (i == 0 or a.flags.writeable)):
             return None
     for x in scalars:
         if not isinstance(x, (float, int)):

@@ -57,6 +57,7 @@ def test_numba_kernels_build():
 def test_compiled_updates_equal_the_generic_reference_exactly(dtype):
     p, g, m, v = _buffers(dtype)
     fp, fg, fm, fv = (a.copy() for a in (p, g, m, v))
+    fg.flags.writeable = False  # the gradient is only read (a read-only one is fine)
     assert numpy_ops._fused(fp, fg, fm, fv, scalars=(0.1, 0.9)) is not None  # the compiled path runs
     for step in range(1, 4):
         c2 = (1.0 - 0.999**step) ** 0.5
@@ -97,6 +98,12 @@ def test_the_compiled_path_is_only_taken_where_it_applies():
     assert fused(p, p, scalars=(0.1,)) is None  # overlapping buffers
     assert fused(p, g, scalars=(np.float32(0.1),)) is None  # only Python numbers
     assert fused(np.ones(N, np.float16), np.ones(N, np.float16), scalars=(0.1,)) is None
+    frozen = m.copy()
+    frozen.flags.writeable = False
+    assert fused(p, g, frozen, v, scalars=(0.1,)) is None  # a read-only optimizer buffer
+    frozen_g = g.copy()
+    frozen_g.flags.writeable = False
+    assert fused(p, frozen_g, m, v, scalars=(0.1,)) is not None  # the gradient is only read
     strided = np.empty(2 * N, np.float32)[::2]
     assert fused(strided, g, scalars=(0.1,)) is None
     nk.set_enabled(False)
