@@ -60,7 +60,10 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
         clf.fit(data.X_train, data.y_train, callback=lambda c, info: times.append(info["seconds"]))
         accuracy = clf.score(data.X_test, data.y_test)
         used = type(ops.ops_for(clf.backend_.xp)).__name__
-        compiled = backend == "numpy" and kernels == "auto" and numba_kernels.available()
+        sizes = _sizes(wl, data)
+        n_params = sum(a * b + (b if wl.bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+        compiled = (backend == "numpy" and kernels == "auto" and wl.optimizer in ("adam", "momentum")
+                    and n_params >= numba_kernels.MIN_SIZE and numba_kernels.available())
         return {"epoch_seconds": times, "accuracy": accuracy, "final_loss": clf.loss_curve_[-1],
                 "dtype": clf.backend_.dtype_name, "device": clf.backend_.device_name,
                 "kernels_class": used, "numba_updates": compiled}

@@ -45,7 +45,7 @@ def test_quick_run_prints_and_writes_the_table(quick_report):
         assert "arraynn (numpy, generic kernels)" in rows
         if importlib.util.find_spec("numba") is not None:  # the NumPy-only fast path too
             assert "arraynn (numpy, no Numba)" in rows
-            assert rows["arraynn (numpy)"]["numba_updates"]
+            assert rows["arraynn (numpy)"]["numba_updates"] == (name == "modern")  # Adam; SGD is not
             assert not rows["arraynn (numpy, no Numba)"]["numba_updates"]
         for r in rows.values():
             assert "error" not in r, r.get("error")
