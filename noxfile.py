@@ -32,7 +32,8 @@ TORCH = os.environ.get("ARRAYNN_NOX_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("ARRAYNN_NOX_CUPY", "cupy-cuda12x")
 
 BACKEND_PACKAGES = {
-    "numpy": [],
+    # Numba: NumPy's compiled optimizer updates (optional for users) are tested here
+    "numpy": ["numba"],
     "array_api_strict": [],
     "torch": [TORCH],
     "cupy": [CUPY],

@@ -34,6 +34,7 @@ PHASES = {
     "GEMM (forward)": [("arraynn/nn/mlp.py", "_forward", "own")],
     "GEMM (backward)": [("arraynn/nn/mlp.py", "loss_and_grad", "own"),
                         (_OPS, "weight_grad", "cum")],
+    # (with Numba, the compiled Adam or momentum loop runs inside it)
     "optimizer update": [("arraynn/nn/optimizers.py", "update", "cum")],
     "activations and derivatives": [(_OPS, "activate", "cum"), (_OPS, "activate_grad", "cum"),
                                     (_OPS, "add_bias", "cum")],
@@ -82,7 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
                    help="directory of the Fashion-MNIST files (default: $ARRAYNN_DATA, else the "
                         "cache ~/.cache/arraynn; never downloaded)")
+    p.add_argument("--wait-quiet", type=float, default=30.0,
+                   help="first wait up to this many seconds for other processes to go quiet")
     args = p.parse_args(argv)
+    if args.wait_quiet:
+        from .run import wait_for_quiet
+
+        wait_for_quiet(args.wait_quiet)
     out = breakdown(args.workload, args.epochs, args.data_dir)
     epoch = out["epoch"]
     print(f"arraynn (numpy), {args.workload}: {epoch:.3f} s per epoch (mean of {args.epochs}, "

@@ -8,7 +8,8 @@ For each workload (see :mod:`benchmarks.workloads`) it times, each in a fresh
 process so that no thread pool or cache of one run disturbs another:
 
 * arraynn on every requested backend, and on NumPy also with its fast paths off
-  (the generic Array API kernels);
+  (the generic Array API kernels) and, where Numba is installed, without Numba's
+  compiled optimizer updates (what a NumPy-only install runs);
 * plain NumPy: the same math hand-written with NumPy (the reference for the cost of
   the Array API layer);
 * PyTorch on the CPU, and scikit-learn's ``MLPClassifier`` (``modern`` only);
@@ -172,7 +173,7 @@ def _available(module: str) -> bool:
 
 def _label(r: dict[str, Any]) -> str:
     if r["impl"] == "arraynn":
-        extra = ", generic kernels" if r.get("kernels") == "generic" else ""
+        extra = {"generic": ", generic kernels", "ufuncs": ", no Numba"}.get(r.get("kernels"), "")
         return f"arraynn ({r['backend']}{extra})"
     return PEER_LABELS[r["impl"]]
 
@@ -196,6 +197,9 @@ def plan(workloads: list[str], backends: list[str], peers: list[str], warmup: in
             tasks.append({"kind": "gemm", "impl": "gemm", "lib": "torch", **common, "repeats": gemm_r})
         for be in backends:
             tasks.append({"kind": "train", "impl": "arraynn", "backend": be, "kernels": "auto", **common})
+            if be == "numpy" and _available("numba"):  # the fast path with NumPy's ufuncs only
+                tasks.append({"kind": "train", "impl": "arraynn", "backend": be,
+                              "kernels": "ufuncs", **common})
             if be == "numpy" and generic:
                 tasks.append({"kind": "train", "impl": "arraynn", "backend": be,
                               "kernels": "generic", **common})
@@ -290,7 +294,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for mod in ("numpy", "array_api_compat", "torch", "sklearn", "threadpoolctl"):
+    for mod in ("numpy", "array_api_compat", "torch", "sklearn", "threadpoolctl", "numba"):
         try:
             versions[mod] = __import__(mod).__version__
         except ImportError:

@@ -39,12 +39,16 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
                   kernels: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """arraynn's :class:`NNClassifier` on ``backend``; epoch times from its callback.
 
-    ``kernels="generic"`` turns arraynn's fast paths off (the generic Array API code).
+    ``kernels="generic"`` turns arraynn's fast paths off (the generic Array API code);
+    ``kernels="ufuncs"`` keeps NumPy's fast path but not its Numba-compiled optimizer
+    updates (what a NumPy-only install runs).
     """
     import arraynn
     from arraynn import ops
+    from arraynn.ops import numba_kernels
 
     ops.set_fast_paths(kernels != "generic")
+    numba_kernels.set_enabled(kernels == "auto")
     try:
         if backend == "torch" and threads:
             import torch
@@ -56,11 +60,16 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
         clf.fit(data.X_train, data.y_train, callback=lambda c, info: times.append(info["seconds"]))
         accuracy = clf.score(data.X_test, data.y_test)
         used = type(ops.ops_for(clf.backend_.xp)).__name__
+        sizes = _sizes(wl, data)
+        n_params = sum(a * b + (b if wl.bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+        compiled = (backend == "numpy" and kernels == "auto" and wl.optimizer in ("adam", "momentum")
+                    and n_params >= numba_kernels.MIN_SIZE and numba_kernels.available())
         return {"epoch_seconds": times, "accuracy": accuracy, "final_loss": clf.loss_curve_[-1],
                 "dtype": clf.backend_.dtype_name, "device": clf.backend_.device_name,
-                "kernels_class": used}
+                "kernels_class": used, "numba_updates": compiled}
     finally:
         ops.set_fast_paths(True)
+        numba_kernels.set_enabled(True)
 
 
 # --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -42,6 +43,10 @@ def test_quick_run_prints_and_writes_the_table(quick_report):
         rows = {r["label"]: r for r in wl["results"]}
         assert "arraynn (numpy)" in rows and "plain NumPy" in rows
         assert "arraynn (numpy, generic kernels)" in rows
+        if importlib.util.find_spec("numba") is not None:  # the NumPy-only fast path too
+            assert "arraynn (numpy, no Numba)" in rows
+            assert rows["arraynn (numpy)"]["numba_updates"] == (name == "modern")  # Adam; SGD is not
+            assert not rows["arraynn (numpy, no Numba)"]["numba_updates"]
         for r in rows.values():
             assert "error" not in r, r.get("error")
             assert len(r["timed_seconds"]) == r["repeats"] == 2

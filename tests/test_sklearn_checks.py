@@ -25,22 +25,33 @@ def _estimator() -> NNClassifier:
                         output="softmax", bias=True, batch_size=32, random_seed=0)
 
 
+def _full_batch_estimator() -> NNClassifier:
+    """Every step on the whole training set, in float64: here a weight of 2 is a repeated
+    row to rounding, so scikit-learn's sample-weight equivalence check holds too."""
+    return NNClassifier(n_hidden_units=8, epochs=30, learning_rate=0.01, optimizer="adam",
+                        output="softmax", bias=True, n_batches=1, dtype="float64", random_seed=0)
+
+
 # Minibatches of shuffled rows: a row repeated lands in other batches than the same row
 # weighted 2, so the two fits differ by more than the check's rtol of 1e-7 (scikit-learn
-# expects the same of its own MLPClassifier). Weight 2 == a repeated row holds on full
-# batches: tests/test_sample_weight.py.
+# expects the same of its own MLPClassifier). On full batches the check passes (the
+# second estimator), and tests/test_training_features.py tests it on every backend.
 _EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data":
         "stochastic minibatches: a repeated row and a weight of 2 take different batches",
 }
 
 
+def _expected_failures(est: NNClassifier) -> dict[str, str]:
+    return _EXPECTED_FAILURES if est.batch_size is not None else {}  # minibatches
+
+
 # (scikit-learn >= 1.6 takes the list; older ones run the checks that existed then)
-_XFAIL = ({"expected_failed_checks": lambda est: _EXPECTED_FAILURES}
+_XFAIL = ({"expected_failed_checks": _expected_failures}
           if "expected_failed_checks" in inspect.signature(parametrize_with_checks).parameters else {})
 
 
-@parametrize_with_checks([_estimator()], **_XFAIL)
+@parametrize_with_checks([_estimator(), _full_batch_estimator()], **_XFAIL)
 def test_scikit_learn_estimator_checks(estimator, check):
     with np.errstate(all="ignore"):
         check(estimator)

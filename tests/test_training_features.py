@@ -399,3 +399,33 @@ def test_dataframe_in_sets_feature_names_in_and_checks_them(backend, tmp_path):
     assert not hasattr(NNClassifier(epochs=1).fit(pd.DataFrame(X), y), "feature_names_in_")
     with pytest.raises(TypeError, match="all input features have string names"):
         NNClassifier(epochs=1).fit(pd.DataFrame(X, columns=["a", 1, "c", "d", "e"]), y)
+
+
+def test_every_training_feature_at_once_is_the_same_on_every_backend(backend):
+    """Sample weights, early stopping, Nesterov momentum, the adaptive rate, dropout and
+    shifted images together: one run per backend, the same losses, validation scores
+    and best weights as on NumPy."""
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, size=(150, 6, 6)).astype(np.uint8)
+    y = rng.integers(0, 3, size=150)
+    X[y == 1, :3, :] //= 4  # something to learn
+    w = rng.uniform(0.5, 2.0, size=150)
+    kw = dict(n_hidden_units=(10, 8), epochs=12, batch_size=32, random_seed=4, activation="relu",
+              output="softmax", optimizer="momentum", learning_rate=0.01, momentum=0.8,
+              nesterovs_momentum=True, schedule="adaptive", bias=True, init="he",
+              preprocessing="standardize", early_stopping=True, validation_fraction=0.2,
+              n_iter_no_change=3, tol=0.0, dropout=[0.2, 0.1], input_dropout=0.1,
+              augment_shift=1, augment_flip=True)
+    ref = NNClassifier(**kw).fit(X, y, sample_weight=w)
+    other = NNClassifier(**_on(backend, **kw)).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(other.loss_curve_, ref.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(other.validation_scores_, ref.validation_scores_, atol=1e-6)  # float32 sums
+    assert other.n_iter_ == ref.n_iter_
+    for a, b in zip(ref.coefs_, _host(backend, other.coefs_)):
+        np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-5)
+    # the noise and the weights took part: without them the run is another one
+    plain = NNClassifier(**{**kw, "dropout": 0.0, "input_dropout": 0.0, "augment_shift": 0,
+                            "augment_flip": False}).fit(X, y, sample_weight=w)
+    assert not np.allclose(plain.loss_curve_[:3], ref.loss_curve_[:3])
+    unweighted = NNClassifier(**kw).fit(X, y)
+    assert not np.allclose(unweighted.loss_curve_[:3], ref.loss_curve_[:3])

@@ -97,7 +97,9 @@ class RandomShift:
 
     Call it as ``shift(X, step)`` with ``X`` a floating ``(n, height * width)`` array
     on its device and ``step`` the optimizer's step counter (a Python int); it returns
-    a new array of the same shape, dtype and device.
+    a new array of the same shape, dtype and device. ``shift(X, step, first_row)``: ``X``
+    is the rows ``first_row ..`` of the step's minibatch and gets their draws (a
+    data-parallel rank's slice moves as in the whole batch).
     """
 
     def __init__(self, max_shift: int, image_shape: tuple[int, int], seed: int,
@@ -133,19 +135,21 @@ class RandomShift:
                 self._bases[key] = base
         return base
 
-    def flips(self, xp: Any, n: int, step: int, device: Any = None) -> Any:
-        """Whether each of ``n`` images is mirrored at ``step`` (a boolean ``(n,)`` array)."""
+    def flips(self, xp: Any, n: int, step: int, device: Any = None, first_row: int = 0) -> Any:
+        """Whether each of ``n`` images is mirrored at ``step`` (a boolean ``(n,)`` array);
+        the images are the rows ``first_row ..`` of the step's minibatch."""
         bits = random.random_below(xp, (n,), 2, self.seed, step, random.STREAMS["augment"] + 1,
-                                   device)
+                                   device, first_row)
         return bits == 1
 
-    def offsets(self, xp: Any, n: int, step: int, device: Any = None) -> Any:
-        """The ``(n, 2)`` draws in ``0 .. 2 * max_shift`` (row, column) of a minibatch of
-        ``n`` images at ``step``; the shift is ``max_shift`` minus the draw."""
+    def offsets(self, xp: Any, n: int, step: int, device: Any = None, first_row: int = 0) -> Any:
+        """The ``(n, 2)`` draws in ``0 .. 2 * max_shift`` (row, column) of ``n`` images,
+        the rows ``first_row ..`` of the minibatch at ``step``; the shift is ``max_shift``
+        minus the draw."""
         return random.random_below(xp, (n, 2), 2 * self.max_shift + 1, self.seed, step,
-                                   random.STREAMS["augment"], device)
+                                   random.STREAMS["augment"], device, 2 * first_row)
 
-    def __call__(self, X: Any, step: int) -> Any:
+    def __call__(self, X: Any, step: int, first_row: int = 0) -> Any:
         s = self.max_shift
         if s == 0 and not self.flip:
             return X
@@ -168,7 +172,7 @@ class RandomShift:
             padded = xp.reshape(xp.concat([band, images, band], axis=1), (n * ph * pw,))
         else:
             padded = xp.reshape(X, (n * h * w,))
-        r = self.offsets(xp, n, step, device)
+        r = self.offsets(xp, n, step, device, first_row)
         itype = r.dtype
         # output pixel (i, j) of image k reads padded[k, i + r_row, j + r_col] (mirrored:
         # padded[k, i + r_row, w - 1 - j + r_col]): a shift by (max_shift - r_row,
@@ -176,7 +180,7 @@ class RandomShift:
         start = xp.arange(n, dtype=itype, device=device) * (ph * pw) + r[:, 0] * pw + r[:, 1]
         base = self._base(xp, itype, device)
         if self.flip:
-            base = xp.where(self.flips(xp, n, step, device)[:, None],
+            base = xp.where(self.flips(xp, n, step, device, first_row)[:, None],
                             self._base(xp, itype, device, mirrored=True), base)
         index = start[:, None] + base
         out = xp.reshape(xp.take(padded, xp.reshape(index, (n * h * w,)), axis=0), (n, h * w))

@@ -13,7 +13,10 @@ each rank's loader yields its slice of every global minibatch; the step computes
 slice's summed gradient, sums it over the ranks with one allreduce of the flat buffer,
 and applies the optimizer's update, the same on every rank. The penalty's gradient is
 added by rank 0 alone, so it counts once per minibatch as in one process, and a rank
-whose slice is empty contributes zeros. The epoch's loss is summed over the ranks on
+whose slice is empty contributes zeros. Dropout masks and shifted images are drawn
+for the rows of the rank's slice as for those rows of the whole minibatch (the
+generator is indexed by element), so N ranks train what one process trains with
+them too. The epoch's loss is summed over the ranks on
 the host (one more allreduce, of one number, per epoch), so every rank sees the same
 loss and stops, or raises, at the same epoch.
 
@@ -82,7 +85,9 @@ class Trainer:
     augment : callable, optional
         ``augment(X_batch, step)`` returns the minibatch to train on (e.g. a
         :class:`arraynn.data.augment.RandomShift`); ``step`` is the optimizer's step
-        counter, a host int. Labels are unchanged.
+        counter, a host int. Labels are unchanged. With more than one rank it is
+        called as ``augment(X_batch, step, first_row)``, ``first_row`` being where the
+        rank's slice starts in the global minibatch.
     """
 
     def __init__(self, mlp: Any, optimizer: Any, backend: Any, *, l1: float, l2: float,
@@ -160,11 +165,11 @@ class Trainer:
         seed = self.noise_seed
 
         def step(params: Any, opt: Any, state: dict[str, Any], X: Any, Y: Any, lr: float,
-                 l1: float, l2: float, sample_weight: Any = None) -> tuple[Any, dict[str, Any], Any]:
+                 l1: float, l2: float, sample_weight: Any = None,
+                 first_row: int = 0) -> tuple[Any, dict[str, Any], Any]:
             if X.shape[0]:
-                # each rank's masks cover its own rows (drawn per rank, not cut from the
-                # global batch's)
-                masks = None if seed is None else mlp.dropout_masks(X, seed + comm.rank, state["t"])
+                # the global minibatch's masks, the rows of this rank's slice
+                masks = None if seed is None else mlp.dropout_masks(X, seed, state["t"], first_row)
                 loss, grads = mlp.loss_and_grad(params, X, Y, l1 if root else 0.0,
                                                 l2 if root else 0.0, grad_buffer,
                                                 sample_weight=sample_weight, masks=masks)
@@ -189,14 +194,17 @@ class Trainer:
         mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
         params, state, total = self.params, self.state, None
         on_batch, n_batches, augment = self.on_batch, len(loader), self.augment
+        # with ranks: where each rank's slice starts in the global minibatch (its noise)
+        firsts = (None if self.comm is None else
+                  [local[0] - whole[0] for whole, local in zip(loader.bounds, loader.local_bounds)])
         for done, (Xb, yb, *wb) in enumerate(loader.epoch(epoch), 1):
+            extra = {} if firsts is None else {"first_row": firsts[done - 1]}
             if augment is not None and Xb.shape[0]:
-                Xb = augment(Xb, int(state["t"]))
+                Xb = augment(Xb, int(state["t"]), **extra)
             Yb = mlp.one_hot(yb, dtype)
             if wb:
-                params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2, sample_weight=wb[0])
-            else:
-                params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2)
+                extra["sample_weight"] = wb[0]
+            params, state, loss = step(params, opt, state, Xb, Yb, lr, l1, l2, **extra)
             self.params, self.state = params, state
             total = loss if total is None else total + loss
             if on_batch is not None:

@@ -208,13 +208,14 @@ class MLP:
                     a = a * masks[i + 1]
         return a, inputs, activations
 
-    def dropout_masks(self, X: Any, seed: int, counter: Any) -> list[Any] | None:
+    def dropout_masks(self, X: Any, seed: int, counter: Any, first_row: int = 0) -> list[Any] | None:
         """The dropout masks of one training step on the minibatch ``X``: one per layer,
         multiplying its input (``[0]``: the features, ``[i + 1]``: hidden layer ``i``'s
         activation; None where the rate is 0), or None without dropout. ``counter`` is
         the optimizer's step count (a Python int, or a 0-d device integer inside a
         compiled step). Layer ``j``'s mask is drawn from stream ``STREAMS["dropout"] + j - 1``
-        (the features: ``- 1``)."""
+        (the features: ``- 1``). ``first_row``: ``X`` is the rows ``first_row ..`` of a
+        larger minibatch, whose masks these rows get (a data-parallel rank's slice)."""
         rates = (self.input_dropout, *self.dropout)
         if not any(rates):
             return None
@@ -223,7 +224,8 @@ class MLP:
         n = X.shape[0]
         return [None if not rate else
                 ops.dropout_mask((n, self.layer_sizes[j]), rate, seed, counter,
-                                 random.STREAMS["dropout"] + j - 1, X.dtype, device)
+                                 random.STREAMS["dropout"] + j - 1, X.dtype, device,
+                                 first_row * self.layer_sizes[j])
                 for j, rate in enumerate(rates)]
 
     def forward(self, params: Any, X: Any) -> Any:

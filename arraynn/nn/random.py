@@ -146,21 +146,24 @@ def _counter_key(xp: Any, seed: int, stream: int, counter: Any, dtype: Any, wide
 
 
 def random_bits(xp: Any, shape: tuple[int, ...], seed: int, counter: Any, stream: int,
-                device: Any = None) -> Any:
+                device: Any = None, first: int = 0) -> Any:
     """32 random bits per element of ``shape`` (in :func:`hash_dtype`'s dtype), from
     ``(seed, counter, stream)`` and the element's flat index.
 
-    ``counter`` is a Python int or a 0-d integer array on ``device``.
+    ``counter`` is a Python int or a 0-d integer array on ``device``. ``first`` is the
+    flat index of the first element: the draw is the slice ``[first, first + size)`` of
+    a larger one (a data-parallel rank draws the rows of its slice of the global batch).
     """
     dtype = hash_dtype(xp)
     wide = dtype != xp.uint32
     n = 1
     for s in shape:
         n *= int(s)
-    if n >= 2**32:
-        raise ValueError(f"random_bits draws at most 2**32 values at once, asked for {n}")
+    first = int(first)
+    if first < 0 or first + n >= 2**31:
+        raise ValueError(f"random_bits draws elements 0 .. 2**31 - 1, asked for {first} .. {first + n - 1}")
     key_a, key_b = _counter_key(xp, seed, stream, counter, dtype, wide)
-    x = xp.arange(n, dtype=dtype, device=device)
+    x = xp.arange(first, first + n, dtype=dtype, device=device)
     x ^= key_a
     x = _fmix_inplace(x, wide)
     x ^= key_b
@@ -169,27 +172,27 @@ def random_bits(xp: Any, shape: tuple[int, ...], seed: int, counter: Any, stream
 
 
 def uniform(xp: Any, shape: tuple[int, ...], seed: int, counter: Any, stream: int,
-            dtype: Any, device: Any = None) -> Any:
+            dtype: Any, device: Any = None, first: int = 0) -> Any:
     """Uniform floats in ``[0, 1)`` of ``dtype`` (24 random bits each; the same numbers
     in float32 and float64 and on every backend)."""
-    bits = random_bits(xp, shape, seed, counter, stream, device)
+    bits = random_bits(xp, shape, seed, counter, stream, device, first)
     return xp.astype(bits >> 8, dtype) * (2.0**-24)
 
 
 def random_below(xp: Any, shape: tuple[int, ...], n: int, seed: int, counter: Any,
-                 stream: int, device: Any = None) -> Any:
+                 stream: int, device: Any = None, first: int = 0) -> Any:
     """Integers in ``[0, n)`` for ``n <= 256``, nearly uniform (the top 24 bits scaled:
     ``(bits >> 8) * n >> 24``, a bias below ``n * 2**-24``), in :func:`hash_dtype`'s
     dtype (non-negative, usable as indices)."""
     n = int(n)
     if not 1 <= n <= 256:
         raise ValueError(f"random_below draws integers below n = 1 .. 256, got n = {n}")
-    bits = random_bits(xp, shape, seed, counter, stream, device)
+    bits = random_bits(xp, shape, seed, counter, stream, device, first)
     return ((bits >> 8) * n) >> 24
 
 
 def dropout_mask(xp: Any, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
-                 stream: int, dtype: Any, device: Any = None) -> Any:
+                 stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
     """The inverted-dropout mask: ``1 / (1 - rate)`` where an element is kept (with
     probability ``1 - rate``), ``0`` where it is dropped, in ``dtype``.
 
@@ -198,7 +201,7 @@ def dropout_mask(xp: Any, shape: tuple[int, ...], rate: float, seed: int, counte
     expected value.
     """
     threshold = drop_threshold(rate)
-    bits = random_bits(xp, shape, seed, counter, stream, device)
+    bits = random_bits(xp, shape, seed, counter, stream, device, first)
     return xp.astype((bits >> 1) >= threshold, dtype) * (1.0 / (1.0 - float(rate)))
 
 

@@ -56,6 +56,8 @@ from typing import Any
 
 from array_api_compat import device as _device
 
+from .generic import flush_subnormal
+
 __all__ = ["ACTIVATE", "ACTIVATE_GRAD", "CUDA_TO_ARRAY_API", "FusedKernel", "KERNELS", "OPTIONS", "PREAMBLE",
            "ROW_KERNEL_MAX_CLASSES", "compiled", "elementwise_kernel"]
 
@@ -63,7 +65,8 @@ __all__ = ["ACTIVATE", "ACTIVATE_GRAD", "CUDA_TO_ARRAY_API", "FusedKernel", "KER
 OPTIONS = ("--fmad=false",)
 
 #: Device helpers. ``nn_maximum`` and ``nn_sign`` propagate NaN like ``xp.maximum``
-#: and ``xp.sign``; ``nn_where`` is ``xp.where`` for one element.
+#: and ``xp.sign``; ``nn_where`` is ``xp.where`` for one element; ``nn_flush_subnormal``
+#: is :func:`arraynn.ops.generic.flush_subnormal` for one element.
 PREAMBLE = r"""
 template <typename U> __device__ __forceinline__ U nn_where(bool c, U a, U b) {
   return c ? a : b;
@@ -77,6 +80,10 @@ template <typename U> __device__ __forceinline__ U nn_abs(U a) {
 template <typename U> __device__ __forceinline__ U nn_sign(U a) {
   return a > (U)0 ? (U)1 : (a < (U)0 ? (U)-1 : a);
 }
+template <typename U> __device__ __forceinline__ U nn_flush_subnormal(U a) {
+  const U tiny = sizeof(U) == 4 ? (U)1.1754943508222875e-38 : (U)2.2250738585072014e-308;
+  return a < tiny ? (U)0 : a;
+}
 """
 
 #: How a CUDA body reads as Array API code: function names (``(T)`` casts are
@@ -86,6 +93,7 @@ CUDA_TO_ARRAY_API = {
     "nn_maximum": "xp.maximum",
     "nn_abs": "xp.abs",
     "nn_sign": "xp.sign",
+    "nn_flush_subnormal": "flush_subnormal",
     "sqrt": "xp.sqrt",
     "tanh": "xp.tanh",
     "exp": "xp.exp",
@@ -230,7 +238,7 @@ def _softmax_loss_delta_twin(xp, z, y, k, d, row_loss):
     acc = xp.zeros_like(m)
     for j in range(k):
         acc = acc + y[:, j] * ((z[:, j] - m) - log_s)
-        e[j] = e[j] / s - y[:, j]
+        e[j] = flush_subnormal(e[j] / s, xp) - y[:, j]
     row_loss = -acc
     return (xp.stack(e, axis=1), row_loss)
 
@@ -302,7 +310,7 @@ const T log_s = log(s);
 T acc = (T)0.0;
 for (int j = 0; j < k; ++j) {
   acc = acc + y[r + j] * ((z[r + j] - m) - log_s);
-  d[r + j] = d[r + j] / s - y[r + j];
+  d[r + j] = nn_flush_subnormal(d[r + j] / s) - y[r + j];
 }
 row_loss = -acc;
 """, _softmax_loss_delta_twin, launch="raw2 raw2 s raw2 a", straight=False),

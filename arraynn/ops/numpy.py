@@ -5,10 +5,16 @@ for bit (the ReLU derivative multiplies by the mask, which differs from the gene
 ``where`` only for a non-finite gradient), but written with in-place ufuncs and
 ``out=`` so that a step allocates almost nothing and makes fewer passes over memory:
 the weight and bias gradients land directly in the flat gradient buffer, and an
-optimizer update is a handful of calls over the whole parameter buffer. The dropout
-masks hash in place in two reused ``uint32`` buffers and keep an element when its 32
-bits are at least twice the generic code's 31-bit threshold (``bits >> 1 >= T`` is
-``bits >= 2 T``), the generic masks bit for bit.
+optimizer update is a handful of calls over the whole parameter buffer, or, where
+Numba is installed, one compiled pass over it (:mod:`arraynn.ops.numba_kernels`, the
+same values).
+
+The softmax error term has its probabilities below the dtype's smallest normal number
+flushed to zero, as in the generic code (:func:`arraynn.ops.generic.flush_subnormal`).
+
+The dropout masks hash in place in two reused ``uint32`` buffers and keep an element
+when its 32 bits are at least twice the generic code's 31-bit threshold (``bits >> 1
+>= T`` is ``bits >= 2 T``), the generic masks bit for bit.
 """
 
 from __future__ import annotations
@@ -19,9 +25,30 @@ from typing import Any
 import numpy as np
 
 from ..nn import random
+from . import numba_kernels
 from .generic import Ops
 
 __all__ = ["NumpyOps"]
+
+
+def _fused(p: Any, *others: Any, scalars: tuple[Any, ...]) -> Any:
+    """The compiled update kernels if they apply to these buffers, else ``None``: Numba
+    installed and enabled, ``p`` a large contiguous 1-D float buffer, the others (the
+    gradient, then the optimizer buffers, which are written) of its shape and dtype,
+    none overlapping ``p``, and Python-number hyperparameters."""
+    if not (isinstance(p, np.ndarray) and p.ndim == 1 and p.size >= numba_kernels.MIN_SIZE
+            and p.dtype.char in "fd" and p.flags.c_contiguous and p.flags.writeable):
+        return None
+    for i, a in enumerate(others):
+        if not (isinstance(a, np.ndarray) and a.shape == p.shape and a.dtype == p.dtype
+                and a.flags.c_contiguous and (i == 0 or a.flags.writeable)):
+            return None
+    for x in scalars:
+        if not isinstance(x, (float, int)):
+            return None
+    if any(np.may_share_memory(p, a) for a in others):
+        return None
+    return numba_kernels.kernels()
 
 
 class NumpyOps(Ops):
@@ -38,6 +65,14 @@ class NumpyOps(Ops):
         self._local = threading.local()
         self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
         self._aranges: dict[int, Any] = {}  # read-only once made
+        self._tinies: dict[Any, float] = {}
+
+    def _tiny(self, dtype: Any) -> float:
+        """The smallest normal number of ``dtype``, as a Python float."""
+        tiny = self._tinies.get(dtype)
+        if tiny is None:
+            tiny = self._tinies[dtype] = float(np.finfo(dtype).smallest_normal)
+        return tiny
 
     def _scratch(self, like: Any, slot: int = 0) -> np.ndarray:
         """A per-thread scratch array of ``like``'s shape and dtype."""
@@ -62,22 +97,22 @@ class NumpyOps(Ops):
 
     # ---- dropout --------------------------------------------------------------------
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
-                     stream: int, dtype: Any, device: Any = None) -> Any:
-        if not isinstance(counter, (int, np.integer)):
-            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device)
-        threshold = random.drop_threshold(rate)
+                     stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
         n = 1
         for s in shape:
             n *= int(s)
-        if n >= 2**32:
-            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device)
-        index = self._aranges.get(n)
-        if index is None:
-            index = np.arange(n, dtype=np.uint32)
-            index.flags.writeable = False
-            self._aranges[n] = index
+        first = int(first)
+        if not isinstance(counter, (int, np.integer)) or first < 0 or first + n >= 2**31:
+            # a counter array, or a range the generic code explains in its error
+            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device, first)
+        threshold = random.drop_threshold(rate)
+        x = self._flat_scratch(n, np.uint32, 0)
         key_a, key_b = random.counter_key(seed, stream, int(counter))
-        x = np.bitwise_xor(index, np.uint32(key_a), out=self._flat_scratch(n, np.uint32, 0))
+        if first:
+            np.add(self._arange(n), np.uint32(first), out=x)
+            x ^= np.uint32(key_a)
+        else:
+            np.bitwise_xor(self._arange(n), np.uint32(key_a), out=x)
         t = self._flat_scratch(n, np.uint32, 1)
         _fmix(x, t)
         x ^= np.uint32(key_b)
@@ -87,6 +122,15 @@ class NumpyOps(Ops):
         # the generic astype(keep, dtype) * (1 / (1 - rate)): 0 or the scale rounded to dtype
         mask = np.multiply(keep, dtype.type(1.0 / (1.0 - float(rate))), dtype=dtype)
         return mask.reshape(shape)
+
+    def _arange(self, n: int) -> np.ndarray:
+        """``arange(n)`` in uint32, made once per length (read-only)."""
+        index = self._aranges.get(n)
+        if index is None:
+            index = np.arange(n, dtype=np.uint32)
+            index.flags.writeable = False
+            self._aranges[n] = index
+        return index
 
     # ---- hidden layers --------------------------------------------------------------
     def activate(self, name: str, z: Any) -> Any:
@@ -155,6 +199,8 @@ class NumpyOps(Ops):
             shifted *= y
             loss = -shifted.sum()
             e /= s
+            # flush_subnormal: p * (p >= tiny) is where(p < tiny, 0, p) for p >= 0 and NaN
+            e *= e >= self._tiny(e.dtype)
             e -= y
             return loss, e
         if output == "sigmoid":
@@ -180,12 +226,20 @@ class NumpyOps(Ops):
         return eye.take(labels, axis=0)
 
     # ---- optimizer updates, in place on the whole buffers -----------------------------
+    # With Numba installed, momentum and Adam over large buffers run as one compiled pass
+    # (arraynn.ops.numba_kernels), with the same values bit for bit; else by the ufuncs.
+    # SGD stays two ufunc passes: a compiled loop saves nothing measurable there.
     def sgd(self, p: Any, g: Any, lr: Any) -> Any:
         p -= np.multiply(g, lr, out=self._scratch(g))
         return p
 
     def momentum(self, p: Any, g: Any, v: Any, lr: Any, mu: float,
                  nesterov: bool) -> tuple[Any, Any]:
+        fused = _fused(p, g, v, scalars=(lr, mu))
+        if fused is not None:
+            t = p.dtype.type
+            fused.momentum(p, g, v, t(lr), t(mu), bool(nesterov))
+            return p, v
         lr_g = np.multiply(g, lr, out=self._scratch(g))
         v *= mu
         v -= lr_g
@@ -200,6 +254,11 @@ class NumpyOps(Ops):
     def adam(self, p: Any, g: Any, m: Any, v: Any, lr_t: Any, beta_1: float, beta_2: float,
              eps_t: Any) -> tuple[Any, Any, Any]:
         c1, c2 = 1.0 - beta_1, 1.0 - beta_2
+        fused = _fused(p, g, m, v, scalars=(lr_t, beta_1, beta_2, eps_t))
+        if fused is not None:
+            f = p.dtype.type  # the scalars rounded to the buffers' dtype, as NumPy does
+            fused.adam(p, g, m, v, f(lr_t), f(beta_1), f(c1), f(beta_2), f(c2), f(eps_t))
+            return p, m, v
         t = np.multiply(g, g, out=self._scratch(g))
         t *= c2
         v *= beta_2

@@ -33,6 +33,12 @@ UNEVEN = [
     {"n": 30, "n_hidden_units": 6, "epochs": 6, "batch_size": 4, "random_seed": 5, "weighted": True,
      "optimizer": "momentum", "learning_rate": 0.05, "schedule": "adaptive", "early_stopping": True,
      "validation_fraction": 0.2, "n_iter_no_change": 1, "tol": 0.2, "dtype": "float64"},
+    # dropout and shifted, flipped 4x4 images: each rank draws its slice's rows of the
+    # whole batch's masks and shifts
+    {"n": 22, "n_features": 16, "n_hidden_units": [9, 7], "epochs": 3, "batch_size": 8,
+     "random_seed": 6, "optimizer": "adam", "learning_rate": 0.01, "bias": True, "activation": "relu",
+     "dropout": [0.3, 0.2], "input_dropout": 0.2, "augment_shift": 1, "augment_flip": True,
+     "dtype": "float64"},
 ]
 
 

@@ -83,6 +83,32 @@ def test_dropout_mask_keeps_the_expected_scale(backend):
     assert abs(m.mean() - 1.0) < 0.01  # E[mask] = 1: the activations' scale is kept
 
 
+def test_a_draw_from_first_is_that_slice_of_the_whole_draw(backend):
+    """What a data-parallel rank draws for its rows: the same elements of the whole batch's
+    draw (bits, masks of a network's layers, and shifts)."""
+    from arraynn.data.augment import RandomShift
+    from arraynn.nn import MLP
+
+    xp, dev = backend.xp, backend.device
+    whole = _host(backend, random.random_bits(xp, (9, 5), 3, 7, 2, device=dev))
+    part = _host(backend, random.random_bits(xp, (4, 5), 3, 7, 2, device=dev, first=3 * 5))
+    np.testing.assert_array_equal(part, whole[3:7])
+    np.testing.assert_array_equal(whole.ravel(), _reference_bits(45, 3, 7, 2))
+    mlp = MLP([6, 5, 4, 3], activation="relu", output="softmax", bias=True, dropout=[0.5, 0.25],
+              input_dropout=0.3)
+    X = backend.asarray(np.ones((9, 6)))
+    full = mlp.dropout_masks(X, 11, 4)
+    rows = mlp.dropout_masks(X[5:9, ...], 11, 4, first_row=5)
+    for a, b in zip(full, rows):
+        np.testing.assert_array_equal(backend.to_numpy(b), backend.to_numpy(a)[5:9])
+    shift = RandomShift(1, (3, 2), 8, flip=True)
+    Xi = backend.asarray(np.arange(9 * 6, dtype=np.float64).reshape(9, 6))
+    np.testing.assert_array_equal(backend.to_numpy(shift(Xi[2:6, ...], 13, 2)),
+                                  backend.to_numpy(shift(Xi, 13))[2:6])
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        random.random_bits(xp, (4,), 0, 0, 0, device=dev, first=2**31 - 2)
+
+
 def test_masks_are_the_same_in_float32_and_float64(backend64):
     xp = backend64.xp
     a = random.uniform(xp, (100,), 4, 2, 0, xp.float64, device=backend64.device)

@@ -318,6 +318,9 @@ def test_cuda_sources_compile_and_compute_the_twins_values_on_the_host(host_kern
     tol = dict(rtol=4e-7 if dtype == np.float32 else 1e-15, atol=1e-7 if dtype == np.float32 else 1e-15)
     z, g = _host(rng, 33, 10, scale=3.0, dtype=dtype), _host(rng, 33, 10, dtype=dtype)
     z[0, :3] = 0.0
+    tiny = np.finfo(dtype).smallest_normal
+    gap = -np.log(tiny)  # softmax probabilities below the smallest normal number, and zero
+    z[1, :5] = [5.0, 5.0 - gap - 1.0, 5.0 - gap - 3.0, 5.0 - gap + 0.5, 5.0 - gap - 60.0]
     for act in sorted(ACTIVATIONS):
         name = ck.ACTIVATE[act]
         got = z.copy()
@@ -369,6 +372,8 @@ def test_cuda_sources_compile_and_compute_the_twins_values_on_the_host(host_kern
     d, row = np.empty_like(z), np.empty(33, dtype=dtype)
     _run_host(lib, "arraynn_softmax_loss_delta", dtype, [z, Y, d, row], [10], 33)
     wd, wrow = _twin("arraynn_softmax_loss_delta")(xp, z, Y, 10, None, None)
+    assert not ((d != 0) & (np.abs(d) < tiny)).any()  # the error term flushes subnormals
+    np.testing.assert_array_equal(d[1, 1:3] == 0, wd[1, 1:3] == 0)
     np.testing.assert_allclose(d, wd, **tol)
     np.testing.assert_allclose(row, wrow, rtol=10 * tol["rtol"], atol=10 * tol["atol"])
     # and against the generic path's values

@@ -112,6 +112,49 @@ def test_generic_loss_and_delta(backend, output):
     np.testing.assert_allclose(f_delta, backend.to_numpy(delta), rtol=2e-6, atol=1e-6)
 
 
+def _subnormal_logits(dtype):
+    """Logits whose softmax has exact zeros, subnormal and normal probabilities."""
+    tiny = np.finfo(dtype).smallest_normal
+    gap = -np.log(tiny)  # exp(-gap) is the smallest normal number
+    z = np.zeros((4, 6), dtype=dtype)
+    z[0, 1:] = [-gap - 1.0, -gap - 5.0, -gap + 1.0, -gap - 60.0, -1.0]  # subnormal, zero, normal
+    z[1, :3] = [-gap - 2.0, 3.0, 0.5]
+    z[2] = np.linspace(-1.0, 1.0, 6)
+    z[3, 2] = -gap - 0.25
+    return z
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_generic_error_term_holds_no_subnormal_numbers(backend, output):
+    # The softmax makes subnormal probabilities for classes far below the row's maximum;
+    # the error term p - y flushes them to zero (the loss is not changed).
+    z = _subnormal_logits(np.float32)
+    p = _proba(output, z)
+    tiny = np.finfo(np.float32).smallest_normal
+    if output == "softmax":  # the input does make subnormal probabilities in float32
+        assert ((p.astype(np.float32) > 0) & (p.astype(np.float32) < tiny)).sum() >= 3
+    Y = np.eye(6, dtype=np.float32)[[0, 1, 5, 3]]
+    loss, delta = Ops(backend.xp).loss_and_delta(output, backend.asarray(z), backend.asarray(Y))
+    d = backend.to_numpy(delta)
+    assert not ((d != 0) & (np.abs(d) < tiny)).any()
+    want = np.where(p < tiny, 0.0, p) - Y
+    np.testing.assert_allclose(d, want, rtol=2e-6, atol=4 * tiny)
+    _close(backend, loss, _cross_entropy(output, z, Y), rtol=1e-5)
+    f_loss, f_delta = FAST.loss_and_delta(output, z.copy(), Y)
+    np.testing.assert_array_equal(f_delta, GENERIC_NP.loss_and_delta(output, z, Y)[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flush_subnormal_sets_only_the_values_below_the_smallest_normal_to_zero(dtype):
+    from arraynn.ops.generic import flush_subnormal
+
+    tiny = np.finfo(dtype).smallest_normal
+    p = np.array([0.0, tiny / 2, tiny / 1e6, tiny, 2 * tiny, 0.5, 1.0, np.nan], dtype=dtype)
+    got = flush_subnormal(p, NP.xp)
+    np.testing.assert_array_equal(got, [0.0, 0.0, 0.0, tiny, 2 * tiny, 0.5, 1.0, np.nan])
+    assert got.dtype == dtype and not np.signbit(got[:2]).any()
+
+
 def test_generic_penalty_gradients_bias_and_one_hot(backend):
     rng = np.random.default_rng(2)
     w, g = _host(rng, 5, 3), _host(rng, 5, 3)
@@ -190,10 +233,12 @@ def test_fast_activations_equal_generic_exactly(name, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.3, 0.5, 0.999])
 def test_fast_dropout_masks_equal_generic_exactly(rate, dtype):
-    for shape, seed, counter, stream in [((128, 784), 0, 0, 0xD0D0), ((96, 512), 2**40 + 5, 12345, 3),
-                                         ((3, 7), 7, np.int64(2**33 + 1), 0xD0CF), ((1,), 1, 5, 0)]:
-        want = GENERIC_NP.dropout_mask(shape, rate, seed, int(counter), stream, dtype)
-        got = FAST.dropout_mask(shape, rate, seed, counter, stream, dtype)
+    for shape, seed, counter, stream, first in [
+            ((128, 784), 0, 0, 0xD0D0, 0), ((96, 512), 2**40 + 5, 12345, 3, 0),
+            ((3, 7), 7, np.int64(2**33 + 1), 0xD0CF, 21), ((1,), 1, 5, 0, 0),
+            ((64, 512), 3, 8, 0xD0D0, 64 * 512)]:  # a data-parallel rank's rows
+        want = GENERIC_NP.dropout_mask(shape, rate, seed, int(counter), stream, dtype, first=first)
+        got = FAST.dropout_mask(shape, rate, seed, counter, stream, dtype, first=first)
         assert got.shape == want.shape and got.dtype == want.dtype == dtype
         assert got.tobytes() == want.tobytes()
     # fresh arrays each time (the buffers behind them are reused)
@@ -206,6 +251,8 @@ def test_fast_dropout_masks_equal_generic_exactly(rate, dtype):
 def test_fast_dropout_masks_check_the_rate_and_take_a_device_counter():
     with pytest.raises(ValueError, match="dropout rate"):
         FAST.dropout_mask((2, 3), 1.0, 0, 0, 0, np.float32)
+    with pytest.raises(ValueError, match="draws elements"):
+        FAST.dropout_mask((2, 3), 0.5, 0, 0, 0, np.float32, first=2**31 - 3)
     counter = np.asarray(41, dtype=np.int32)  # a 0-d array: the generic path
     np.testing.assert_array_equal(FAST.dropout_mask((2, 3), 0.5, 0, counter, 0, np.float32),
                                   GENERIC_NP.dropout_mask((2, 3), 0.5, 0, 41, 0, np.float32))
@@ -224,6 +271,7 @@ def test_fast_relu_grad_is_zero_where_the_output_is_not_positive():
 def test_fast_loss_and_delta_equal_generic_exactly(output, dtype):
     rng = np.random.default_rng(5)
     z = (4.0 * rng.normal(size=(50, 10))).astype(dtype)
+    z[:4, :6] = _subnormal_logits(dtype)  # probabilities the error term flushes to zero
     Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, size=50)]
     z_before = z.copy()
     loss, delta = FAST.loss_and_delta(output, z, Y)

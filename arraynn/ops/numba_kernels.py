@@ -1,0 +1,121 @@
+"""Optional one-pass optimizer updates for NumPy's fast path, compiled with Numba.
+
+NumPy has no fused multiply-add and runs one operation per call: an Adam update is
+twelve passes over the whole parameter buffer, each a separate ufunc call (about
+0.24 ms per step for the 235k parameters of the ``modern`` benchmark on a 2-core
+AVX-512 machine; neither cache-sized chunks nor a second Python thread made it
+faster there, see ``benchmarks/README.md``). With Numba installed
+(``pip install "arraynn[numba]"``) :class:`arraynn.ops.numpy.NumpyOps` runs momentum
+and Adam over buffers of at least :data:`MIN_SIZE` elements as one compiled loop
+instead: each element is read once, updated in registers and written once. (SGD is two
+ufunc passes already; a compiled loop saved nothing measurable there.)
+
+The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
+in the same order and in the buffers' dtype, with the scalars cast to that dtype
+first, as NumPy casts a Python float: no ``fastmath``, so LLVM neither contracts
+``a * b + c`` into one fused multiply-add nor reorders anything, and ``sqrt`` and the
+division are the CPU's correctly rounded instructions. The results equal the
+generic path's bit for bit (tested).
+
+The loops run on the calling thread (``parallel=False``): on a 2-core machine a second
+thread pool would fight OpenBLAS's, whose worker spins on the other core after every
+matrix product. Compiled code is cached on disk (``cache=True``); the first update
+in a new environment compiles for about a second.
+
+``ARRAYNN_NUMBA=0`` (read at import) or :func:`set_enabled` turns this off; NumPy's
+in-place ufuncs are used then, with the same results.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+__all__ = ["MIN_SIZE", "available", "enabled", "failure", "kernels", "set_enabled"]
+
+#: Buffers smaller than this are updated by NumPy's ufuncs (compiling would not pay).
+MIN_SIZE = 1 << 15
+
+_enabled = os.environ.get("ARRAYNN_NUMBA", "auto").strip().lower() not in ("0", "off", "false", "no")
+_kernels: Any = None
+_failed: str | None = None
+_lock = threading.Lock()
+
+
+def set_enabled(flag: bool) -> None:
+    """Use the compiled updates where Numba is installed (the default), or never."""
+    global _enabled
+    _enabled = bool(flag)
+
+
+def enabled() -> bool:
+    """Whether the compiled updates are switched on (they still need Numba)."""
+    return _enabled
+
+
+def available() -> bool:
+    """Whether Numba can be imported and the kernels built (imports Numba once)."""
+    return _load() is not None
+
+
+def kernels() -> Any:
+    """The compiled kernels (a namespace with ``momentum`` and ``adam``), or
+    ``None`` when they are switched off or Numba is missing."""
+    if not _enabled:
+        return None
+    return _kernels if _kernels is not None else _load()
+
+
+def _load() -> Any:
+    global _kernels, _failed
+    if _kernels is not None or _failed is not None:
+        return _kernels
+    with _lock:
+        if _kernels is None and _failed is None:
+            try:
+                _kernels = _build()
+            except Exception as exc:  # not installed, or no usable LLVM for this CPU
+                _failed = f"{type(exc).__name__}: {exc}"
+    return _kernels
+
+
+def _build() -> Any:
+    import types
+
+    import numba
+    import numpy as np
+
+    jit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy",
+                     boundscheck=False)
+
+    # Each loop mirrors NumpyOps' sequence of in-place ufuncs (and so the generic code):
+    # one rounding per operation, in the buffers' dtype.
+    @jit
+    def momentum(p, g, v, lr, mu, nesterov):  # pragma: no cover - compiled
+        for i in range(p.shape[0]):
+            lr_g = g[i] * lr
+            vi = v[i] * mu - lr_g
+            v[i] = vi
+            if nesterov:
+                p[i] = p[i] + (vi * mu - lr_g)
+            else:
+                p[i] = p[i] + vi
+
+    @jit
+    def adam(p, g, m, v, lr, b1, c1, b2, c2, eps):  # pragma: no cover - compiled
+        for i in range(p.shape[0]):
+            gi = g[i]
+            vi = v[i] * b2 + (gi * gi) * c2
+            mi = m[i] * b1 + gi * c1
+            v[i] = vi
+            m[i] = mi
+            p[i] = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
+
+    return types.SimpleNamespace(momentum=momentum, adam=adam,
+                                 numba_version=numba.__version__)
+
+
+def failure() -> str | None:
+    """Why the kernels could not be built (``None`` if they were, or were not tried)."""
+    return _failed
