@@ -12,9 +12,10 @@ same values).
 The softmax error term has its probabilities below the dtype's smallest normal number
 flushed to zero, as in the generic code (:func:`arraynn.ops.generic.flush_subnormal`).
 
-The dropout masks hash in place in two reused ``uint32`` buffers and keep an element
-when its 32 bits are at least twice the generic code's 31-bit threshold (``bits >> 1
->= T`` is ``bits >= 2 T``), the generic masks bit for bit.
+The dropout masks keep an element when its 32 bits are at least twice the generic
+code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
+Numba, else in-place ufuncs over two reused ``uint32`` buffers; the generic masks bit
+for bit either way.
 """
 
 from __future__ import annotations
@@ -106,8 +107,16 @@ class NumpyOps(Ops):
             # a counter array, or a range the generic code explains in its error
             return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device, first)
         threshold = random.drop_threshold(rate)
-        x = self._flat_scratch(n, np.uint32, 0)
         key_a, key_b = random.counter_key(seed, stream, int(counter))
+        dtype = np.dtype(dtype)
+        # the generic astype(keep, dtype) * (1 / (1 - rate)): 0 or the scale rounded to dtype
+        scale = dtype.type(1.0 / (1.0 - float(rate)))
+        compiled = numba_kernels.kernels() if n >= 4096 and dtype.char in "fd" else None
+        if compiled is not None:
+            mask = np.empty(n, dtype)
+            compiled.dropout_mask(mask, first, key_a, key_b, 2 * threshold, scale)
+            return mask.reshape(shape)
+        x = self._flat_scratch(n, np.uint32, 0)
         if first:
             np.add(self._arange(n), np.uint32(first), out=x)
             x ^= np.uint32(key_a)
@@ -118,9 +127,7 @@ class NumpyOps(Ops):
         x ^= np.uint32(key_b)
         _fmix(x, t)
         keep = np.greater_equal(x, np.uint32(2 * threshold), out=self._flat_scratch(n, np.bool_, 2))
-        dtype = np.dtype(dtype)
-        # the generic astype(keep, dtype) * (1 / (1 - rate)): 0 or the scale rounded to dtype
-        mask = np.multiply(keep, dtype.type(1.0 / (1.0 - float(rate))), dtype=dtype)
+        mask = np.multiply(keep, scale, dtype=dtype)
         return mask.reshape(shape)
 
     def _arange(self, n: int) -> np.ndarray:
