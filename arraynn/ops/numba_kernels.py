@@ -12,6 +12,8 @@ ufunc passes already; a compiled loop saved nothing measurable there.) The dropo
 masks of :meth:`arraynn.ops.numpy.NumpyOps.dropout_mask` are one compiled pass too:
 the counter-based hash of :mod:`arraynn.nn.random` per element, compared with the
 integer threshold, written as the mask's float (integer arithmetic, so the same bits).
+So is the L2 term of a large weight matrix's gradient (``g + l2 * w``: two roundings,
+as in NumPy's two passes).
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype, with the scalars cast to that dtype
@@ -63,8 +65,8 @@ def available() -> bool:
 
 
 def kernels() -> Any:
-    """The compiled kernels (a namespace with ``momentum``, ``adam`` and
-    ``dropout_mask``), or
+    """The compiled kernels (a namespace with ``momentum``, ``adam``, ``dropout_mask``
+    and ``add_scaled``), or
     ``None`` when they are switched off or Numba is missing."""
     if not _enabled:
         return None
@@ -116,6 +118,11 @@ def _build() -> Any:
             m[i] = mi
             p[i] = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
 
+    @jit
+    def add_scaled(g, w, c):  # pragma: no cover - compiled
+        for i in range(g.shape[0]):
+            g[i] = g[i] + w[i] * c
+
     # lowbias32 (arraynn.nn.random) in int64 with the products masked to 32 bits: the
     # operands stay below 2**32 and the multipliers below 2**31, so nothing overflows.
     @jit
@@ -133,6 +140,7 @@ def _build() -> Any:
             out[i] = scale if x >= limit else 0.0
 
     return types.SimpleNamespace(momentum=momentum, adam=adam, dropout_mask=dropout_mask,
+                                 add_scaled=add_scaled,
                                  numba_version=numba.__version__)
 
 

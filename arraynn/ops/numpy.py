@@ -189,7 +189,11 @@ class NumpyOps(Ops):
 
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if l2:
-            g += np.multiply(w, l2, out=self._scratch(w))
+            fused = _fused(g.reshape(-1), w.reshape(-1), scalars=(l2,)) if g.flags.c_contiguous else None
+            if fused is not None and w.flags.c_contiguous:
+                fused.add_scaled(g.reshape(-1), w.reshape(-1), g.dtype.type(l2))
+            else:
+                g += np.multiply(w, l2, out=self._scratch(w))
         if l1:
             t = np.sign(w, out=self._scratch(w))
             t *= l1

@@ -149,3 +149,17 @@ def test_dropout_masks_compiled_or_by_ufuncs_equal_the_generic_reference_exactly
         got = FAST.dropout_mask(shape, rate, 2**40 + 5, counter, 0xD0D0, dtype, first=first)
         assert got.shape == want.shape and got.dtype == want.dtype == dtype
         assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_l2_term_compiled_or_by_ufuncs_equals_the_generic_reference_exactly(compiled, dtype):
+    nk.set_enabled(compiled)
+    rng = np.random.default_rng(3)
+    for shape in [(784, 512), (300, 301), (512, 10)]:
+        w = rng.normal(size=shape).astype(dtype)
+        g = rng.normal(size=shape).astype(dtype)
+        for l1, l2 in [(0.0, 0.05), (0.01, 0.3)]:
+            want = GENERIC.penalize(w, g.copy(), l1, l2)
+            got = FAST.penalize(w, g.copy(), l1, l2)
+            assert got.tobytes() == want.tobytes()
