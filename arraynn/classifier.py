@@ -548,6 +548,11 @@ class NNClassifier(Params):
         rng = np.random.default_rng([self.random_seed_, *_SPLIT_STREAM])
         train, val = validation_split(y_idx, float(self.validation_fraction), rng)
         w_train, w_val = (None, None) if w is None else (w[train], w[val])
+        if w is not None and not (np.sum(w_train) > 0 and np.sum(w_val) > 0):
+            part = "training" if not np.sum(w_train) > 0 else "validation"
+            raise ValueError(f"the sample weights of the {part} part of early stopping's split sum "
+                             "to 0; give more rows a weight above 0, change validation_fraction "
+                             "or pass validation_data=")
         return (_take_rows(X, train), y_idx[train], w_train,
                 (_take_rows(X, val), y_idx[val], w_val))
 
@@ -592,8 +597,11 @@ class NNClassifier(Params):
         one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
-        self._mlp.dropout = dropout_rates(self.dropout, self._mlp.n_layers - 1)
-        self._mlp.input_dropout = dropout_rates(self.input_dropout, 1)[0]
+        # the rates may have changed since the network was built (set_params, then a
+        # warm start): a new MLP, never one changed in place (compiled steps keep theirs)
+        mlp = self._build_mlp(self._mlp.layer_sizes[-1])
+        if (mlp.dropout, mlp.input_dropout) != (self._mlp.dropout, self._mlp.input_dropout):
+            self._mlp = mlp
         with be.device_context():
             augment = self._augmenter(preprocessed_with)
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
