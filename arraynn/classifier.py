@@ -233,6 +233,10 @@ class NNClassifier(Params):
     feature_names_in_ : ndarray of str
         The column names of a pandas DataFrame given to ``fit`` (only when they are
         all strings); ``predict`` and ``score`` then check the names they are given.
+    image_shape_ : (int, int) or None
+        ``(height, width)`` when ``fit`` was given images as ``(n, height, width)``: the
+        shape ``augment_shift`` and ``augment_flip`` move them in (else rows are read as
+        square images).
     loss_curve_ : list of float
         Per epoch: mean cross-entropy per sample plus the penalty per sample (the
         penalty at the epoch's final weights, counted once per minibatch); with
@@ -422,6 +426,7 @@ class NNClassifier(Params):
         """
         self._check_params()
         names_from = X
+        images = _image_shape_of_input(X)
         X = check_array(flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
         w = check_sample_weight(sample_weight, X.shape[0])
@@ -439,8 +444,9 @@ class NNClassifier(Params):
             if self._stopping_state().get("stopped"):
                 return self  # stopped early: finished, with its best weights
         else:
+            self._check_augmentation(X.shape[1], images)
             check_feature_names(self, names_from, reset=True)
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images)
         val = None
         if self.early_stopping:
             try:
@@ -469,9 +475,11 @@ class NNClassifier(Params):
             raise ValueError("partial_fit does not support early_stopping=True: early stopping "
                              "watches a whole run; use fit, or set early_stopping=False")
         names_from = X
+        images = _image_shape_of_input(X)
         X = check_array(flatten_images(X))
         w = check_sample_weight(sample_weight, X.shape[0])
         if not hasattr(self, "_params"):
+            self._check_augmentation(X.shape[1], images)
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
             elif classes is not None:
@@ -695,15 +703,22 @@ class NNClassifier(Params):
         pixels = pixel_map(prep)
         if pixels is not None:
             pixels = tuple(v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
-        return RandomShift(shift, image_shape_of(self.n_features_in_), self.random_seed_, pixels,
-                           flip=bool(self.augment_flip))
+        return RandomShift(shift, image_shape_of(self.n_features_in_, getattr(self, "image_shape_", None)),
+                           self.random_seed_, pixels, flip=bool(self.augment_flip))
+
+    def _check_augmentation(self, n_features: int, image_shape: tuple[int, int] | None) -> None:
+        """Refuse, before any work, shifts or flips of rows that are not images."""
+        if int(self.augment_shift) or self.augment_flip:
+            from .data.augment import image_shape_of
+
+            image_shape_of(n_features, image_shape)
 
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
                      "class_names_", "feature_names_in_", "_stopping", "_best_params",
-                     "validation_scores_", "best_validation_score_", "best_loss_"):
+                     "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_"):
             self.__dict__.pop(name, None)
 
     def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None,
@@ -718,7 +733,7 @@ class NNClassifier(Params):
                           shard=shard, sample_weight=sample_weight, **sizes)
 
     def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend,
-                    comm: Any = None) -> None:
+                    comm: Any = None, image_shape: tuple[int, int] | None = None) -> None:
         if self.n_features is not None and n_features != self.n_features:
             raise ValueError(f"X has {n_features} features but n_features={self.n_features}")
         seed = self.random_seed
@@ -730,6 +745,8 @@ class NNClassifier(Params):
         self.backend_ = backend
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
+        #: ``(height, width)`` of the images ``fit`` was given as ``(n, height, width)``.
+        self.image_shape_ = image_shape
         self._mlp = self._build_mlp(len(classes))
         with backend.device_context():
             self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_),
@@ -969,6 +986,16 @@ class NNClassifier(Params):
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
+def _image_shape_of_input(X: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of images given as ``(n, height, width)``, else None."""
+    shape = getattr(X, "shape", None)
+    if shape is None and isinstance(X, (list, tuple)):
+        shape = np.shape(X)
+    if shape is not None and len(shape) == 3:
+        return int(shape[1]), int(shape[2])
+    return None
+
+
 def _take_rows(X: Any, idx: np.ndarray) -> Any:
     """The rows ``idx`` (host integers) of ``X``, in its own library and device."""
     if isinstance(X, np.ndarray):

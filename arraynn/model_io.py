@@ -196,6 +196,9 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     features = getattr(clf, "feature_names_in_", None)
     if features is not None:
         meta["feature_names_in"] = [str(n) for n in features]
+    images = getattr(clf, "image_shape_", None)
+    if images is not None:
+        meta["image_shape"] = [int(s) for s in images]
     return write_model(path, arrays, meta)
 
 
@@ -324,6 +327,13 @@ def _load_training_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[s
                 or not all(isinstance(n, str) for n in features)):
             raise bad(f"its feature_names_in must be {clf.n_features_in_} strings")
         clf.feature_names_in_ = np.asarray(features, dtype=object)
+    images = meta.get("image_shape")
+    clf.image_shape_ = None
+    if images is not None:
+        if (not isinstance(images, list) or len(images) != 2 or not all(_is_int(s, 1) for s in images)
+                or images[0] * images[1] != clf.n_features_in_):
+            raise bad(f"its image_shape must be [height, width] of its {clf.n_features_in_} features")
+        clf.image_shape_ = (int(images[0]), int(images[1]))
     stopping = meta.get("stopping")
     if stopping is None:
         clf._reset_stopping()
