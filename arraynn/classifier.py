@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,9 @@ class NNClassifier(Params):
             check_feature_names(self, names_from, reset=True)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images)
         val = None
+        if validation_data is not None and not self.early_stopping:
+            warnings.warn("validation_data is scored only with early_stopping=True; it is ignored "
+                          "here (set early_stopping=True to stop on it)", UserWarning, stacklevel=2)
         if self.early_stopping:
             try:
                 X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)

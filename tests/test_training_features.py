@@ -235,6 +235,8 @@ def test_a_split_whose_weights_sum_to_zero_is_refused_before_training():
         for seed in range(20):  # some seed puts both weighted rows on one side
             clf.set_params(random_seed=seed).fit(X, y, sample_weight=w)
     assert not hasattr(clf, "classes_") and not hasattr(clf, "_params")
+    with pytest.warns(UserWarning, match="validation_data is scored only with early_stopping=True"):
+        NNClassifier(n_hidden_units=4, epochs=1).fit(X, y, validation_data=(X[:5], y[:5]))
     with pytest.raises(ValueError, match="every sample_weight is zero"):
         NNClassifier(n_hidden_units=4, epochs=3, early_stopping=True).fit(
             X, y, validation_data=(X[:5], y[:5], np.zeros(5)))
