@@ -316,8 +316,8 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
     shift = getattr(est, "augment_shift", 0)
-    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or shift < 0:
-        raise ValueError(f"augment_shift must be an integer >= 0 (pixels), got {shift!r}")
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= 127:
+        raise ValueError(f"augment_shift must be an integer 0 .. 127 (pixels), got {shift!r}")
     from .nn.mlp import dropout_rates
 
     dropout_rates(getattr(est, "dropout", 0.0), len(est._hidden_sizes()))

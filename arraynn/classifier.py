@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,10 @@ class NNClassifier(Params):
     feature_names_in_ : ndarray of str
         The column names of a pandas DataFrame given to ``fit`` (only when they are
         all strings); ``predict`` and ``score`` then check the names they are given.
+    image_shape_ : (int, int) or None
+        ``(height, width)`` when ``fit`` was given images as ``(n, height, width)``: the
+        shape ``augment_shift`` and ``augment_flip`` move them in (else rows are read as
+        square images).
     loss_curve_ : list of float
         Per epoch: mean cross-entropy per sample plus the penalty per sample (the
         penalty at the epoch's final weights, counted once per minibatch); with
@@ -422,6 +427,7 @@ class NNClassifier(Params):
         """
         self._check_params()
         names_from = X
+        images = _image_shape_of_input(X)
         X = check_array(flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
         w = check_sample_weight(sample_weight, X.shape[0])
@@ -439,9 +445,13 @@ class NNClassifier(Params):
             if self._stopping_state().get("stopped"):
                 return self  # stopped early: finished, with its best weights
         else:
+            self._check_augmentation(X.shape[1], images)
             check_feature_names(self, names_from, reset=True)
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images)
         val = None
+        if validation_data is not None and not self.early_stopping:
+            warnings.warn("validation_data is scored only with early_stopping=True; it is ignored "
+                          "here (set early_stopping=True to stop on it)", UserWarning, stacklevel=2)
         if self.early_stopping:
             try:
                 X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)
@@ -469,9 +479,11 @@ class NNClassifier(Params):
             raise ValueError("partial_fit does not support early_stopping=True: early stopping "
                              "watches a whole run; use fit, or set early_stopping=False")
         names_from = X
+        images = _image_shape_of_input(X)
         X = check_array(flatten_images(X))
         w = check_sample_weight(sample_weight, X.shape[0])
         if not hasattr(self, "_params"):
+            self._check_augmentation(X.shape[1], images)
             if classes is None and self.n_classes is None:
                 _, classes = encode_labels(y, X.shape[0], self.n_classes)
             elif classes is not None:
@@ -548,6 +560,11 @@ class NNClassifier(Params):
         rng = np.random.default_rng([self.random_seed_, *_SPLIT_STREAM])
         train, val = validation_split(y_idx, float(self.validation_fraction), rng)
         w_train, w_val = (None, None) if w is None else (w[train], w[val])
+        if w is not None and not (np.sum(w_train) > 0 and np.sum(w_val) > 0):
+            part = "training" if not np.sum(w_train) > 0 else "validation"
+            raise ValueError(f"the sample weights of the {part} part of early stopping's split sum "
+                             "to 0; give more rows a weight above 0, change validation_fraction "
+                             "or pass validation_data=")
         return (_take_rows(X, train), y_idx[train], w_train,
                 (_take_rows(X, val), y_idx[val], w_val))
 
@@ -592,8 +609,11 @@ class NNClassifier(Params):
         one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
-        self._mlp.dropout = dropout_rates(self.dropout, self._mlp.n_layers - 1)
-        self._mlp.input_dropout = dropout_rates(self.input_dropout, 1)[0]
+        # the rates may have changed since the network was built (set_params, then a
+        # warm start): a new MLP, never one changed in place (compiled steps keep theirs)
+        mlp = self._build_mlp(self._mlp.layer_sizes[-1])
+        if (mlp.dropout, mlp.input_dropout) != (self._mlp.dropout, self._mlp.input_dropout):
+            self._mlp = mlp
         with be.device_context():
             augment = self._augmenter(preprocessed_with)
         trainer = Trainer(self._mlp, self._opt, be, l1=float(self.l1), l2=float(self.l2),
@@ -687,15 +707,22 @@ class NNClassifier(Params):
         pixels = pixel_map(prep)
         if pixels is not None:
             pixels = tuple(v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
-        return RandomShift(shift, image_shape_of(self.n_features_in_), self.random_seed_, pixels,
-                           flip=bool(self.augment_flip))
+        return RandomShift(shift, image_shape_of(self.n_features_in_, getattr(self, "image_shape_", None)),
+                           self.random_seed_, pixels, flip=bool(self.augment_flip))
+
+    def _check_augmentation(self, n_features: int, image_shape: tuple[int, int] | None) -> None:
+        """Refuse, before any work, shifts or flips of rows that are not images."""
+        if int(self.augment_shift) or self.augment_flip:
+            from .data.augment import image_shape_of
+
+            image_shape_of(n_features, image_shape)
 
     def _forget_fit(self) -> None:
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
                      "class_names_", "feature_names_in_", "_stopping", "_best_params",
-                     "validation_scores_", "best_validation_score_", "best_loss_"):
+                     "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_"):
             self.__dict__.pop(name, None)
 
     def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None,
@@ -710,7 +737,7 @@ class NNClassifier(Params):
                           shard=shard, sample_weight=sample_weight, **sizes)
 
     def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend,
-                    comm: Any = None) -> None:
+                    comm: Any = None, image_shape: tuple[int, int] | None = None) -> None:
         if self.n_features is not None and n_features != self.n_features:
             raise ValueError(f"X has {n_features} features but n_features={self.n_features}")
         seed = self.random_seed
@@ -722,6 +749,8 @@ class NNClassifier(Params):
         self.backend_ = backend
         self.classes_ = classes
         self.n_features_in_ = int(n_features)
+        #: ``(height, width)`` of the images ``fit`` was given as ``(n, height, width)``.
+        self.image_shape_ = image_shape
         self._mlp = self._build_mlp(len(classes))
         with backend.device_context():
             self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_),
@@ -961,6 +990,16 @@ class NNClassifier(Params):
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
+def _image_shape_of_input(X: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of images given as ``(n, height, width)``, else None."""
+    shape = getattr(X, "shape", None)
+    if shape is None and isinstance(X, (list, tuple)):
+        shape = np.shape(X)
+    if shape is not None and len(shape) == 3:
+        return int(shape[1]), int(shape[2])
+    return None
+
+
 def _take_rows(X: Any, idx: np.ndarray) -> Any:
     """The rows ``idx`` (host integers) of ``X``, in its own library and device."""
     if isinstance(X, np.ndarray):

@@ -12,8 +12,14 @@ exactly: the early-stopping and adaptive-rate record (``stopping``: the monitore
 number's best, the no-improvement count, the rate's divisions, whether training
 stopped), the validation scores, and the best epoch's parameters (``best_param_0``,
 ...) that early stopping restores at the end; and ``feature_names_in`` when the model
-was fitted on a DataFrame. Files without these entries load as before (a model saved
-before ``nesterovs_momentum`` existed keeps classical momentum).
+was fitted on a DataFrame, and ``image_shape`` when it was fitted on ``(n, height,
+width)`` images. Files without these entries load as before (a model saved before
+``nesterovs_momentum`` existed keeps classical momentum).
+
+Format versions: 1 (arraynn 0.1.0) and 2 (the training features: their constructor
+parameters and state). Version 2 is written; both are read. A reader of version 1
+refuses a version 2 file by its version number, before reading parameters it would
+not know.
 Files without the preprocessing and class names (arraynn 0.1.0) load as before; a ``model.json``
 beside such a file (a run of ``python -m arraynn.train``) supplies them. It is read with
 ``allow_pickle=False`` and written atomically (a temporary file renamed into place),
@@ -41,7 +47,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_classifier", "mod
            "save_classifier", "write_model"]
 
 FORMAT = "arraynn.NNClassifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The format versions this arraynn reads.
+READABLE_VERSIONS = (1, 2)
 
 
 class ModelFileError(ValueError):
@@ -97,9 +105,10 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         raise ModelFileError(f"{path}: its meta.json entry is corrupt ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an {FORMAT} file")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(f"{path} has format version {meta.get('format_version')}; this "
-                             f"arraynn reads version {FORMAT_VERSION}")
+                             f"arraynn reads versions {', '.join(map(str, READABLE_VERSIONS))}: "
+                             "load it with the arraynn that wrote it")
     return arrays, meta
 
 
@@ -196,6 +205,9 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     features = getattr(clf, "feature_names_in_", None)
     if features is not None:
         meta["feature_names_in"] = [str(n) for n in features]
+    images = getattr(clf, "image_shape_", None)
+    if images is not None:
+        meta["image_shape"] = [int(s) for s in images]
     return write_model(path, arrays, meta)
 
 
@@ -324,6 +336,13 @@ def _load_training_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[s
                 or not all(isinstance(n, str) for n in features)):
             raise bad(f"its feature_names_in must be {clf.n_features_in_} strings")
         clf.feature_names_in_ = np.asarray(features, dtype=object)
+    images = meta.get("image_shape")
+    clf.image_shape_ = None
+    if images is not None:
+        if (not isinstance(images, list) or len(images) != 2 or not all(_is_int(s, 1) for s in images)
+                or images[0] * images[1] != clf.n_features_in_):
+            raise bad(f"its image_shape must be [height, width] of its {clf.n_features_in_} features")
+        clf.image_shape_ = (int(images[0]), int(images[1]))
     stopping = meta.get("stopping")
     if stopping is None:
         clf._reset_stopping()
@@ -439,6 +458,8 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
             v = int(v)
         elif isinstance(v, np.floating):
             v = float(v)
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
         elif isinstance(v, (tuple, list)):
             v = [int(x) if isinstance(x, np.integer) else float(x) if isinstance(x, np.floating)
                  else x for x in v]

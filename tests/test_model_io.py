@@ -64,6 +64,16 @@ def test_a_file_with_a_wrong_shape_or_a_missing_array_is_named(tmp_path):
         NNClassifier.load(tmp_path / "future.npz")
 
 
+def test_parameters_given_as_arrays_are_saved_as_lists(tmp_path):
+    X, y = np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 2
+    clf = NNClassifier(n_hidden_units=(3, 3), dropout=np.array([0.1, 0.2]), epochs=2).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    assert read_model(tmp_path / "m.npz")[1]["format_version"] == 2  # 0.1.0's files: 1, read too
+    back = NNClassifier.load(tmp_path / "m.npz")
+    assert list(back.dropout) == [0.1, 0.2]
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+
+
 # --- tampered files: every malformed model is a ModelFileError naming the file and the problem
 
 

@@ -225,6 +225,23 @@ def test_early_stopping_resumes_exactly_from_a_checkpoint(tmp_path):
     np.testing.assert_array_equal(again.predict_proba(X), full.predict_proba(X))
 
 
+def test_a_split_whose_weights_sum_to_zero_is_refused_before_training():
+    X, y = _blobs(n=50)
+    w = np.zeros(50)
+    w[:2] = 1.0  # too few weighted rows for both parts of a 50 % split
+    clf = NNClassifier(n_hidden_units=4, epochs=3, early_stopping=True, validation_fraction=0.5,
+                       random_seed=1)
+    with pytest.raises(ValueError, match="sum to 0"):
+        for seed in range(20):  # some seed puts both weighted rows on one side
+            clf.set_params(random_seed=seed).fit(X, y, sample_weight=w)
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "_params")
+    with pytest.warns(UserWarning, match="validation_data is scored only with early_stopping=True"):
+        NNClassifier(n_hidden_units=4, epochs=1).fit(X, y, validation_data=(X[:5], y[:5]))
+    with pytest.raises(ValueError, match="every sample_weight is zero"):
+        NNClassifier(n_hidden_units=4, epochs=3, early_stopping=True).fit(
+            X, y, validation_data=(X[:5], y[:5], np.zeros(5)))
+
+
 def test_early_stopping_is_refused_by_partial_fit_and_checks_its_parameters():
     X, y = _blobs()
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):

@@ -298,9 +298,11 @@ class Backend:
         """The object that does a training step's elementwise work in ``xp``."""
         return self.library.ops(self.xp)
 
-    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float) -> Any:
-        """The training step to run instead of the eager one, or ``None`` (the default)."""
-        return self.library.compiled_step(mlp, optimizer, l1, l2)
+    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float,
+                      seed: int | None = None) -> Any:
+        """The training step to run instead of the eager one, or ``None`` (the default);
+        with ``seed``, one that draws the network's dropout masks from it."""
+        return self.library.compiled_step(mlp, optimizer, l1, l2, seed)
 
     # ---- descriptions -----------------------------------------------------------
     @property

@@ -236,6 +236,9 @@ class Library:
 
         return Ops(xp)
 
-    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float) -> Any:
-        """The training step to run instead of the eager one, or ``None`` (the default)."""
+    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float,
+                      seed: int | None = None) -> Any:
+        """The training step to run instead of the eager one, or ``None`` (the default);
+        called as ``step(params, optimizer, state, X, Y, learning_rate, l1, l2,
+        sample_weight=None)``, drawing dropout masks from ``seed`` when given."""
         return None

@@ -87,10 +87,11 @@ class JaxLibrary(Library):
 
         jax.block_until_ready(jnp.zeros((), device=device) + 1)
 
-    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float) -> Any:
+    def compiled_step(self, mlp: Any, optimizer: Any, l1: float, l2: float,
+                      seed: int | None = None) -> Any:
         from ..ops.jax import train_step_for
 
-        return train_step_for(mlp, optimizer, l1, l2)
+        return train_step_for(mlp, optimizer, l1, l2, seed)
 
 
 library = JaxLibrary()

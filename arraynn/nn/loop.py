@@ -104,9 +104,8 @@ class Trainer:
         rates = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
         self.noise_seed = None if seed is None or not any(rates) else int(seed)
         # a compiled step fuses the gradient and the update: the allreduce goes between
-        self.step = None if self.comm else backend.compiled_step(mlp, optimizer, self.l1, self.l2)
-        if self.step is not None and self.noise_seed is not None:
-            self.step = functools.partial(self.step, seed=self.noise_seed)
+        self.step = (None if self.comm else
+                     backend.compiled_step(mlp, optimizer, self.l1, self.l2, self.noise_seed))
 
     def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:

@@ -51,8 +51,12 @@ def dropout_rates(dropout: float | Sequence[float] | None, n_hidden: int) -> tup
         dropout = 0.0
     if isinstance(dropout, numbers.Real) and not isinstance(dropout, bool):
         rates = (float(dropout),) * n_hidden
-    elif isinstance(dropout, Sequence) and not isinstance(dropout, str):
-        rates = tuple(float(r) for r in dropout)
+    elif not isinstance(dropout, (str, bytes)) and hasattr(dropout, "__iter__"):
+        try:  # a sequence or a 1-D array of numbers (parameter grids give arrays)
+            rates = tuple(float(r) for r in dropout)
+        except (TypeError, ValueError):
+            raise ValueError(f"dropout must be a number in [0, 1) or one per hidden layer, got "
+                             f"{dropout!r}") from None
         if len(rates) != n_hidden:
             raise ValueError(f"dropout has {len(rates)} rates for {n_hidden} hidden layers; give "
                              "one rate, or one per hidden layer")

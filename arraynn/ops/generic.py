@@ -243,7 +243,7 @@ class Ops:
             e = xp.exp(shifted)
             s = xp.sum(e, axis=1, keepdims=True)
             row_loss = -xp.sum(y * (shifted - xp.log(s)), axis=1)
-            delta = e / s - y
+            delta = flush_subnormal(e / s, xp) - y
         elif output == "sigmoid":
             row_loss = xp.sum(softplus(z, xp) - y * z, axis=1)
             delta = self.activate("sigmoid", z + 0.0) - y

@@ -37,6 +37,7 @@ measuring one against the other).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -64,10 +65,16 @@ def jit_enabled() -> bool:
     return _enabled
 
 
-def train_step_for(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0) -> Callable[..., Any] | None:
+def train_step_for(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0,
+                   seed: int | None = None) -> Callable[..., Any] | None:
     """The compiled training step to run on JAX (:func:`jit_train_step`), or ``None``
-    (run the eager :meth:`MLP.train_step`) when jit is turned off."""
-    return jit_train_step(mlp, optimizer, l1, l2) if _enabled else None
+    (run the eager :meth:`MLP.train_step`) when jit is turned off. With ``seed`` (and
+    dropout) the step draws its masks from it: call it with the same ``seed=``, or
+    without one (it is the step's own)."""
+    if not _enabled:
+        return None
+    step = jit_train_step(mlp, optimizer, l1, l2, seed)
+    return functools.partial(step, seed=seed) if seed is not None else step
 
 
 def _config(mlp: Any, optimizer: Any, l1: float, l2: float, seed: int | None = None) -> tuple:

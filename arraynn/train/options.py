@@ -137,12 +137,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: The entries of MLPClassifier's training features, for a preset that leaves them out.
 FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                    "nesterov": True}
+                                    "nesterov": True, "dropout": 0.0, "input_dropout": 0.0,
+                                    "shift": 0, "flip": False}
 
 #: The values of the configuration entries added after the first release, for a run
 #: whose config.json predates them (its training had none of them: classical momentum).
 LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                   "nesterov": False}
+                                   "nesterov": False, "dropout": 0.0, "input_dropout": 0.0,
+                                   "shift": 0, "flip": False}
 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {
@@ -534,6 +536,15 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if cfg["early_stopping"] and not cfg["val_size"]:
         raise UsageError("--early-stopping watches the validation accuracy, and this run holds out no "
                          "validation images: add --val-size N (the article preset holds out none)")
+    rates = cfg["dropout"]
+    if isinstance(rates, (list, tuple)) and len(rates) not in (1, len(cfg["hidden"])):
+        n = len(cfg["hidden"])
+        raise UsageError(f"--dropout gives {len(rates)} rates for {n} hidden layer{'s' if n != 1 else ''} "
+                         f"(--hidden {','.join(str(h) for h in cfg['hidden'])}): give one rate, or "
+                         "one per hidden layer")
+    if cfg["shift"] > 127:
+        raise UsageError(f"--shift {cfg['shift']} is more than 127 pixels; Fashion-MNIST images are 28 "
+                         "pixels wide (1 or 2 is usual)")
     return cfg
 
 
@@ -555,6 +566,8 @@ def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = N
     if args.preset is not None:
         over = {"preset": args.preset, **over}
     if saved is not None:
+        # a run from before an entry existed trained without it (LEGACY_DEFAULTS)
+        saved = {**LEGACY_DEFAULTS, **saved}
         over = {k: v for k, v in over.items() if not _same_value(v, saved.get(k))}
     if over:
         names = ", ".join("--" + k.replace("_", "-") for k in over)
@@ -649,8 +662,8 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     stop = ""
     if cfg.get("early_stopping"):
         n = cfg["n_iter_no_change"]
-        stop = (f" at most (early stopping after {n} epoch{'s' if n != 1 else ''} without a gain of "
-                f"{cfg['tol']:g} in validation accuracy)")
+        stop = (f" at most (early stopping after more than {n} epoch{'s' if n != 1 else ''} without a "
+                f"gain of {cfg['tol']:g} in validation accuracy)")
     return (f"{layers} {cfg['activation']}/{cfg['output']}{'' if cfg['bias'] else ', no biases'}, "
             f"{cfg['init']} init, {optimizer} lr {cfg['learning_rate']:g}{sched}, {batches}, "
             f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['scale']]}, "

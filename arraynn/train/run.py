@@ -322,8 +322,9 @@ def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tup
     _check_checkpoint(rd, clf, cfg, be, data.n_features, data.n_classes)
     clf.set_params(warm_start=True, epochs=int(cfg["epochs"]))
     if _stopped(clf):
-        print(f"the run stopped early after epoch {clf.n_iter_}: it is finished, with the weights of "
-              "its best epoch")
+        kept = ("with the weights of its best epoch" if clf.early_stopping else
+                "its learning rate fell below 1e-6 on a plateau (--schedule adaptive)")
+        print(f"the run stopped early after epoch {clf.n_iter_}: it is finished, {kept}")
     else:
         print(f"resuming after epoch {clf.n_iter_} of {cfg['epochs']}")
     return clf, rows

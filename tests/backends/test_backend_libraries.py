@@ -230,7 +230,7 @@ def test_ops_and_compiled_step_hooks(fake_ops):
         assert library.ops("xp") == (expected_ops[name], "xp")
         step = library.compiled_step("mlp", "optimizer", 0.1, 0.2)
         if name == "jax":
-            assert step == ("jax step", ("mlp", "optimizer", 0.1, 0.2))
+            assert step == ("jax step", ("mlp", "optimizer", 0.1, 0.2, None))
         else:
             assert step is None
 

@@ -145,6 +145,7 @@ def test_flips_and_shifts_together(backend):
 @pytest.mark.parametrize(("params", "fragment"), [
     (dict(augment_shift=-1), "augment_shift"),
     (dict(augment_shift=1.5), "augment_shift"),
+    (dict(augment_shift=128), "0 .. 127"),
     (dict(augment_flip="yes"), "augment_flip"),
     (dict(dropout=1.0), "dropout"),
     (dict(dropout=[0.1, 0.2]), "hidden layers"),
@@ -155,6 +156,40 @@ def test_bad_augmentation_and_dropout_parameters_are_refused_before_any_work(par
     X = np.zeros((10, 16), np.float32)
     with pytest.raises(ValueError, match=fragment):
         NNClassifier(n_hidden_units=4, epochs=1, **params).fit(X, np.arange(10) % 2)
+
+
+def test_rows_that_are_not_images_are_refused_before_any_work():
+    X, y = np.zeros((10, 24), np.float32), np.arange(10) % 2  # 24 pixels: not a square
+    for params in (dict(augment_shift=1), dict(augment_flip=True)):
+        clf = NNClassifier(n_hidden_units=4, epochs=1, **params)
+        with pytest.raises(ValueError, match="square"):
+            clf.fit(X, y)
+        assert not hasattr(clf, "_params")
+        with pytest.raises(ValueError, match="square"):
+            clf.partial_fit(X, y)
+        assert not hasattr(clf, "_params")
+
+
+def test_images_of_any_shape_keep_it_through_pickle_and_model_files(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, size=(40, 4, 6)).astype(np.uint8)  # 4x6 images
+    y = rng.integers(0, 2, size=40)
+    kw = dict(n_hidden_units=5, epochs=2, batch_size=8, random_seed=0, preprocessing="unit",
+              augment_shift=1, augment_flip=True)
+    clf = NNClassifier(**kw).fit(X, y)
+    assert clf.image_shape_ == (4, 6)
+    # a shift of a 4x6 image is not one of a 24-pixel row read as any other shape
+    other = NNClassifier(**kw).fit(X.reshape(40, 6, 4), y)
+    assert not np.allclose(other.loss_curve_, clf.loss_curve_)
+    clf.save(tmp_path / "m.npz")
+    for back in (NNClassifier.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(clf))):
+        assert back.image_shape_ == (4, 6)
+        back.set_params(warm_start=True, epochs=3)
+        back.fit(X, y)
+        whole = NNClassifier(**{**kw, "epochs": 3}).fit(X, y)
+        np.testing.assert_allclose(back.coefs_[0], whole.coefs_[0], rtol=1e-6, atol=1e-7)
 
 
 def test_augmentation_and_dropout_are_saved_with_the_model(tmp_path):

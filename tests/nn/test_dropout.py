@@ -145,3 +145,21 @@ def test_training_with_dropout_is_the_same_on_every_backend(backend):
     assert not np.allclose(plain.loss_curve_, ref.loss_curve_)
     p = other.predict_proba(X)
     np.testing.assert_array_equal(backend.to_numpy(other.predict_proba(X)), backend.to_numpy(p))
+
+
+def test_changing_the_rates_between_fits_changes_no_other_model(backend):
+    """A warm start with other rates builds a new network: compiled steps (JAX) keep the
+    network they were built for, so another model with the first rates still trains with
+    them."""
+    X, y = _blobs()
+    kw = dict(n_hidden_units=(12,), epochs=2, learning_rate=0.01, batch_size=16, random_seed=2,
+              activation="relu", output="softmax", optimizer="adam", bias=True, init="he",
+              dropout=0.5, backend=backend.name, device=_device_arg(backend))
+    a = NNClassifier(**kw).fit(X, y)
+    first = a._mlp
+    a.set_params(dropout=0.0, warm_start=True, epochs=3).fit(X, y)
+    assert first.dropout == (0.5,) and a._mlp.dropout == (0.0,)
+    # a model with a's first rates and another batch size (a new compiled step on JAX)
+    b = NNClassifier(**{**kw, "batch_size": 8}).fit(X, y)
+    ref = NNClassifier(**{**kw, "batch_size": 8, "backend": "numpy", "device": None}).fit(X, y)
+    np.testing.assert_allclose(b.loss_curve_, ref.loss_curve_, rtol=1e-4)

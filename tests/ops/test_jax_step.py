@@ -135,6 +135,30 @@ def test_the_switch_returns_the_eager_step(jax_backend):
     assert jax_backend.compiled_step(mlp, opt, 0.0, 0.0) is None
 
 
+def test_a_seeded_step_runs_without_looking_itself_up_again(jax_backend, monkeypatch):
+    """With dropout the epoch loop gets the step of its seed once; the steps then take
+    the compiled step's own path (no configuration lookup per step)."""
+    mlp = MLP((4, 3, 2), activation="relu", output="softmax", dropout=0.5)
+    opt = make_optimizer("adam")
+    step = jax_backend.compiled_step(mlp, opt, 0.0, 0.0, 7)
+    params = mlp.init_params(jax_backend, np.random.default_rng(0), "he")
+    state = opt.init(params)
+    X = jax_backend.asarray(np.random.default_rng(1).normal(size=(6, 4)))
+    Y = mlp.one_hot(jax_backend.asarray(np.arange(6) % 2, dtype=jax_backend.index_dtype),
+                    jax_backend.dtype)
+    calls = []
+    real = _jax.jit_train_step
+    monkeypatch.setattr(_jax, "jit_train_step", lambda *a: calls.append(a) or real(*a))
+    for _ in range(3):
+        params, state, _loss = step(params, opt, state, X, Y, 0.01, 0.0, 0.0)
+    assert calls == [] and state["t"] == 3
+    eager = mlp.init_params(jax_backend, np.random.default_rng(0), "he")
+    eager_state = opt.init(eager)
+    for _ in range(3):
+        eager, eager_state, _loss = mlp.train_step(eager, opt, eager_state, X, Y, 0.01, seed=7)
+    np.testing.assert_allclose(np.asarray(params), np.asarray(eager), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_nnclassifier_on_jax_uses_the_jit_step_and_matches_eager(jax_backend, schedule, tmp_path,
                                                                  monkeypatch):

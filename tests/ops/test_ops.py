@@ -142,6 +142,11 @@ def test_generic_error_term_holds_no_subnormal_numbers(backend, output):
     _close(backend, loss, _cross_entropy(output, z, Y), rtol=1e-5)
     f_loss, f_delta = FAST.loss_and_delta(output, z.copy(), Y)
     np.testing.assert_array_equal(f_delta, GENERIC_NP.loss_and_delta(output, z, Y)[1])
+    # the weighted error term flushes them too: weights of 1 give the unweighted one
+    ones = backend.asarray(np.ones(4, dtype=np.float32))
+    w_loss, w_delta = Ops(backend.xp).weighted_loss_and_delta(
+        output, backend.asarray(z), backend.asarray(Y), ones)
+    np.testing.assert_array_equal(backend.to_numpy(w_delta), d)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

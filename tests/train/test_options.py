@@ -142,6 +142,8 @@ def test_dropout_and_shift_flags():
     (["--dropout", "0.1,x"], "--dropout"),
     (["--shift", "-1"], "--shift"),
     (["--input-dropout", "0.1,0.2"], "--input-dropout"),
+    (["--hidden", "32", "--dropout", "0.2,0.3"], "2 rates for 1 hidden layer"),
+    (["--shift", "128"], "more than 127"),
 ])
 def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
     code, _, err = main_in_process(capsys, *flags)

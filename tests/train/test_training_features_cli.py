@@ -50,8 +50,8 @@ def test_help_and_the_configuration():
     assert got == (True, 3, 0.01, True)
     line = describe_config(cfg)
     assert "Nesterov momentum lr" in line and "(adaptive)" in line
-    assert "early stopping after 3 epochs without a gain of 0.01 in validation accuracy" in line
-    assert "after 1 epoch without" in describe_config(dict(cfg, n_iter_no_change=1))
+    assert "early stopping after more than 3 epochs without a gain of 0.01 in validation accuracy" in line
+    assert "after more than 1 epoch without" in describe_config(dict(cfg, n_iter_no_change=1))
     classical = resolve_config(_args("--optimizer", "momentum", "--no-nesterov"))
     assert "Nesterov" not in describe_config(classical)
     clf = _new_classifier(cfg, get_backend("numpy"))
@@ -68,6 +68,21 @@ def test_early_stopping_needs_a_validation_split(capsys):
     code, _, err = main_in_process(capsys, "--early-stopping", "--val-size", "0", "--out", "never")
     assert code == 2
     assert_one_line_error(err, "--early-stopping", "--val-size N")
+
+
+def test_resume_of_a_run_configured_before_the_training_features():
+    """A config.json without the later entries trained without them: flags that say so
+    resume it, flags that would switch one on are refused."""
+    saved = resolve_config(_args("--optimizer", "momentum"))
+    old = {k: v for k, v in saved.items()
+           if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterov", "dropout",
+                        "input_dropout", "shift", "flip")}
+    check_resume_args(_args("--resume", "--out", "r", "--no-nesterov", "--dropout", "0", "--no-flip",
+                            "--no-early-stopping", "--shift", "0"), old)
+    with pytest.raises(UsageError, match="drop --nesterov.*nesterov False"):
+        check_resume_args(_args("--resume", "--out", "r", "--nesterov"), old)
+    with pytest.raises(UsageError, match="drop --dropout"):
+        check_resume_args(_args("--resume", "--out", "r", "--dropout", "0.2"), old)
 
 
 def test_resume_refuses_switching_early_stopping():
