@@ -157,7 +157,7 @@ PRESET_HEADERS: dict[str, str] = {
                "(about 90.6 % test accuracy in about 40 s of training on 2 cores)",
     "best": "the best Fashion-MNIST classifier of arraynn in the training time of PyTorch's "
             "reference dropout MLP (about 91.6 % test accuracy, 91.50-91.75 % over seeds 0-2, in "
-            "about 45-52 s on 2 cores; the reference: 91.2-91.5 % in about 61-73 s)",
+            "about 45-52 s on 2 cores with Numba; the reference: 91.2-91.5 % in about 61-73 s)",
     "article": "the article's experiment (the article reports 87.03 % test accuracy; "
                "with --no-scale, its raw-pixel failure)",
 }
