@@ -77,9 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # training, against the reference's 91.22 / 91.24 / 91.46 % (mean 91.31 %) in 64.8 /
     # 72.6 / 60.7 s in the same run: the goal of 91.5 % in no more than the reference's
     # time is met on every seed; seed 0 again, later: 91.56 % in 62.3 s against 91.22 %
-    # in 72.7 s. (The host is shared: in an earlier run with other jobs
-    # on it, single runs took up to three times as long, arraynn's OpenBLAS threads
-    # suffering more than torch's.)
+    # in 72.7 s. (The host is shared: in an earlier run with other jobs on it, single
+    # runs took up to three times as long, arraynn's OpenBLAS threads suffering more
+    # than torch's.)
     "best": {
         "hidden": [512, 512],
         "activation": "relu",
