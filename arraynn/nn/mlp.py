@@ -223,13 +223,13 @@ class MLP:
         rates = (self.input_dropout, *self.dropout)
         if not any(rates):
             return None
-        xp = array_namespace(X)
+        ops = ops_of(X)
         device = array_api_compat.device(X)
         n = X.shape[0]
         return [None if not rate else
-                random.dropout_mask(xp, (n, self.layer_sizes[j]), rate, seed, counter,
-                                    random.STREAMS["dropout"] + j - 1, X.dtype, device,
-                                    first_row * self.layer_sizes[j])
+                ops.dropout_mask((n, self.layer_sizes[j]), rate, seed, counter,
+                                 random.STREAMS["dropout"] + j - 1, X.dtype, device,
+                                 first_row * self.layer_sizes[j])
                 for j, rate in enumerate(rates)]
 
     def forward(self, params: Any, X: Any) -> Any:

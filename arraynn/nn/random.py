@@ -40,8 +40,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["STREAMS", "dropout_mask", "hash_dtype", "random_bits", "step_key", "uniform",
-           "random_below"]
+__all__ = ["STREAMS", "counter_key", "drop_threshold", "dropout_mask", "hash_dtype",
+           "random_bits", "step_key", "uniform", "random_below"]
 
 _M32 = 0xFFFFFFFF
 _M31 = 0x7FFFFFFF
@@ -125,12 +125,17 @@ def hash_dtype(xp: Any) -> Any:
     return dt
 
 
+def counter_key(seed: int, stream: int, counter: int) -> tuple[int, int]:
+    """``(key_a, key_b)`` of a Python int counter, as Python ints below 2**31."""
+    a = _fmix((step_key(seed, stream) & _M31) ^ (int(counter) & _M32))
+    return a & _M31, _fmix(a ^ _H) & _M31
+
+
 def _counter_key(xp: Any, seed: int, stream: int, counter: Any, dtype: Any, wide: bool) -> Any:
     """``(key_a, key_b)``: Python ints for a Python counter, 0-d arrays for a device one."""
-    k = step_key(seed, stream) & _M31
     if isinstance(counter, int):
-        a = _fmix(k ^ (counter & _M32))
-        return a & _M31, _fmix(a ^ _H) & _M31
+        return counter_key(seed, stream, counter)
+    k = step_key(seed, stream) & _M31
     # one element rather than 0-d: some libraries make 0-d results scalars, whose
     # wrapping products warn about overflow
     c = xp.reshape(xp.astype(counter, dtype), (1,))
@@ -195,9 +200,15 @@ def dropout_mask(xp: Any, shape: tuple[int, ...], rate: float, seed: int, counte
     so the rate is exact to 2**-31; multiplying activations by the mask keeps their
     expected value.
     """
+    threshold = drop_threshold(rate)
+    bits = random_bits(xp, shape, seed, counter, stream, device, first)
+    return xp.astype((bits >> 1) >= threshold, dtype) * (1.0 / (1.0 - float(rate)))
+
+
+def drop_threshold(rate: float) -> int:
+    """The integer an element's top 31 bits are compared with in :func:`dropout_mask`
+    (``round(rate * 2**31)``), after checking that ``0 <= rate < 1``."""
     rate = float(rate)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"a dropout rate must be in [0, 1), got {rate}")
-    bits = random_bits(xp, shape, seed, counter, stream, device, first)
-    threshold = min(int(round(rate * 2.0**31)), _M31)
-    return xp.astype((bits >> 1) >= threshold, dtype) * (1.0 / (1.0 - rate))
+    return min(int(round(rate * 2.0**31)), _M31)

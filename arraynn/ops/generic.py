@@ -127,6 +127,17 @@ class Ops:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({getattr(self.xp, '__name__', self.xp)!s})"
 
+    # ---- dropout --------------------------------------------------------------------
+    def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
+                     stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
+        """The inverted-dropout mask of :func:`arraynn.nn.random.dropout_mask` (a new
+        array of ``shape`` and ``dtype``: ``1 / (1 - rate)`` where kept, ``0`` where
+        dropped; ``first``: the flat index of its first element in a larger draw)."""
+        from ..nn import random  # arraynn.nn imports this module
+
+        return random.dropout_mask(self.xp, shape, rate, seed, counter, stream, dtype, device,
+                                   first)
+
     # ---- hidden layers --------------------------------------------------------------
     def activate(self, name: str, z: Any) -> Any:
         """The hidden activation ``name`` of ``z`` (consumed)."""

@@ -8,7 +8,12 @@ faster there, see ``benchmarks/README.md``). With Numba installed
 (``pip install "arraynn[numba]"``) :class:`arraynn.ops.numpy.NumpyOps` runs momentum
 and Adam over buffers of at least :data:`MIN_SIZE` elements as one compiled loop
 instead: each element is read once, updated in registers and written once. (SGD is two
-ufunc passes already; a compiled loop saved nothing measurable there.)
+ufunc passes already; a compiled loop saved nothing measurable there.) The dropout
+masks of :meth:`arraynn.ops.numpy.NumpyOps.dropout_mask` are one compiled pass too:
+the counter-based hash of :mod:`arraynn.nn.random` per element, compared with the
+integer threshold, written as the mask's float (integer arithmetic, so the same bits).
+So is the L2 term of a large weight matrix's gradient (``g + l2 * w``: two roundings,
+as in NumPy's two passes).
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype, with the scalars cast to that dtype
@@ -60,7 +65,8 @@ def available() -> bool:
 
 
 def kernels() -> Any:
-    """The compiled kernels (a namespace with ``momentum`` and ``adam``), or
+    """The compiled kernels (a namespace with ``momentum``, ``adam``, ``dropout_mask``
+    and ``add_scaled``), or
     ``None`` when they are switched off or Numba is missing."""
     if not _enabled:
         return None
@@ -112,7 +118,29 @@ def _build() -> Any:
             m[i] = mi
             p[i] = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
 
-    return types.SimpleNamespace(momentum=momentum, adam=adam,
+    @jit
+    def add_scaled(g, w, c):  # pragma: no cover - compiled
+        for i in range(g.shape[0]):
+            g[i] = g[i] + w[i] * c
+
+    # lowbias32 (arraynn.nn.random) in int64 with the products masked to 32 bits: the
+    # operands stay below 2**32 and the multipliers below 2**31, so nothing overflows.
+    @jit
+    def _mix(x):  # pragma: no cover - compiled
+        x ^= x >> 16
+        x = (x * 0x21F0AAAD) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x735A2D97) & 0xFFFFFFFF
+        return x ^ (x >> 15)
+
+    @jit
+    def dropout_mask(out, first, key_a, key_b, limit, scale):  # pragma: no cover - compiled
+        for i in range(out.shape[0]):
+            x = _mix(_mix((first + i) ^ key_a) ^ key_b)
+            out[i] = scale if x >= limit else 0.0
+
+    return types.SimpleNamespace(momentum=momentum, adam=adam, dropout_mask=dropout_mask,
+                                 add_scaled=add_scaled,
                                  numba_version=numba.__version__)
 
 

@@ -11,6 +11,11 @@ same values).
 
 The softmax error term has its probabilities below the dtype's smallest normal number
 flushed to zero, as in the generic code (:func:`arraynn.ops.generic.flush_subnormal`).
+
+The dropout masks keep an element when its 32 bits are at least twice the generic
+code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
+Numba, else in-place ufuncs over two reused ``uint32`` buffers; the generic masks bit
+for bit either way.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nn import random
 from . import numba_kernels
 from .generic import Ops
 
@@ -59,6 +65,7 @@ class NumpyOps(Ops):
         super().__init__(xp)
         self._local = threading.local()
         self._eyes: dict[tuple[int, Any], Any] = {}  # read-only once made
+        self._aranges: dict[int, Any] = {}  # read-only once made
         self._tinies: dict[Any, float] = {}
 
     def _tiny(self, dtype: Any) -> float:
@@ -78,6 +85,59 @@ class NumpyOps(Ops):
         if buf is None:
             buf = bufs[key] = np.empty(like.shape, like.dtype)
         return buf
+
+    def _flat_scratch(self, n: int, dtype: Any, slot: int) -> np.ndarray:
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        key = ((n,), np.dtype(dtype), slot)
+        buf = bufs.get(key)
+        if buf is None:
+            buf = bufs[key] = np.empty(n, dtype)
+        return buf
+
+    # ---- dropout --------------------------------------------------------------------
+    def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
+                     stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
+        n = 1
+        for s in shape:
+            n *= int(s)
+        first = int(first)
+        if not isinstance(counter, (int, np.integer)) or first < 0 or first + n >= 2**31:
+            # a counter array, or a range the generic code explains in its error
+            return super().dropout_mask(shape, rate, seed, counter, stream, dtype, device, first)
+        threshold = random.drop_threshold(rate)
+        key_a, key_b = random.counter_key(seed, stream, int(counter))
+        dtype = np.dtype(dtype)
+        # the generic astype(keep, dtype) * (1 / (1 - rate)): 0 or the scale rounded to dtype
+        scale = dtype.type(1.0 / (1.0 - float(rate)))
+        compiled = numba_kernels.kernels() if n >= 4096 and dtype.char in "fd" else None
+        if compiled is not None:
+            mask = np.empty(n, dtype)
+            compiled.dropout_mask(mask, first, key_a, key_b, 2 * threshold, scale)
+            return mask.reshape(shape)
+        x = self._flat_scratch(n, np.uint32, 0)
+        if first:
+            np.add(self._arange(n), np.uint32(first), out=x)
+            x ^= np.uint32(key_a)
+        else:
+            np.bitwise_xor(self._arange(n), np.uint32(key_a), out=x)
+        t = self._flat_scratch(n, np.uint32, 1)
+        _fmix(x, t)
+        x ^= np.uint32(key_b)
+        _fmix(x, t)
+        keep = np.greater_equal(x, np.uint32(2 * threshold), out=self._flat_scratch(n, np.bool_, 2))
+        mask = np.multiply(keep, scale, dtype=dtype)
+        return mask.reshape(shape)
+
+    def _arange(self, n: int) -> np.ndarray:
+        """``arange(n)`` in uint32, made once per length (read-only)."""
+        index = self._aranges.get(n)
+        if index is None:
+            index = np.arange(n, dtype=np.uint32)
+            index.flags.writeable = False
+            self._aranges[n] = index
+        return index
 
     # ---- hidden layers --------------------------------------------------------------
     def activate(self, name: str, z: Any) -> Any:
@@ -129,7 +189,11 @@ class NumpyOps(Ops):
 
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if l2:
-            g += np.multiply(w, l2, out=self._scratch(w))
+            fused = _fused(g.reshape(-1), w.reshape(-1), scalars=(l2,)) if g.flags.c_contiguous else None
+            if fused is not None and w.flags.c_contiguous:
+                fused.add_scaled(g.reshape(-1), w.reshape(-1), g.dtype.type(l2))
+            else:
+                g += np.multiply(w, l2, out=self._scratch(w))
         if l1:
             t = np.sign(w, out=self._scratch(w))
             t *= l1
@@ -219,3 +283,19 @@ class NumpyOps(Ops):
         t *= lr_t
         p -= t
         return p, m, v
+
+
+_C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)
+
+
+def _fmix(x: np.ndarray, t: np.ndarray) -> None:
+    """lowbias32 (:func:`arraynn.nn.random._fmix`) of the ``uint32`` array ``x`` in place,
+    with ``t`` (same shape) as scratch."""
+    np.right_shift(x, 16, out=t)
+    x ^= t
+    x *= _C1
+    np.right_shift(x, 15, out=t)
+    x ^= t
+    x *= _C2
+    np.right_shift(x, 15, out=t)
+    x ^= t

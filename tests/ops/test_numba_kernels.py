@@ -136,3 +136,30 @@ def test_training_steps_with_the_compiled_updates_equal_the_generic_path_exactly
     np.testing.assert_array_equal(fast_params, params)
     for k in ("m", "v"):
         np.testing.assert_array_equal(fast_state[k], state[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_dropout_masks_compiled_or_by_ufuncs_equal_the_generic_reference_exactly(compiled, dtype):
+    nk.set_enabled(compiled)
+    for shape, rate, counter, first in [((128, 784), 0.2, 0, 0), ((96, 512), 0.1, 12345, 0),
+                                        ((64, 512), 0.5, 2**33 + 1, 64 * 512), ((3, 7), 0.3, 4, 21),
+                                        ((40, 200), 0.0, 7, 0), ((40, 200), 0.999, 7, 5)]:
+        want = GENERIC.dropout_mask(shape, rate, 2**40 + 5, counter, 0xD0D0, dtype, first=first)
+        got = FAST.dropout_mask(shape, rate, 2**40 + 5, counter, 0xD0D0, dtype, first=first)
+        assert got.shape == want.shape and got.dtype == want.dtype == dtype
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_l2_term_compiled_or_by_ufuncs_equals_the_generic_reference_exactly(compiled, dtype):
+    nk.set_enabled(compiled)
+    rng = np.random.default_rng(3)
+    for shape in [(784, 512), (300, 301), (512, 10)]:
+        w = rng.normal(size=shape).astype(dtype)
+        g = rng.normal(size=shape).astype(dtype)
+        for l1, l2 in [(0.0, 0.05), (0.01, 0.3)]:
+            want = GENERIC.penalize(w, g.copy(), l1, l2)
+            got = FAST.penalize(w, g.copy(), l1, l2)
+            assert got.tobytes() == want.tobytes()

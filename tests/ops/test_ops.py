@@ -235,6 +235,34 @@ def test_fast_activations_equal_generic_exactly(name, dtype):
     np.testing.assert_array_equal(a, a_before)  # only g is consumed
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.3, 0.5, 0.999])
+def test_fast_dropout_masks_equal_generic_exactly(rate, dtype):
+    for shape, seed, counter, stream, first in [
+            ((128, 784), 0, 0, 0xD0D0, 0), ((96, 512), 2**40 + 5, 12345, 3, 0),
+            ((3, 7), 7, np.int64(2**33 + 1), 0xD0CF, 21), ((1,), 1, 5, 0, 0),
+            ((64, 512), 3, 8, 0xD0D0, 64 * 512)]:  # a data-parallel rank's rows
+        want = GENERIC_NP.dropout_mask(shape, rate, seed, int(counter), stream, dtype, first=first)
+        got = FAST.dropout_mask(shape, rate, seed, counter, stream, dtype, first=first)
+        assert got.shape == want.shape and got.dtype == want.dtype == dtype
+        assert got.tobytes() == want.tobytes()
+    # fresh arrays each time (the buffers behind them are reused)
+    a = FAST.dropout_mask((4, 5), rate, 1, 2, 3, dtype)
+    b = FAST.dropout_mask((4, 5), rate, 1, 3, 3, dtype)
+    np.testing.assert_array_equal(a, GENERIC_NP.dropout_mask((4, 5), rate, 1, 2, 3, dtype))
+    assert a is not b
+
+
+def test_fast_dropout_masks_check_the_rate_and_take_a_device_counter():
+    with pytest.raises(ValueError, match="dropout rate"):
+        FAST.dropout_mask((2, 3), 1.0, 0, 0, 0, np.float32)
+    with pytest.raises(ValueError, match="draws elements"):
+        FAST.dropout_mask((2, 3), 0.5, 0, 0, 0, np.float32, first=2**31 - 3)
+    counter = np.asarray(41, dtype=np.int32)  # a 0-d array: the generic path
+    np.testing.assert_array_equal(FAST.dropout_mask((2, 3), 0.5, 0, counter, 0, np.float32),
+                                  GENERIC_NP.dropout_mask((2, 3), 0.5, 0, 41, 0, np.float32))
+
+
 def test_fast_relu_grad_is_zero_where_the_output_is_not_positive():
     # (the fast path multiplies by the mask: equal to the generic where() for finite g)
     a = np.array([[0.0, 1.0, np.nan, 2.0, -0.0]], dtype=np.float32)
