@@ -12,9 +12,10 @@ epoch), batches of 128 reshuffled every epoch, inputs standardized per pixel wit
 the training set's statistics; it trains on all 60,000 training images.
 
 arraynn runs its preset exactly as ``python -m arraynn.train --preset best`` does
-(that command, in a fresh process, with a temporary run directory): the preset holds
-out its validation images and trains on the rest. Its training time is the run's
-``train_seconds`` (the training loop with its per-epoch validation, without loading
+(that command, in a fresh process, with a temporary run directory): the ``best``
+preset trains on all 60,000 training images like the reference (a preset with a
+``val_size`` holds those images out and trains on the rest). Its training time is the
+run's ``train_seconds`` (the training loop with its per-epoch metrics, without loading
 the data); PyTorch's is its training loop's wall time. Test accuracy is measured once,
 after training, on the 10,000 test images.
 
