@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 60,000 training images are held out for the per-epoch validation accuracy. L2
     # 0.05 (added to each minibatch's summed gradient) was chosen on that validation
     # set among 0, 0.02, 0.05, 0.1 and 0.2. Measured: 90.6 % test accuracy (90.57 -
-    # 90.69 % over seeds 0-2), about 40 s of training on 2 cores.
+    # 90.69 % over seeds 0-2), about 6-8 s of training on 2 cores.
     "default": {
         "hidden": [256, 128],
         "activation": "relu",
@@ -155,7 +155,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {
     "default": "a quick, strong Fashion-MNIST classifier on a laptop CPU "
-               "(about 90.6 % test accuracy in about 40 s of training on 2 cores)",
+               "(about 90.6 % test accuracy in about 6-8 s of training on 2 cores)",
     "best": "the best Fashion-MNIST classifier of arraynn in the training time of PyTorch's "
             "reference dropout MLP (about 91.6 % test accuracy, 91.50-91.75 % over seeds 0-2, in "
             "about 45-52 s on 2 cores with Numba; the reference: 91.2-91.5 % in about 61-73 s)",
@@ -171,7 +171,7 @@ _EPILOG = """\
 examples:
   python -m arraynn.train
       the default preset: 784-256-128-10 ReLU, Adam, 15 epochs: about 90.6 % test
-      accuracy after about 40 s of training on 2 CPU cores; writes runs/default-<time>/
+      accuracy after about 6-8 s of training on 2 CPU cores; writes runs/default-<time>/
   python -m arraynn.train --preset best
       784-512-512-10 ReLU with input and hidden dropout, Adam, 50 epochs, on all 60,000
       training images: 91.50-91.75 % test accuracy (seeds 0-2) in less training time
