@@ -33,6 +33,7 @@ from typing import Any
 import array_api_compat
 
 from ..nn import random
+from ..ops import ops_of
 
 __all__ = ["RandomShift", "image_shape_of", "pixel_map"]
 
@@ -153,7 +154,7 @@ class RandomShift:
         s = self.max_shift
         if s == 0 and not self.flip:
             return X
-        xp = array_api_compat.array_namespace(X)
+        xp = ops_of(X).xp  # cached per array type: no namespace lookup per step
         device = array_api_compat.device(X)
         h, w = self.image_shape
         n = X.shape[0]
