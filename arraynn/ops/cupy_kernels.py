@@ -1,7 +1,8 @@
 """The CUDA sources of CuPy's fused kernels, each beside its Array API twin.
 
 At small batches a step on the GPU costs kernel launches, not arithmetic: the generic
-Array API code launches one kernel per operation (an Adam update alone is twelve).
+Array API code launches one kernel per operation (an Adam update alone is twenty-one,
+with its flushes of subnormal numbers).
 :class:`arraynn.ops.cupy.CupyOps` keeps the ops contract (see
 :mod:`arraynn.ops.generic`) and replaces those chains with one
 ``cupy.ElementwiseKernel`` each:
@@ -16,11 +17,11 @@ operation                   fused kernel                                 generic
 ``loss_and_delta``          softmax: one kernel per row plus one sum;    11 / 10
                             sigmoid: one kernel plus one sum
 ``one_hot``                 one kernel                                   3
-``sgd``                     ``p -= lr*g`` over the whole parameter       2
+``sgd``                     ``p -= lr*g`` over the whole parameter       5
                             buffer: one launch
-``momentum``                ``v`` and ``p`` (classical or Nesterov),     3 / 5
+``momentum``                ``v`` and ``p`` (classical or Nesterov),     10 / 13
                             one launch
-``adam``                    ``m``, ``v`` and ``p``, one launch           12
+``adam``                    ``m``, ``v`` and ``p``, one launch           21
 ==========================  ===========================================  ==========
 
 The matrix products and the bias gradient (a column sum) stay with cuBLAS and CuPy's
@@ -82,7 +83,7 @@ template <typename U> __device__ __forceinline__ U nn_sign(U a) {
 }
 template <typename U> __device__ __forceinline__ U nn_flush_subnormal(U a) {
   const U tiny = sizeof(U) == 4 ? (U)1.1754943508222875e-38 : (U)2.2250738585072014e-308;
-  return a < tiny ? (U)0 : a;
+  return nn_abs(a) < tiny ? (U)0 : a;
 }
 """
 
@@ -194,26 +195,26 @@ def _penalize_l1_l2_twin(xp, w, l1, l2, g):
 
 
 def _sgd_twin(xp, g, lr, p):
-    p = p - lr * g
+    p = flush_subnormal(p - lr * g, xp)
     return (p,)
 
 
 def _momentum_twin(xp, g, lr, mu, p, v):
-    v = mu * v - lr * g
-    p = p + v
+    v = flush_subnormal(mu * v - lr * g, xp)
+    p = flush_subnormal(p + v, xp)
     return (p, v)
 
 
 def _nesterov_twin(xp, g, lr, mu, p, v):
-    v = mu * v - lr * g
-    p = p + (mu * v - lr * g)
+    v = flush_subnormal(mu * v - lr * g, xp)
+    p = flush_subnormal(p + (mu * v - lr * g), xp)
     return (p, v)
 
 
 def _adam_twin(xp, g, b1, c1, b2, c2, lr, eps, p, m, v):
-    m = b1 * m + c1 * g
-    v = b2 * v + c2 * (g * g)
-    p = p - lr * (m / (xp.sqrt(v) + eps))
+    m = flush_subnormal(b1 * m + c1 * g, xp)
+    v = flush_subnormal(b2 * v + c2 * (g * g), xp)
+    p = flush_subnormal(p - lr * (m / (xp.sqrt(v) + eps)), xp)
     return (p, m, v)
 
 
@@ -288,17 +289,18 @@ KERNELS: dict[str, FusedKernel] = {k.name: k for k in (
                 "g = g + l2 * w;\n"
                 "g = g + l1 * nn_sign(w);", _penalize_l1_l2_twin, launch="a s s a"),
     FusedKernel("arraynn_sgd", "T g, T lr", "T p",
-                "p = p - lr * g;", _sgd_twin, launch="a s a"),
+                "p = nn_flush_subnormal(p - lr * g);", _sgd_twin, launch="a s a"),
     FusedKernel("arraynn_momentum", "T g, T lr, T mu", "T p, T v",
-                "v = mu * v - lr * g;\n"
-                "p = p + v;", _momentum_twin, launch="a s s a a"),
+                "v = nn_flush_subnormal(mu * v - lr * g);\n"
+                "p = nn_flush_subnormal(p + v);", _momentum_twin, launch="a s s a a"),
     FusedKernel("arraynn_nesterov", "T g, T lr, T mu", "T p, T v",
-                "v = mu * v - lr * g;\n"
-                "p = p + (mu * v - lr * g);", _nesterov_twin, launch="a s s a a"),
+                "v = nn_flush_subnormal(mu * v - lr * g);\n"
+                "p = nn_flush_subnormal(p + (mu * v - lr * g));", _nesterov_twin, launch="a s s a a"),
     FusedKernel("arraynn_adam", "T g, T b1, T c1, T b2, T c2, T lr, T eps", "T p, T m, T v",
-                "m = b1 * m + c1 * g;\n"
-                "v = b2 * v + c2 * (g * g);\n"
-                "p = p - lr * (m / (sqrt(v) + eps));", _adam_twin, launch="a s s s s s s a a a"),
+                "m = nn_flush_subnormal(b1 * m + c1 * g);\n"
+                "v = nn_flush_subnormal(b2 * v + c2 * (g * g));\n"
+                "p = nn_flush_subnormal(p - lr * (m / (sqrt(v) + eps)));", _adam_twin,
+                launch="a s s s s s s a a a"),
     FusedKernel("arraynn_sigmoid_loss_delta", "T z, T y", "T l, T d",
                 "l = (nn_maximum(z, (T)0.0) + log1p(exp(-nn_abs(z)))) - y * z;\n"
                 "d = ((T)0.5 * tanh((T)0.5 * z) + (T)0.5) - y;", _sigmoid_loss_delta_twin,

@@ -13,7 +13,8 @@ masks of :meth:`arraynn.ops.numpy.NumpyOps.dropout_mask` are one compiled pass t
 the counter-based hash of :mod:`arraynn.nn.random` per element, compared with the
 integer threshold, written as the mask's float (integer arithmetic, so the same bits).
 So is the L2 term of a large weight matrix's gradient (``g + l2 * w``: two roundings,
-as in NumPy's two passes).
+as in NumPy's two passes). The updates flush every value they write of subnormal
+numbers (:func:`arraynn.ops.generic.flush_subnormal`) in the same pass, for free.
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype, with the scalars cast to that dtype
@@ -97,26 +98,41 @@ def _build() -> Any:
 
     # Each loop mirrors NumpyOps' sequence of in-place ufuncs (and so the generic code):
     # one rounding per operation, in the buffers' dtype.
+    # Every value written to a buffer is flushed first: |x| < tiny becomes zero (the
+    # generic flush_subnormal; ``zero`` is +0.0 in the buffers' dtype, so no float64
+    # enters the loop's arithmetic).
     @jit
-    def momentum(p, g, v, lr, mu, nesterov):  # pragma: no cover - compiled
+    def momentum(p, g, v, lr, mu, nesterov, tiny, zero):  # pragma: no cover - compiled
         for i in range(p.shape[0]):
             lr_g = g[i] * lr
             vi = v[i] * mu - lr_g
+            if abs(vi) < tiny:
+                vi = zero
             v[i] = vi
             if nesterov:
-                p[i] = p[i] + (vi * mu - lr_g)
+                pi = p[i] + (vi * mu - lr_g)
             else:
-                p[i] = p[i] + vi
+                pi = p[i] + vi
+            if abs(pi) < tiny:
+                pi = zero
+            p[i] = pi
 
     @jit
-    def adam(p, g, m, v, lr, b1, c1, b2, c2, eps):  # pragma: no cover - compiled
+    def adam(p, g, m, v, lr, b1, c1, b2, c2, eps, tiny, zero):  # pragma: no cover - compiled
         for i in range(p.shape[0]):
             gi = g[i]
             vi = v[i] * b2 + (gi * gi) * c2
+            if abs(vi) < tiny:
+                vi = zero
             mi = m[i] * b1 + gi * c1
+            if abs(mi) < tiny:
+                mi = zero
             v[i] = vi
             m[i] = mi
-            p[i] = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
+            pi = p[i] - (mi / (np.sqrt(vi) + eps)) * lr
+            if abs(pi) < tiny:
+                pi = zero
+            p[i] = pi
 
     @jit
     def add_scaled(g, w, c):  # pragma: no cover - compiled

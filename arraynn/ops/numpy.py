@@ -10,7 +10,10 @@ Numba is installed, one compiled pass over it (:mod:`arraynn.ops.numba_kernels`,
 same values).
 
 The softmax error term has its probabilities below the dtype's smallest normal number
-flushed to zero, as in the generic code (:func:`arraynn.ops.generic.flush_subnormal`).
+flushed to zero, and so has every buffer an optimizer update writes, as in the generic
+code (:func:`arraynn.ops.generic.flush_subnormal`): ``x *= |x| >= tiny; x += 0.0`` is
+``where(|x| < tiny, 0, x)`` bit for bit (the addition turns the ``-0.0`` that a negative
+value times ``False`` gives into ``+0.0``, and changes no other value).
 
 The dropout masks keep an element when its 32 bits are at least twice the generic
 code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
@@ -74,6 +77,15 @@ class NumpyOps(Ops):
         if tiny is None:
             tiny = self._tinies[dtype] = float(np.finfo(dtype).smallest_normal)
         return tiny
+
+    def _flush(self, x: np.ndarray) -> np.ndarray:
+        """:func:`arraynn.ops.generic.flush_subnormal` of ``x``, in place."""
+        t = np.abs(x, out=self._scratch(x, 2))
+        keep = np.greater_equal(t, self._tiny(x.dtype), out=self._flat_scratch(x.size, np.bool_, 3)
+                                .reshape(x.shape))
+        x *= keep
+        x += 0.0
+        return x
 
     def _scratch(self, like: Any, slot: int = 0) -> np.ndarray:
         """A per-thread scratch array of ``like``'s shape and dtype."""
@@ -242,25 +254,26 @@ class NumpyOps(Ops):
     # SGD stays two ufunc passes: a compiled loop saves nothing measurable there.
     def sgd(self, p: Any, g: Any, lr: Any) -> Any:
         p -= np.multiply(g, lr, out=self._scratch(g))
-        return p
+        return self._flush(p)
 
     def momentum(self, p: Any, g: Any, v: Any, lr: Any, mu: float,
                  nesterov: bool) -> tuple[Any, Any]:
         fused = _fused(p, g, v, scalars=(lr, mu))
         if fused is not None:
             t = p.dtype.type
-            fused.momentum(p, g, v, t(lr), t(mu), bool(nesterov))
+            fused.momentum(p, g, v, t(lr), t(mu), bool(nesterov), t(self._tiny(p.dtype)), t(0.0))
             return p, v
         lr_g = np.multiply(g, lr, out=self._scratch(g))
         v *= mu
         v -= lr_g
+        self._flush(v)
         if nesterov:
             t = np.multiply(v, mu, out=self._scratch(v, 1))
             t -= lr_g
             p += t
         else:
             p += v
-        return p, v
+        return self._flush(p), v
 
     def adam(self, p: Any, g: Any, m: Any, v: Any, lr_t: Any, beta_1: float, beta_2: float,
              eps_t: Any) -> tuple[Any, Any, Any]:
@@ -268,21 +281,24 @@ class NumpyOps(Ops):
         fused = _fused(p, g, m, v, scalars=(lr_t, beta_1, beta_2, eps_t))
         if fused is not None:
             f = p.dtype.type  # the scalars rounded to the buffers' dtype, as NumPy does
-            fused.adam(p, g, m, v, f(lr_t), f(beta_1), f(c1), f(beta_2), f(c2), f(eps_t))
+            fused.adam(p, g, m, v, f(lr_t), f(beta_1), f(c1), f(beta_2), f(c2), f(eps_t),
+                       f(self._tiny(p.dtype)), f(0.0))
             return p, m, v
         t = np.multiply(g, g, out=self._scratch(g))
         t *= c2
         v *= beta_2
         v += t
+        self._flush(v)
         np.multiply(g, c1, out=t)
         m *= beta_1
         m += t
+        self._flush(m)
         np.sqrt(v, out=t)
         t += eps_t
         np.divide(m, t, out=t)
         t *= lr_t
         p -= t
-        return p, m, v
+        return self._flush(p), m, v
 
 
 _C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)

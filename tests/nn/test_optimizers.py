@@ -72,3 +72,100 @@ def test_bias_correction_on_a_device_counter_matches_the_host_values(backend):
             got = backend.to_float(one_minus_power(beta, counter, like))
             assert got == pytest.approx(1.0 - beta**t, rel=1e-6)
     assert one_minus_power(0.9, 3) == 1.0 - 0.9**3
+
+
+# ---- no subnormal numbers in the training state ------------------------------------------
+def _seeded_with_subnormals(rng, n, dtype):
+    """Host values: about a third subnormal (both signs), a few zeros, the rest normal."""
+    tiny = np.finfo(dtype).smallest_normal
+    x = rng.normal(size=n).astype(dtype)
+    sub = rng.random(n) < 0.35
+    x[sub] = (rng.uniform(0.01, 0.99, size=sub.sum()) * tiny * rng.choice([-1, 1], sub.sum())).astype(dtype)
+    x[rng.random(n) < 0.05] = 0.0
+    return x
+
+
+def _subnormal_count(be, x):
+    h = be.to_numpy(x)
+    tiny = np.finfo(h.dtype).smallest_normal
+    return int(((h != 0) & (np.abs(h) < tiny)).sum())
+
+
+# Large enough for NumPy's compiled (Numba) update passes, whose threshold is 2**15.
+_N_STATE = 40_000
+
+
+def _update_with(ops, array_type, opt, p, g, state):
+    """``opt.update`` with ``ops`` as the ops of ``array_type`` (the cache restored after)."""
+    import arraynn.ops as ops_module
+
+    saved = ops_module._by_type.copy()
+    try:
+        if ops is not None:
+            ops_module._by_type[array_type] = ops
+        return opt.update(p, g, state, 1e-3)
+    finally:
+        ops_module._by_type.clear()
+        ops_module._by_type.update(saved)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_update_leaves_no_subnormal_number_in_the_training_state(backend, name, dtype):
+    # A state seeded with subnormals in the parameters and in every optimizer buffer, and a
+    # gradient that is zero where they are (what weight decay alone leaves): after one
+    # update none is left, on every backend and through every fast path (NumPy with and
+    # without Numba); each fast path gives the generic Array API update's values on the
+    # same backend bit for bit.
+    from arraynn.ops import Ops, numba_kernels
+
+    if dtype == "float64":
+        try:
+            be = backend.with_dtype("float64")
+        except Exception as exc:  # DtypeNotSupportedError
+            pytest.skip(f"no float64 here: {exc}")
+    else:
+        be = backend
+    rng = np.random.default_rng(7)
+    p0 = _seeded_with_subnormals(rng, _N_STATE, dtype)
+    g0 = rng.normal(size=_N_STATE).astype(dtype) * (rng.random(_N_STATE) < 0.5)
+    opt = make_optimizer("momentum" if name == "nesterov" else name, nesterov=name == "nesterov",
+                         momentum=0.9)
+    bufs0 = {b: _seeded_with_subnormals(rng, _N_STATE, dtype) for b in opt.buffers}
+    if "v" in bufs0:
+        bufs0["v"] = np.abs(bufs0["v"])
+    assert _subnormal_count(be, be.asarray(p0)) > 0.2 * _N_STATE
+
+    def run(ops):
+        state = {"t": 3, **{b: be.asarray(x.copy()) for b, x in bufs0.items()}}
+        params = be.asarray(p0.copy())
+        return _update_with(ops, type(params), opt, params, be.asarray(g0), state)
+
+    ref_params, ref_state = run(Ops(be.xp))
+    compiled = [True, False] if be.name == "numpy" and numba_kernels.available() else [None]
+    for use_numba in compiled:
+        if use_numba is not None:
+            numba_kernels.set_enabled(use_numba)
+        try:
+            params, state = run(None)  # the backend's own ops
+        finally:
+            numba_kernels.set_enabled(True)
+        assert _subnormal_count(be, params) == 0
+        for b in opt.buffers:
+            assert _subnormal_count(be, state[b]) == 0, b
+        assert be.to_numpy(params).tobytes() == be.to_numpy(ref_params).tobytes()
+        for b in opt.buffers:
+            assert be.to_numpy(state[b]).tobytes() == be.to_numpy(ref_state[b]).tobytes(), b
+    # the update did its work: the normal values moved
+    moved = (g0 != 0) & (np.abs(p0) > 1e-3)
+    assert (be.to_numpy(params)[moved] != p0[moved]).mean() > 0.99
+
+
+def test_flush_subnormal_gives_plus_zero_on_every_backend(backend):
+    from arraynn.ops.generic import flush_subnormal
+
+    tiny = float(np.finfo(np.float32).smallest_normal)
+    x = np.array([-1e-40, 1e-40, -0.0, 0.0, -tiny, tiny, 2.0, -np.inf, np.nan], dtype=np.float32)
+    got = backend.to_numpy(flush_subnormal(backend.asarray(x), backend.xp))
+    np.testing.assert_array_equal(got, [0.0, 0.0, 0.0, 0.0, -tiny, tiny, 2.0, -np.inf, np.nan])
+    assert not np.signbit(got[:4]).any()
