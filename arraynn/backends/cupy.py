@@ -189,6 +189,8 @@ class NcclCommunicator(Communicator):
 
         self.base, self.device = base, device
         self.rank, self.size, self.local_rank = base.rank, base.size, base.local_rank
+        self.local_size = base.local_size
+        self.threads, self.threads_note = base.threads, base.threads_note
         uid = nccl.get_unique_id() if base.rank == 0 else None
         uid = base.bcast(uid, root=0)
         with library.device_context(device):
