@@ -18,7 +18,11 @@ class TorchLibrary(Library):
     """PyTorch; devices are ``torch.device`` objects (``"cuda"`` means the current GPU)."""
 
     name = "torch"
-    install_hint = 'pip install "arraynn[torch]"'
+    # On Linux PyPI's default torch is a CUDA build that pulls several GB of nvidia-* packages:
+    # the hint gives the CPU build's command too.
+    install_hint = ('pip install "arraynn[torch]" (on Linux that is the CUDA build of torch, several GB; '
+                    'for the CPU build run first: pip install torch --index-url '
+                    'https://download.pytorch.org/whl/cpu, then pip install "arraynn[torch]")')
 
     def load(self, device: Any) -> tuple[Any, Any]:
         torch = self.import_module("torch")

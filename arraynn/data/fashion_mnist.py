@@ -9,7 +9,9 @@ The *data home* is, in order of precedence:
 3. the cache, ``$XDG_CACHE_HOME/arraynn`` (when ``XDG_CACHE_HOME`` is set to an
    absolute path), else ``~/.cache/arraynn``.
 
-A data home given by 1 or 2 is *user-supplied*; 3 is *the cache*. Inside the data
+A data home given by 1 or 2 is *user-supplied*; 3 is *the cache*. A user-supplied
+data home must be an existing directory: one that is not (a mistyped path) is an
+error at once, before anything is downloaded or created. Inside the data
 home the four files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``) are looked up in the
 data home itself and then in its ``fashion-mnist/`` subfolder: the first of the
@@ -34,7 +36,9 @@ Missing files are downloaded (when ``download=True``) into the data set director
 also a user-supplied one, from the mirrors in ``FASHION_MNIST_MIRRORS`` in order,
 by :func:`arraynn.data.download.download` (retries with exponential backoff, size
 and MD5 checked before the file is renamed into place, so an interrupted or
-failed download leaves nothing behind).
+failed download leaves nothing behind). The directories created to download into
+are removed again when a download fails and leaves them empty; the files already
+downloaded (and verified) stay, so the next call fetches only the rest.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ class DatasetNotFoundError(FileNotFoundError):
     """The data files are missing and could not (or may not) be downloaded.
 
     The message lists the expected file names, the directory searched and the
-    URLs to fetch them from.
+    URLs to fetch them from; or it names the user-supplied data home that does not
+    exist (or is not a directory).
     """
 
 
@@ -141,6 +146,23 @@ def _resolve_home(data_home: _Home) -> tuple[Path, bool]:
     if env:
         return Path(os.path.expanduser(env)), True
     return _cache_home(), False
+
+
+def _check_user_home(data_home: _Home, home: Path) -> None:
+    """Refuse a user-supplied data home that is not an existing directory.
+
+    A mistyped path would otherwise be created and downloaded into.
+    """
+    if home.is_dir():
+        return
+    given, fix = ((f"data_home {home}", "give the directory")
+                  if data_home is not None else
+                  (f"{_ENV_DATA} is {home}, which", f"set {_ENV_DATA} to the directory"))
+    if home.exists():
+        raise DatasetNotFoundError(f"{given} is a file, not a directory; {fix} that holds the four "
+                                   "Fashion-MNIST files")
+    raise DatasetNotFoundError(f"{given} does not exist; create it to download Fashion-MNIST into it, "
+                               f"or {fix} that holds the four files")
 
 
 def get_data_home(data_home: _Home = None) -> Path:
@@ -211,20 +233,41 @@ def fashion_mnist_source(data_home: _Home = None) -> dict[str, Any]:
 # download
 
 
-def _download(name: str, directory: Path, mirrors: Sequence[str], expected: tuple[int, str],
-              options: tuple[int, float, float], pending: Sequence[str]) -> str:
-    """Fetch file ``name`` into ``directory``; return the URL it came from.
+def _remove_empty(created: Sequence[Path]) -> None:
+    """Remove the directories ``created`` (deepest first) that are empty."""
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a file already downloaded), or already gone
+            pass
 
-    ``pending`` are the files still missing (``name`` included), listed in the
-    error message if every mirror fails.
-    """
+
+def _make_directory(directory: Path, name: str) -> list[Path]:
+    """Create ``directory`` to download ``name`` into; return the directories this
+    created, deepest first (for :func:`_remove_empty` should the download fail)."""
+    created = []
+    d = directory
+    while not d.exists() and not d.is_symlink() and d.parent != d:
+        created.append(d)
+        d = d.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise DatasetNotFoundError(
             f"cannot create the directory {directory} to download {name} into: "
             f"{exc}; choose another directory with data_home= or ARRAYNN_DATA"
         ) from exc
+    return created
+
+
+def _download(name: str, directory: Path, mirrors: Sequence[str], expected: tuple[int, str],
+              options: tuple[int, float, float], pending: Sequence[str]) -> str:
+    """Fetch file ``name`` into ``directory`` (which exists); return the URL it came from.
+
+    ``pending`` are the files still missing (``name`` included), listed in the
+    error message if every mirror fails.
+    """
     retries, backoff, timeout = options
     try:
         return _fetch(directory / name, mirrors, expected, retries=retries, backoff=backoff, timeout=timeout)
@@ -359,7 +402,9 @@ def load_fashion_mnist(
     ------
     DatasetNotFoundError
         A file is missing and ``download`` is False; the message lists the
-        file names, the directory and the URLs to fetch them from.
+        file names, the directory and the URLs to fetch them from. Or the
+        user-supplied data home (``data_home`` or ``$ARRAYNN_DATA``) does not
+        exist or is not a directory: raised before anything is downloaded.
     DownloadError
         A file could not be downloaded from any mirror (offline, HTTP errors,
         checksum mismatch): a :class:`FashionMNISTDownloadError`, which is
@@ -379,6 +424,8 @@ def load_fashion_mnist(
     if absent:
         raise ValueError(f"the checksum table has no (size, MD5) entry for {', '.join(absent)}")
     home, user = _resolve_home(data_home)
+    if user:
+        _check_user_home(data_home, home)
     directory, found = _locate(home, user, names)
 
     if not user:
@@ -412,9 +459,14 @@ def load_fashion_mnist(
             + _instructions(directory, missing, mirrors)
         )
     downloaded: dict[str, str] = {}
-    for i, name in enumerate(missing):
-        downloaded[name] = _download(name, directory, mirrors, checksums[name], options, missing[i:])
-        found[name] = directory / name
+    created = _make_directory(directory, missing[0]) if missing else []
+    try:
+        for i, name in enumerate(missing):
+            downloaded[name] = _download(name, directory, mirrors, checksums[name], options, missing[i:])
+            found[name] = directory / name
+    except BaseException:
+        _remove_empty(created)  # no empty directory is left behind
+        raise
 
     paths: dict[str, Path] = {
         role: found[name] or directory / name for role, name in FASHION_MNIST_FILES.items()

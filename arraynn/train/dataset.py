@@ -9,6 +9,9 @@ MNIST, Kuzushiji-MNIST, or a user's own), a directory of four ``.npy`` arrays
 ``class_names`` array, else Fashion-MNIST's for ten classes in IDX files, else the
 labels as text.
 
+A ``--data-dir`` (or ``$ARRAYNN_DATA``) that does not exist is refused at once, before
+anything is downloaded: a mistyped path is not created and downloaded into.
+
 The images stay on the host as they are (uint8); each set is uploaded once, converted
 to the backend's float dtype and preprocessed there (:func:`device_sets`).
 """
@@ -16,6 +19,7 @@ to the backend's float dtype and preprocessed there (:func:`device_sets`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -115,10 +119,18 @@ def load_data(data_dir: str | None, *, download: bool, mirrors: list[str] | None
               names: list[str] | None = None) -> FashionMNIST:
     """The data of ``data_dir``: IDX files (``None``: Fashion-MNIST from ``$ARRAYNN_DATA``,
     else the cache, downloaded from ``mirrors`` when missing and allowed), ``.npy`` files
-    or an ``.npz`` (see the module docstring); ``names`` are ``--class-names``."""
+    or an ``.npz`` (see the module docstring); ``names`` are ``--class-names``.
+
+    Raises
+    ------
+    UsageError
+        ``data_dir`` (or ``$ARRAYNN_DATA`` when ``data_dir`` is ``None``) does not exist,
+        or is a file other than an ``.npz``.
+    """
     from ..data.fashion_mnist import load_fashion_mnist
 
-    path = None if data_dir is None else Path(data_dir)
+    path = None if data_dir is None else Path(os.path.expanduser(data_dir))
+    _check_data_path(path)
     if path is not None and (path.suffix == ".npz" or (path / "X_train.npy").is_file()):
         data, stored = _load_arrays(path)
     else:
@@ -129,6 +141,32 @@ def load_data(data_dir: str | None, *, download: bool, mirrors: list[str] | None
             data_dir, download=download, return_info=True, **kwargs)
         data, stored = FashionMNIST(X_train, y_train, X_test, y_test, info), None
     return replace(data, names=tuple(_class_names(data, path, names, stored)))
+
+
+def _check_data_path(path: Path | None) -> None:
+    """Refuse a ``--data-dir`` (``None``: a ``$ARRAYNN_DATA``) that does not exist or is a
+    file other than an ``.npz``, before anything is downloaded."""
+    if path is None:
+        env = os.environ.get("ARRAYNN_DATA", "")
+        home = Path(os.path.expanduser(env))
+        if not env or home.is_dir():
+            return
+        given = f"$ARRAYNN_DATA is {home}, which"
+        if home.exists():
+            raise UsageError(f"{given} is a file, not a directory; set ARRAYNN_DATA (or pass --data-dir) "
+                             "to the directory that holds the four Fashion-MNIST files")
+        raise UsageError(f"{given} does not exist; create it to download Fashion-MNIST into it, or set "
+                         "ARRAYNN_DATA (or pass --data-dir) to the directory that holds the four files")
+    if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
+        return
+    if path.suffix == ".npz":
+        raise UsageError(f"--data-dir {path} does not exist; give the .npz file that holds "
+                         f"{', '.join(ARRAY_NAMES)}")
+    if path.exists():
+        raise UsageError(f"--data-dir {path} is a file, not a directory; give the directory that holds "
+                         "the four Fashion-MNIST files (or your .npy arrays), or an .npz file")
+    raise UsageError(f"--data-dir {path} does not exist; create it to download Fashion-MNIST into it, "
+                     "or give the directory that holds the four files")
 
 
 def _class_names(data: FashionMNIST, path: Path | None, names: list[str] | None,

@@ -8,6 +8,7 @@ usage) or 1 (anything else), without a traceback (``--debug`` shows it):
 from __future__ import annotations
 
 import argparse
+import os
 
 __all__ = ["CLIError", "UsageError", "error_line", "one_line"]
 
@@ -55,16 +56,27 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
             TrainingDivergedError)
 
 
-def _data_hint(exc: BaseException, no_download: bool) -> str:
-    """What to do about missing Fashion-MNIST files, in the flags' terms."""
+def _data_hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """What to do about missing Fashion-MNIST files, in the flags' terms: where to put
+    them (the ``--data-dir`` given, else ``--data-dir DIR`` or ``ARRAYNN_DATA``) and
+    what ``--no-download`` does."""
     from ..data import DownloadError
     from ..data.fashion_mnist import DatasetNotFoundError
 
+    data_dir = getattr(args, "data_dir", None)
+    no_download = bool(getattr(args, "no_download", False))
+    env = os.environ.get("ARRAYNN_DATA", "")
+    if data_dir is not None:
+        where = f"copy the four Fashion-MNIST files into {data_dir}"
+    elif env:
+        where = f"copy the four Fashion-MNIST files into $ARRAYNN_DATA ({env}), or pass --data-dir DIR"
+    else:
+        where = ("put the four Fashion-MNIST files in a directory DIR and pass --data-dir DIR (or set "
+                 "ARRAYNN_DATA=DIR)")
     if isinstance(exc, DownloadError):
-        return " (offline? put the four Fashion-MNIST files in a directory and pass --data-dir DIR)"
+        return f" (offline? {where}; with --no-download a missing file fails at once, without the mirrors)"
     if isinstance(exc, DatasetNotFoundError):
-        return (" (pass --data-dir DIR with the four files" +
-                (", or drop --no-download to fetch them)" if no_download else ")"))
+        return f" ({where}" + (", or drop --no-download to fetch them)" if no_download else ")")
     return ""
 
 
@@ -76,7 +88,7 @@ def error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
     exc : Exception
         What a run or an evaluation raised.
     args : argparse.Namespace
-        The parsed command line (for the hint about ``--no-download``).
+        The parsed command line (for the hint about ``--data-dir`` and ``--no-download``).
 
     Returns
     -------
@@ -86,7 +98,7 @@ def error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
     if isinstance(exc, CLIError):
         return one_line(exc), exc.code
     if isinstance(exc, _expected_errors()):
-        return f"{one_line(exc)}{_data_hint(exc, args.no_download)}", 1
+        return f"{one_line(exc)}{_data_hint(exc, args)}", 1
     if isinstance(exc, MemoryError):
         what = one_line(exc) if str(exc).strip() else "a step needed more memory than is free"
         return f"out of memory: {what} (free memory, or use --limit for a smaller run)", 1

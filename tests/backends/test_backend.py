@@ -67,6 +67,21 @@ def test_missing_library_names_the_pip_command(monkeypatch):
     assert 'pip install "arraynn[cuda12]"' in str(info.value)
 
 
+def test_missing_torch_names_the_cpu_build_too(monkeypatch):
+    import arraynn.backends
+
+    monkeypatch.setattr(arraynn.backends, "_cache", {})
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+    monkeypatch.setitem(sys.modules, "array_api_compat.torch", None)
+    with pytest.raises(arraynn.BackendNotInstalledError) as info:
+        arraynn.get_backend("torch")
+    msg = str(info.value)
+    assert "\n" not in msg
+    cpu = msg.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
+    assert 'pip install "arraynn[torch]"' in msg[cpu:]  # the CPU build first, then the extra
+    assert "CUDA build" in msg[:cpu]
+
+
 def test_auto_falls_back_to_numpy_without_a_gpu():
     try:
         arraynn.get_backend("cupy")

@@ -388,6 +388,7 @@ def test_mirror_fallback(server, published, table, tmp_path) -> None:
         server.add(f"/one/{name}", Reply(500, b"oops"))
     second = serve(server, "two", published)
     home = tmp_path / "home-dir"
+    home.mkdir()
     *_, info = load(home, table, [server.url("one"), second], retries=2)
     assert info["downloaded"] == {n: second + n for n in NAMES}
     for name in NAMES:
@@ -418,6 +419,7 @@ def test_checksum_mismatch_names_the_file_and_the_files_left(server, published, 
     corrupt = bytearray(published[TRAIN_LABELS])
     corrupt[-10] ^= 0x55  # same size, different MD5
     mirror = serve(server, "fm", {**published, TRAIN_LABELS: bytes(corrupt)})
+    (tmp_path / "h").mkdir()
     with pytest.raises(FashionMNISTDownloadError) as info:
         load(tmp_path / "h", table, [mirror], retries=2)
     msg = str(info.value)
@@ -428,18 +430,65 @@ def test_checksum_mismatch_names_the_file_and_the_files_left(server, published, 
     assert f"Put the files {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS} into {d}" in msg
     assert mirror + TRAIN_IMAGES not in msg
     assert server.hits(f"/fm/{TRAIN_LABELS}") == 1
+    # The file downloaded (and verified) before the failure stays, with its directory.
     assert sorted(p.name for p in d.iterdir()) == [TRAIN_IMAGES]
 
 
 def test_download_directory_cannot_be_created(table, tmp_path) -> None:
-    home = tmp_path / "a-file"
-    home.write_bytes(b"not a directory")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "fashion-mnist").write_bytes(b"a file where the download directory would go")
     with pytest.raises(DatasetNotFoundError) as info:
         load(home, table, ["http://127.0.0.1:9/"])
     assert not isinstance(info.value, DownloadError)
     msg = str(info.value)
     assert f"cannot create the directory {home / 'fashion-mnist'} to download {TRAIN_IMAGES}" in msg
     assert "data_home=" in msg
+
+
+def test_user_data_home_that_does_not_exist_is_refused_before_any_request(
+        server, published, table, monkeypatch, tmp_path) -> None:
+    mirror = serve(server, "fm", published)
+    typo = tmp_path / "no" / "such" / "dir"
+    for download in (True, False):
+        with pytest.raises(DatasetNotFoundError) as info:
+            load(typo, table, [mirror], download=download)
+        assert not isinstance(info.value, DownloadError)
+        msg = str(info.value)
+        assert msg.startswith(f"data_home {typo} does not exist; create it to download Fashion-MNIST")
+        assert "the directory that holds the four files" in msg
+    monkeypatch.setenv("ARRAYNN_DATA", str(typo))
+    with pytest.raises(DatasetNotFoundError, match="ARRAYNN_DATA is .*, which does not exist") as info:
+        load(None, table, [mirror])
+    assert str(typo) in str(info.value) and "set ARRAYNN_DATA to the directory" in str(info.value)
+    assert server.requests == []
+    assert not (tmp_path / "no").exists()
+    assert not (tmp_path / "xdg-cache").exists()
+
+
+def test_user_data_home_that_is_a_file_is_refused(table, monkeypatch, tmp_path) -> None:
+    home = tmp_path / "a-file"
+    home.write_bytes(b"not a directory")
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a directory") as info:
+        load(home, table, ["http://127.0.0.1:9/"])
+    assert str(home) in str(info.value) and "data_home" in str(info.value)
+    monkeypatch.setenv("ARRAYNN_DATA", str(home))
+    with pytest.raises(DatasetNotFoundError, match="ARRAYNN_DATA is .*, which is a file"):
+        load(None, table, ["http://127.0.0.1:9/"])
+
+
+def test_a_failed_download_leaves_no_empty_directories(server, table, tmp_path) -> None:
+    mirror = server.url("gone")  # every file: 404
+    home = tmp_path / "home-dir"
+    home.mkdir()
+    with pytest.raises(FashionMNISTDownloadError):
+        load(home, table, [mirror])
+    assert list(home.iterdir()) == []  # no empty fashion-mnist/
+    # Into the cache: every directory created for it goes again, $XDG_CACHE_HOME included.
+    with pytest.raises(FashionMNISTDownloadError):
+        load(None, table, [mirror])
+    assert not (tmp_path / "xdg-cache").exists()
+    assert server.hits(f"/gone/{TRAIN_IMAGES}") == 2
 
 
 def test_unwritable_directory(server, published, table, monkeypatch, tmp_path) -> None:
@@ -449,12 +498,14 @@ def test_unwritable_directory(server, published, table, monkeypatch, tmp_path) -
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(dl, "_atomic_open", refuse)
+    (tmp_path / "h").mkdir()
     with pytest.raises(DatasetNotFoundError) as info:
         load(tmp_path / "h", table, [mirror])
     assert not isinstance(info.value, DownloadError)
     msg = str(info.value)
     assert "cannot write" in msg and str(tmp_path / "h" / "fashion-mnist") in msg
     assert "Permission denied" in msg and "data_home=" in msg
+    assert list((tmp_path / "h").iterdir()) == []
 
 
 def test_cached_corrupt_file_is_fetched_again(server, published, table, tmp_path) -> None:

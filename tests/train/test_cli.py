@@ -288,12 +288,71 @@ def test_missing_data_without_network(tmp_path, monkeypatch, capsys):
     code, _, err = main_in_process(capsys, "--data-dir", str(empty), "--mirror", mirror,
                                    "--out", str(tmp_path / "r"))
     assert code == 1
-    assert_one_line_error(err, "could not download", "--data-dir")
+    # The hint speaks of the --data-dir given, not of passing one, and of --no-download.
+    assert_one_line_error(err, "could not download",
+                          f"offline? copy the four Fashion-MNIST files into {empty}", "--no-download")
+    assert "pass --data-dir" not in err
+    assert list(empty.iterdir()) == []  # no empty fashion-mnist/ left behind
     # And without downloading at all.
     code, _, err = main_in_process(capsys, "--data-dir", str(empty), "--no-download",
                                    "--out", str(tmp_path / "r2"))
     assert code == 1
     assert_one_line_error(err, "missing", "train-images-idx3-ubyte.gz")
+
+
+def test_offline_hint_without_data_dir_names_the_flags_and_the_variable(tmp_path, monkeypatch, capsys):
+    from arraynn.data import download
+
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)
+    monkeypatch.delenv("ARRAYNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mirror = f"http://127.0.0.1:{_closed_port()}/"
+    code, _, err = main_in_process(capsys, "--mirror", mirror, "--out", str(tmp_path / "r"))
+    assert code == 1
+    assert_one_line_error(err, "could not download", "pass --data-dir DIR", "ARRAYNN_DATA=DIR",
+                          "--no-download")
+    assert not (tmp_path / "cache").exists()  # the cache directories made for it went again
+    # With $ARRAYNN_DATA set, the hint names the directory it points at.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ARRAYNN_DATA", str(home))
+    code, _, err = main_in_process(capsys, "--mirror", mirror, "--out", str(tmp_path / "r2"))
+    assert code == 1
+    assert_one_line_error(err, f"copy the four Fashion-MNIST files into $ARRAYNN_DATA ({home})",
+                          "--no-download")
+    assert list(home.iterdir()) == []
+
+
+def test_a_data_dir_that_does_not_exist_is_refused_before_any_download(tmp_path, monkeypatch, capsys):
+    from arraynn.data import fashion_mnist
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(fashion_mnist, "_fetch", no_download)
+    monkeypatch.delenv("ARRAYNN_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "no" / "such-dir"
+    code, out, err = main_in_process(capsys, "--data-dir", str(typo), "--out", str(tmp_path / "r"), *FAST)
+    assert code == 2
+    assert_one_line_error(err, f"--data-dir {typo} does not exist", "create it to download Fashion-MNIST",
+                          "the directory that holds the four files")
+    assert "epoch" not in out
+    assert not (tmp_path / "no").exists() and not (tmp_path / "r").exists()
+    code, _, err = main_in_process(capsys, "--data-dir", str(tmp_path / "mine.npz"), "--out",
+                                   str(tmp_path / "r"), *FAST)
+    assert code == 2
+    assert_one_line_error(err, "mine.npz does not exist", ".npz file that holds X_train")
+    (tmp_path / "notes.txt").write_text("not data")
+    code, _, err = main_in_process(capsys, "--data-dir", str(tmp_path / "notes.txt"), "--out",
+                                   str(tmp_path / "r"), *FAST)
+    assert code == 2
+    assert_one_line_error(err, "notes.txt is a file, not a directory")
+    monkeypatch.setenv("ARRAYNN_DATA", str(typo))
+    code, _, err = main_in_process(capsys, "--out", str(tmp_path / "r"), *FAST)
+    assert code == 2
+    assert_one_line_error(err, f"$ARRAYNN_DATA is {typo}, which does not exist", "--data-dir")
+    assert not (tmp_path / "no").exists() and not (tmp_path / "r").exists()
 
 
 def test_missing_data_without_network_subprocess(tmp_path):

@@ -219,6 +219,23 @@ def test_resume_on_other_data_is_refused(data_dir, tmp_path, capsys):
     assert_one_line_error(err, "training data differ", "--data-dir")
 
 
+def test_resume_when_the_data_directory_is_gone(tmp_path, capsys):
+    data = write_synthetic_fashion_mnist(tmp_path / "data")
+    out = tmp_path / "run"
+    code, _, err = main_in_process(capsys, "--data-dir", str(data), "--out", str(out), "--epochs", "1",
+                                   "--no-plots", *FAST)
+    assert code == 0, err
+    data.rename(tmp_path / "moved")
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "2")
+    assert code == 1
+    assert_one_line_error(err, f"the data this run was trained on, {data.resolve()}, no longer exist",
+                          "pass --data-dir")
+    assert not data.exists()  # not created, nothing downloaded into it
+    code, _, err = main_in_process(capsys, "--resume", "--out", str(out), "--epochs", "2",
+                                   "--data-dir", str(tmp_path / "moved"))
+    assert code == 0, err
+
+
 # --------------------------------------------------------------------------------------
 # hardening: failed starts, locks, foreign directories, resume flags, swapped checkpoints
 # --------------------------------------------------------------------------------------
