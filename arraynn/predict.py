@@ -11,11 +11,18 @@
 - an IDX image file (``t10k-images-idx3-ubyte.gz``, gzip or not).
 
 For each image it prints the predicted class name and its probability (``--top-k K``: the
-K most probable), or writes CSV (``--csv``) or JSON (``--json``) for scripts. Fashion-MNIST
-images are light objects on a dark background; ``--invert`` turns a dark-on-light picture
-(a photo on white) into that form.
+K most probable) in aligned columns, or writes CSV (``--csv``) or JSON (``--json``) for
+scripts. Fashion-MNIST images are light objects on a dark background; ``--invert`` turns a
+dark-on-light picture (a photo on white) into that form.
 
-Exit status: 0 success, 1 error (one line on stderr), 2 bad usage.
+An image whose pixels all have one value (a blank picture) still gets its prediction, with
+a note on its row that there is nothing to classify. A file that cannot be read gets a row
+with the error in place of the prediction; the other files are still classified, and at
+the end stderr says how many files failed and the exit status is 1. When the reader of the
+output goes away (``... | head -3``) it stops quietly with status 141.
+
+Exit status: 0 success, 1 error (one line on stderr; some files unreadable), 2 bad usage,
+141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +47,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 _EPILOG = """\
 examples:
   python -m arraynn.predict runs/default-20250101-120000 sneaker.png
-      the class of one picture: "sneaker.png  Sneaker  97.31%"
+      the class of one picture: "sneaker.png  Sneaker   97.31%"
   python -m arraynn.predict RUN_DIR shoe.jpg --invert --top-k 3
       a dark object on a light background, the three most probable classes
   python -m arraynn.predict RUN_DIR images.npy --csv > predictions.csv
@@ -47,7 +55,11 @@ examples:
   python -m arraynn.predict RUN_DIR t10k-images-idx3-ubyte.gz --json --backend torch
       an IDX file, as JSON, on PyTorch
 
-exit status: 0 success, 1 error (one line on stderr), 2 bad usage.
+A blank picture (every pixel one value) gets a note on its row. A file that cannot be read
+gets its error on its row; the others are still classified.
+
+exit status: 0 success, 1 error (one line on stderr; some files unreadable), 2 bad usage,
+141 output pipe closed.
 """
 
 
@@ -76,21 +88,23 @@ def _top_k(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.predict``."""
+    from . import __version__
     from .backends import BACKEND_NAMES
 
     p = _Parser(prog="python -m arraynn.predict",
                 description="Classify images (PNG/JPEG, .npy arrays, IDX files) with a model trained "
                             "by arraynn: a run directory or a model file.",
                 epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"arraynn {__version__}")
     p.add_argument("model", metavar="MODEL", help="a run directory or a model.npz")
     p.add_argument("files", metavar="FILE", nargs="+", help="images, .npy arrays or IDX image files")
     p.add_argument("--top-k", type=_top_k, default=1, metavar="K",
                    help="print the K most probable classes of each image (default 1)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", action="store_true",
-                     help="CSV on stdout: file,index,rank,label,class,probability")
+                     help="CSV on stdout: file,index,rank,label,class,probability,note,error")
     out.add_argument("--json", action="store_true",
-                     help="JSON on stdout: one object per image with its predictions")
+                     help="JSON on stdout: one object per image with its predictions, note and error")
     p.add_argument("--invert", action="store_true",
                    help="invert pictures (255 - pixel): for dark objects on a light background")
     p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="numpy",
@@ -171,12 +185,21 @@ def read_images(path: str | Path, n_features: int, *, invert: bool = False,
     PredictError
         The file is missing, unreadable, or of a shape the model cannot take.
     """
-    from .data.idx import IDXError, read_idx
-
     path = Path(path)
     notes = notes if notes is not None else []
     if not path.is_file():
         raise PredictError(f"no file {path}")
+    try:
+        return _read(path, n_features, invert, notes)
+    except PredictError:
+        raise
+    except OSError as exc:  # e.g. no permission to read it
+        raise PredictError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read(path: Path, n_features: int, invert: bool, notes: list[str]) -> np.ndarray:
+    from .data.idx import IDXError, read_idx
+
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return _read_picture(path, n_features, invert, notes)
@@ -202,23 +225,45 @@ def read_images(path: str | Path, n_features: int, *, invert: bool = False,
 # --------------------------------------------------------------------------------------
 
 
+def _blank_note(row: np.ndarray) -> str | None:
+    """A note for an image whose pixels all have one value (nothing to classify), else None."""
+    if row.size == 0 or row.min() != row.max():
+        return None
+    value = float(row[0])
+    what = "blank image" if value == 0 else "constant image"
+    return f"{what}: every pixel is {value:g}, so there is nothing to classify"
+
+
 def predict_files(clf: Any, files: Sequence[str | Path], top_k: int = 1, *, invert: bool = False,
-                  notes: list[str] | None = None) -> list[dict[str, Any]]:
-    """One record per image of ``files``: ``file``, ``index`` (within its file) and
+                  notes: list[str] | None = None, keep_going: bool = False) -> list[dict[str, Any]]:
+    """One record per image of ``files``: ``file``, ``index`` (within its file),
     ``predictions``, the ``top_k`` most probable classes as dicts of ``label`` (the
-    model's class), ``class`` (its name) and ``probability``, most probable first."""
+    model's class), ``class`` (its name) and ``probability``, most probable first,
+    ``note`` (for an image whose pixels all have one value: a blank picture; else
+    ``None``) and ``error`` (``None``).
+
+    A file that cannot be read raises :class:`PredictError`; with ``keep_going`` it
+    gets one record instead, with ``index`` ``None``, no predictions and its ``error``
+    (the message), and the other files are still read."""
     names = clf.class_names_ or [str(c) for c in clf.classes_.tolist()]
     labels = clf.classes_.tolist()
     k = min(top_k, len(labels))
     records = []
     for f in files:
-        X = read_images(f, clf.n_features_in_, invert=invert, notes=notes)
+        try:
+            X = read_images(f, clf.n_features_in_, invert=invert, notes=notes)
+        except PredictError as exc:
+            if not keep_going:
+                raise
+            records.append({"file": str(f), "index": None, "predictions": [], "note": None,
+                            "error": " ".join(str(exc).split())})
+            continue
         proba = np.asarray(clf.predict_proba(X))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
         for i in range(len(X)):
             records.append({"file": str(f), "index": i, "predictions": [
                 {"label": labels[j], "class": names[j], "probability": float(proba[i, j])}
-                for j in order[i]]})
+                for j in order[i]], "note": _blank_note(X[i]), "error": None})
     return records
 
 
@@ -229,19 +274,28 @@ def _write(records: list[dict[str, Any]], args: argparse.Namespace, many: set[st
         return
     if args.csv:
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["file", "index", "rank", "label", "class", "probability"])
+        w.writerow(["file", "index", "rank", "label", "class", "probability", "note", "error"])
         for r in records:
+            if r["error"] is not None:
+                w.writerow([r["file"], "", "", "", "", "", "", r["error"]])
             for rank, p in enumerate(r["predictions"], 1):
-                w.writerow([r["file"], r["index"], rank, p["label"], p["class"], f"{p['probability']:.6f}"])
+                w.writerow([r["file"], r["index"], rank, p["label"], p["class"], f"{p['probability']:.6f}",
+                            r["note"] or "", ""])
         return
-    shown = [(f"{r['file']}[{r['index']}]" if r["file"] in many else r["file"], r) for r in records]
+    # Aligned columns: the file (with [index] for a file of several images), then per
+    # prediction the class, padded to the longest class shown, and its probability.
+    shown = [(f"{r['file']}[{r['index']}]" if r["file"] in many and r["error"] is None else r["file"], r)
+             for r in records]
     width = max(len(s) for s, _ in shown)
+    cwidth = max((len(p["class"]) for r in records for p in r["predictions"]), default=0)
     for s, r in shown:
-        preds = r["predictions"]
-        if len(preds) == 1:
-            text = f"{preds[0]['class']}  {100 * preds[0]['probability']:.2f}%"
+        if r["error"] is not None:
+            text = f"error: {r['error']}"
         else:
-            text = ", ".join(f"{p['class']} {100 * p['probability']:.2f}%" for p in preds)
+            text = "  ".join(f"{p['class']:<{cwidth}}  {100 * p['probability']:6.2f}%"
+                             for p in r["predictions"])
+            if r["note"]:
+                text += f"  note: {r['note']}"
         print(f"{s:<{width}}  {text}")
 
 
@@ -257,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return _run(args)
+    except BrokenPipeError:
+        # The reader went away (``... | head -3``): stop quietly, as Unix tools do. The
+        # status is 141 (128 + SIGPIPE), what the shell reports for a tool that SIGPIPE
+        # ended: the output was cut short, so 0 would claim too much, and under
+        # ``set -o pipefail`` the pipeline fails as it does with cat or grep.
+        _stdout_to_devnull()
+        return 141
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -265,6 +326,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's file descriptor at os.devnull, so that flushing what is left of its
+    buffer at exit does not fail on the closed pipe again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stream without a file descriptor
+        pass
+    finally:
+        os.close(fd)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -284,7 +360,7 @@ def _run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     if clf.preprocessor_ is None:
         notes.append(f"{args.model}: the model holds no preprocessing; the images are fed as they are")
-    records = predict_files(clf, args.files, args.top_k, invert=args.invert, notes=notes)
+    records = predict_files(clf, args.files, args.top_k, invert=args.invert, notes=notes, keep_going=True)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     counts: dict[str, int] = {}
@@ -292,6 +368,13 @@ def _run(args: argparse.Namespace) -> int:
         counts[r["file"]] = counts.get(r["file"], 0) + 1
     many = {f for f, n in counts.items() if n > 1}
     _write(records, args, many)
+    sys.stdout.flush()  # a closed pipe shows here, inside main, not at exit
+    failed = [r["error"] for r in records if r["error"] is not None]
+    if failed:
+        shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+        files = "1 file" if len(args.files) == 1 else f"{len(args.files)} files"
+        print(f"error: {len(failed)} of {files} could not be read: {shown}", file=sys.stderr)
+        return 1
     return 0
 
 

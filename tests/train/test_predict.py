@@ -79,7 +79,7 @@ def test_top_k_csv_and_json(run_dir, test_images, tmp_path, capsys):
         np.testing.assert_allclose([q["probability"] for q in r["predictions"]], p[order], rtol=1e-6)
     code, out, _ = _main(capsys, run_dir, tmp_path / "x.npy", "--top-k", "2", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["file", "index", "rank", "label", "class", "probability"]
+    assert list(rows[0]) == ["file", "index", "rank", "label", "class", "probability", "note", "error"]
     assert len(rows) == 10 and [r["rank"] for r in rows[:2]] == ["1", "2"]
     assert rows[0]["class"] == FASHION_MNIST_CLASSES[int(np.argmax(proba[0]))]
     code, out, _ = _main(capsys, run_dir, tmp_path / "x.npy", "--top-k", "3")
@@ -122,15 +122,19 @@ def test_pictures_without_pillow_say_how_to_get_it(run_dir, tmp_path, capsys, mo
 def test_errors_are_one_line(run_dir, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((3, 10), np.uint8))
     (tmp_path / "junk.bin").write_bytes(b"not an idx file at all")
-    for args, fragments in [
-        ((run_dir, tmp_path / "missing.npy"), ("no file",)),
-        ((run_dir, tmp_path / "bad.npy"), ("shape (3, 10)", "(28, 28)", "(n, 784)")),
-        ((run_dir, tmp_path / "junk.bin"), ("not a picture", "IDX")),
-        ((tmp_path, tmp_path / "bad.npy"), ("no model.npz in the directory",)),
+    for name, fragments in [
+        ("missing.npy", ("no file",)),
+        ("bad.npy", ("shape (3, 10)", "(28, 28)", "(n, 784)")),
+        ("junk.bin", ("not a picture", "IDX")),
     ]:
-        code, out, err = _main(capsys, *args)
-        assert code == 1 and out == ""
-        assert_one_line_error(err, *fragments)
+        code, out, err = _main(capsys, run_dir, tmp_path / name)
+        assert code == 1
+        assert out.startswith(f"{tmp_path / name}  error: ") and len(out.splitlines()) == 1
+        assert all(f in out for f in fragments)
+        assert_one_line_error(err, "1 of 1 file could not be read", *fragments)
+    code, out, err = _main(capsys, tmp_path, tmp_path / "bad.npy")
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "no model.npz in the directory")
     code, out, err = _main(capsys, run_dir, tmp_path / "bad.npy", "--top-k", "0")
     assert code == 2
     assert_one_line_error(err, "--top-k", "positive integer")
@@ -145,3 +149,117 @@ def test_python_dash_m_arraynn_predict(run_dir, test_images, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "arraynn.predict", "--help"], capture_output=True,
                           text=True, env=cli_env(), timeout=120)
     assert proc.returncode == 0 and "--top-k" in proc.stdout and "--invert" in proc.stdout
+
+
+def test_an_unreadable_file_gets_its_row_and_the_others_are_still_classified(run_dir, test_images,
+                                                                             tmp_path, capsys):
+    clf = NNClassifier.load(run_dir)
+    want = [FASHION_MNIST_CLASSES[i] for i in clf.predict(test_images[:3])]
+    np.save(tmp_path / "good.npy", test_images[:2])
+    np.save(tmp_path / "one.npy", test_images[2])
+    (tmp_path / "junk.bin").write_bytes(b"not an idx file at all")
+    files = [tmp_path / "good.npy", tmp_path / "missing.npy", tmp_path / "junk.bin", tmp_path / "one.npy"]
+    code, out, err = _main(capsys, run_dir, *files)
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith(f"{files[0]}[0]") and want[0] in lines[0] and "%" in lines[0]
+    assert lines[1].startswith(f"{files[0]}[1]") and want[1] in lines[1]
+    assert lines[2].split()[:3] == [str(files[1]), "error:", "no"] and "%" not in lines[2]
+    assert lines[3].split()[:2] == [str(files[2]), "error:"] and "not a picture" in lines[3]
+    assert lines[4].startswith(str(files[3])) and want[2] in lines[4]
+    assert_one_line_error(err, "2 of 4 files could not be read", "no file", "not a picture")
+
+    code, out, _ = _main(capsys, run_dir, *files, "--json")
+    assert code == 1
+    records = json.loads(out)
+    assert [(r["index"], r["error"] is None) for r in records] == [
+        (0, True), (1, True), (None, False), (None, False), (0, True)]
+    assert records[2]["predictions"] == [] and "no file" in records[2]["error"]
+    assert records[4]["predictions"][0]["class"] == want[2]
+
+    code, out, _ = _main(capsys, run_dir, *files, "--csv")
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["file"] for r in rows] == [str(f) for f in (files[0], files[0], files[1], files[2], files[3])]
+    assert rows[2]["class"] == "" and "no file" in rows[2]["error"]
+    assert rows[0]["error"] == "" and rows[0]["class"] == want[0]
+
+
+def test_columns_are_aligned(run_dir, test_images, tmp_path, capsys):
+    clf = NNClassifier.load(run_dir)
+    predicted = clf.predict(test_images)
+    # one image of each predicted class: class names of different lengths
+    first = sorted({int(c): i for i, c in reversed(list(enumerate(predicted)))}.values())
+    names = [FASHION_MNIST_CLASSES[predicted[i]] for i in first]
+    assert len({len(n) for n in names}) > 1
+    np.save(tmp_path / "x.npy", test_images[first])
+    np.save(tmp_path / "a-longer-name.npy", test_images[first[0]])
+    code, out, err = _main(capsys, run_dir, tmp_path / "x.npy", tmp_path / "a-longer-name.npy")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == len(first) + 1
+    prefixes = [f"{tmp_path / 'x.npy'}[{i}]" for i in range(len(first))]
+    prefixes.append(str(tmp_path / "a-longer-name.npy"))
+    starts = {ln.index(name, len(prefix)) for ln, name, prefix in zip(lines, [*names, names[0]], prefixes)}
+    assert len(starts) == 1  # the class column starts at one place
+    assert len({ln.index("%") for ln in lines}) == 1  # and the probability column ends at one
+    code, out, _ = _main(capsys, run_dir, tmp_path / "x.npy", "--top-k", "3")
+    percents = [[i for i, ch in enumerate(ln) if ch == "%"] for ln in out.splitlines()]
+    assert len({tuple(p) for p in percents}) == 1 and len(percents[0]) == 3
+
+
+def test_a_blank_image_is_flagged_and_still_predicted(run_dir, test_images, tmp_path, capsys):
+    images = np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8), test_images[0]])
+    np.save(tmp_path / "x.npy", images)
+    code, out, err = _main(capsys, run_dir, tmp_path / "x.npy")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "%" in lines[0] and "note: blank image: every pixel is 0" in lines[0]
+    assert "%" in lines[1] and "note: constant image: every pixel is 255" in lines[1]
+    assert "nothing to classify" in lines[1]
+    assert "note" not in lines[2]
+    code, out, _ = _main(capsys, run_dir, tmp_path / "x.npy", "--json")
+    records = json.loads(out)
+    assert "blank image" in records[0]["note"] and records[2]["note"] is None
+    assert len(records[0]["predictions"]) == 1
+    code, out, _ = _main(capsys, run_dir, tmp_path / "x.npy", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert "constant image" in rows[1]["note"] and rows[2]["note"] == "" and rows[1]["class"]
+
+
+def test_a_closed_pipe_ends_quietly(run_dir, test_images, tmp_path, capsys, monkeypatch):
+    np.save(tmp_path / "x.npy", test_images[:5])
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main([str(run_dir), str(tmp_path / "x.npy")]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_python_dash_m_arraynn_predict_into_a_closed_pipe(run_dir, test_images, tmp_path):
+    np.save(tmp_path / "x.npy", test_images)
+    proc = subprocess.Popen([sys.executable, "-m", "arraynn.predict", str(run_dir), str(tmp_path / "x.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    proc.stdout.close()  # the reader is gone before the first row
+    try:
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    finally:
+        proc.stderr.close()
+    assert code == 141
+    assert err == ""
+
+
+def test_version(capsys):
+    code, out, err = _main(capsys, "--version")
+    assert code == 0 and err == ""
+    assert out == f"arraynn {arraynn.__version__}\n"
+    code, out, _ = _main(capsys, "--help")
+    assert code == 0 and "--version" in out and "note" in out
