@@ -25,8 +25,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # of 128, on inputs standardized with the training set's statistics. 5,000 of the
     # 60,000 training images are held out for the per-epoch validation accuracy. L2
     # 0.05 (added to each minibatch's summed gradient) was chosen on that validation
-    # set among 0, 0.02, 0.05, 0.1 and 0.2. Measured: 90.6 % test accuracy (90.57 -
-    # 90.69 % over seeds 0-2), about 6-8 s of training on 2 cores.
+    # set among 0, 0.02, 0.05, 0.1 and 0.2. Measured: 90.6-90.7 % test accuracy (90.57 -
+    # 90.69 % over seeds 0-2 with OpenBLAS's Haswell kernels, 90.71 % for seed 0 with its
+    # SkylakeX ones), 6-8 s of training on 2 vCPUs of an AMD EPYC Zen 5.
     "default": {
         "hidden": [256, 128],
         "activation": "relu",
@@ -154,11 +155,14 @@ LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 
 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {
-    "default": "a quick, strong Fashion-MNIST classifier on a laptop CPU "
-               "(about 90.6 % test accuracy in about 6-8 s of training on 2 cores)",
-    "best": "the best Fashion-MNIST classifier of arraynn in the training time of PyTorch's "
-            "reference dropout MLP (about 91.6 % test accuracy, 91.50-91.75 % over seeds 0-2, in "
-            "about 45-52 s on 2 cores with Numba; the reference: 91.2-91.5 % in about 61-73 s)",
+    # Accuracy only: training times depend on the CPU (and the matrix products' rounding on
+    # its BLAS kernels, so the last digit of the accuracy too); the README gives both, with
+    # the CPU each was measured on.
+    "default": "a quick, strong Fashion-MNIST classifier for a laptop CPU "
+               "(about 90.7 % test accuracy, 15 epochs)",
+    "best": "the best Fashion-MNIST classifier of arraynn (about 91.6 % test accuracy, "
+            "91.50-91.75 % over seeds 0-2, 50 epochs; PyTorch's reference dropout MLP gets "
+            "91.2-91.5 %: python -m benchmarks.reference trains both and times them)",
     "article": "the article's experiment (the article reports 87.03 % test accuracy; "
                "with --no-scale, its raw-pixel failure)",
 }
@@ -170,13 +174,14 @@ _TRAINING_KEYS = tuple(PRESETS["default"])
 _EPILOG = """\
 examples:
   python -m arraynn.train
-      the default preset: 784-256-128-10 ReLU, Adam, 15 epochs: about 90.6 % test
-      accuracy after about 6-8 s of training on 2 CPU cores; writes runs/default-<time>/
+      the default preset: 784-256-128-10 ReLU, Adam, 15 epochs: about 90.7 % test
+      accuracy (6 s of training on 2 cores of an AMD EPYC Zen 5, 15-18 s on an Intel
+      Xeon Ice Lake); writes runs/default-<time>/
   python -m arraynn.train --preset best
       784-512-512-10 ReLU with input and hidden dropout, Adam, 50 epochs, on all 60,000
-      training images: 91.50-91.75 % test accuracy (seeds 0-2) in less training time
-      than PyTorch's reference dropout MLP, which gets 91.22-91.46 %
-      (python -m benchmarks.reference measures both)
+      training images: 91.50-91.75 % test accuracy (seeds 0-2); PyTorch's reference
+      dropout MLP gets 91.22-91.46 % (python -m benchmarks.reference measures both;
+      which trains faster depends on the CPU, see benchmarks/README.md)
   python -m arraynn.train --dropout 0.3 --shift 2 --flip
       the default preset with dropout and on-device augmentation (random shifts of up
       to 2 pixels and left-right flips of the training images)
@@ -337,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"arraynn {__version__}")
     _add_backend_flags(p.add_argument_group("backend"))
     _add_training_flags(p.add_argument_group("preset and overrides"))
     _add_data_flags(p.add_argument_group("data"))
