@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, DatasetError, IDXError, FileNotFoundError) as exc:
         hint = ""
         if isinstance(exc, DatasetNotFoundError):  # offline, or the files are elsewhere
-            hint = " (put the four Fashion-MNIST files in a directory and pass --data-dir DIR)"
+            hint = (" (copy the four Fashion-MNIST files into DIR)" if args.data_dir else
+                    " (put the four Fashion-MNIST files in a directory and pass --data-dir DIR)")
         print(f"error: {one_line(exc)}{hint}", file=sys.stderr)
         return 1
     if args.limit:

@@ -105,3 +105,7 @@ def test_article_script_without_the_data_says_to_pass_data_dir(tmp_path, monkeyp
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: could not download") and "\n" not in err
     assert err.endswith("pass --data-dir DIR)") and "https://" not in err
+    # given --data-dir, the hint does not ask for it again
+    assert article.main(["--no-plots", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("copy the four Fashion-MNIST files into DIR)") and "pass --data-dir" not in err
