@@ -37,6 +37,11 @@ The graph is built with ``onnx.helper`` from the fitted weights: a dense network
 forward pass is a handful of nodes, so this needs nothing beyond ``onnx`` itself (``pip
 install "arraynn[onnx]"``; importing arraynn imports none of it), and the tests hold the
 graph to ``predict_proba`` (onnxruntime against the estimator on every backend, 1e-5).
+The other way, arraynn's own Array API forward pass run on ndonnx's symbolic arrays
+(which works unchanged), was measured on a 784-256-128-10 model with standardized
+inputs: 98 nodes against 12, built in 0.94 s against 0.002 s, and 10.5 ms against 7.7 ms
+in onnxruntime for 2,000 images (2 vCPUs of an AMD EPYC Zen 3), both within 5e-7 of
+``predict_proba``; so the smaller graph, and no dependency on ndonnx and spox.
 Every exported model passes ``onnx.checker.check_model(..., full_check=True)`` (shape
 inference included) before it is written, atomically (a temporary file renamed into
 place), so a failed export leaves no file behind.
