@@ -20,7 +20,14 @@ from .backends import (
     count_transfers,
     get_backend,
 )
-from .classifier import ModelFileError, NNClassifier, NotFittedError, TrainingDivergedError
+from .classifier import (
+    ConvergenceWarning,
+    InputRangeWarning,
+    ModelFileError,
+    NNClassifier,
+    NotFittedError,
+    TrainingDivergedError,
+)
 from .data.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     DatasetError,
@@ -43,12 +50,14 @@ __all__ = [
     "BackendError",
     "BackendInfo",
     "BackendNotInstalledError",
+    "ConvergenceWarning",
     "DataLoader",
     "DatasetError",
     "DatasetNotFoundError",
     "DownloadError",
     "FASHION_MNIST_CLASSES",
     "IDXError",
+    "InputRangeWarning",
     "PREPROCESSORS",
     "Preprocessor",
     "Standardizer",

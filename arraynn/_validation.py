@@ -14,8 +14,8 @@ import numpy as np
 
 from .backends import to_host
 
-__all__ = ["check_array", "check_feature_names", "check_sample_weight", "encode_labels", "encode_with",
-           "feature_names", "labels_to_host", "unique_labels"]
+__all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_sample_weight", "encode_labels",
+           "encode_with", "feature_names", "labels_to_host", "unique_labels"]
 
 
 class ComplexDataError(TypeError, ValueError):
@@ -292,6 +292,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     positive_int("n_features", est.n_features, allow_none=True)
     positive_int("batch_size", est.batch_size, allow_none=True)
     positive_int("n_iter_no_change", est.n_iter_no_change)
+    check_blas_threads(getattr(est, "blas_threads", None))
     if est.batch_size is None:
         positive_int("n_batches", est.n_batches)
     for h in est._hidden_sizes():
@@ -329,6 +330,15 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         value = getattr(est, name)
         if not isinstance(value, str) or value not in valid:
             raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+
+
+def check_blas_threads(value: Any) -> None:
+    """``blas_threads``: ``None`` (the BLAS library's own thread count) or a positive
+    integer; else a ValueError naming the parameter and what it takes."""
+    if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+                              or value < 1):
+        raise ValueError(f"blas_threads must be None (the BLAS library's default) or a positive integer "
+                         f"(the BLAS threads of fit and predict, e.g. 1), got {value!r}")
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float | None = None,

@@ -18,6 +18,8 @@ inputs' library and device, and inference. The network and the training loop are
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
 import warnings
@@ -31,6 +33,7 @@ from . import model_io
 from ._params import Params
 from ._validation import (
     check_array,
+    check_blas_threads,
     check_feature_names,
     check_params,
     check_sample_weight,
@@ -61,9 +64,16 @@ from .nn import (
 from .ops import ACTIVATIONS, OUTPUTS
 from .ops.generic import log_softmax, softplus
 
-__all__ = ["NNClassifier", "NotFittedError", "TrainingDivergedError", "ModelFileError"]
+__all__ = ["ConvergenceWarning", "InputRangeWarning", "NNClassifier", "NotFittedError",
+           "TrainingDivergedError", "ModelFileError"]
 
 _PREDICT_CHUNK = 8192
+
+#: The training rows (at most, evenly spread) whose accuracy tells whether a fit learned.
+_LEARNED_ROWS = 2000
+#: A fit whose training accuracy is no more than the most frequent class's share plus
+#: this margin has learned nothing (:class:`ConvergenceWarning`).
+_CHANCE_MARGIN = 0.02
 
 #: The valid values of each choice parameter, read by validation, docs and the CLI.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -87,6 +97,45 @@ class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
 
 
+class ConvergenceWarning(UserWarning):
+    """A fit that learned nothing: its training accuracy is at chance level, or its
+    loss did not fall. The message says which settings to try. When scikit-learn is
+    imported, the warning is also a ``sklearn.exceptions.ConvergenceWarning``, so its
+    filters apply to it; arraynn never imports scikit-learn itself."""
+
+
+class InputRangeWarning(UserWarning):
+    """Inputs clearly outside the range of the raw inputs a model that preprocesses its
+    inputs itself was fitted on (e.g. standardized or scaled pixels given to a model
+    that standardizes raw 0-255 pixels)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _convergence_warning_for(sk_warning: type | None) -> type[ConvergenceWarning]:
+    if sk_warning is None:
+        return ConvergenceWarning
+    namespace = {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__}
+    return type("ConvergenceWarning", (ConvergenceWarning, sk_warning), namespace)
+
+
+def _convergence_warning() -> type[ConvergenceWarning]:
+    """:class:`ConvergenceWarning`, also a subclass of scikit-learn's when scikit-learn is
+    imported (one class per scikit-learn class, so warning filters and the once-per-place
+    registry work)."""
+    sk = sys.modules.get("sklearn.exceptions")
+    return _convergence_warning_for(getattr(sk, "ConvergenceWarning", None))
+
+
+def _pinned_blas(method: Callable) -> Callable:
+    """Run ``method`` with the BLAS thread count of the estimator's ``blas_threads``."""
+    @functools.wraps(method)
+    def pinned(self: NNClassifier, *args: Any, **kwargs: Any) -> Any:
+        with self._blas_limits():
+            return method(self, *args, **kwargs)
+
+    return pinned
+
+
 def _not_fitted_error() -> type[NotFittedError]:
     """:class:`NotFittedError`, also a subclass of scikit-learn's when scikit-learn is
     imported (so its tools recognise it); arraynn never imports scikit-learn itself."""
@@ -100,7 +149,24 @@ class NNClassifier(Params):
     """A multilayer-perceptron classifier trained by backpropagation.
 
     The first nine parameters are the article's, with its meaning and defaults; the
-    rest extend it.
+    rest extend it. The article's defaults (sigmoid units, one full batch, SGD at 0.01)
+    learn only on standardized inputs and over many epochs; a fit that learns nothing
+    says so with a :class:`ConvergenceWarning` naming the settings to try.
+
+    Examples
+    --------
+    Standardized inputs, Adam and minibatches of 128 learn in a few epochs:
+
+    >>> import numpy as np
+    >>> from arraynn import NNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> centers = rng.uniform(0, 255, size=(3, 64))
+    >>> y = rng.integers(0, 3, size=1000)
+    >>> X = np.clip(centers[y] + rng.normal(0, 60, size=(1000, 64)), 0, 255).astype(np.uint8)
+    >>> clf = NNClassifier(preprocessing="standardize", optimizer="adam", batch_size=128,
+    ...                    epochs=10, random_seed=0).fit(X[:800], y[:800])   # raw uint8 in
+    >>> clf.score(X[800:], y[800:]) > 0.95
+    True
 
     Parameters
     ----------
@@ -188,9 +254,14 @@ class NNClassifier(Params):
         ``fit`` (and turns it off when ``False``). ``tf32_`` says whether it is in effect.
     warm_start : bool
         When fitted already, ``fit`` continues from the learned weights and optimizer
-        state until ``n_iter_`` reaches ``epochs`` (a checkpoint resumes this way).
-        A model whose training was stopped by ``early_stopping`` or the
-        ``"adaptive"`` schedule is finished: ``fit`` returns it as it is.
+        state until ``n_iter_`` reaches ``epochs`` (a checkpoint resumes this way:
+        ``epochs`` is the total, not a number of further epochs). A model that has
+        reached ``epochs``, or whose training was stopped by ``early_stopping`` or the
+        ``"adaptive"`` schedule, is finished: ``fit`` returns it as it is, with a
+        warning saying how to go on (``partial_fit``, a larger ``epochs``, or
+        ``warm_start=False`` to train afresh). Without ``warm_start`` (the default,
+        also of the models a run of ``python -m arraynn.train`` saves), ``fit``
+        starts afresh, as scikit-learn's estimators do.
     verbose : bool
         Print one line per epoch.
     preprocessing : {"standardize", "per-set", "unit", "none"}, optional
@@ -222,6 +293,15 @@ class NNClassifier(Params):
         Also mirror each training image left to right with probability 1/2 (per image
         and step, on the device; for classes that do not depend on left and right, as
         Fashion-MNIST's). Default False.
+    blas_threads : int, optional
+        The number of threads of the BLAS library (OpenBLAS, MKL, ...) during ``fit``,
+        ``partial_fit``, ``predict``, ``predict_proba``, ``predict_log_proba`` and
+        ``score`` (with ``threadpoolctl``'s ``threadpool_limits``; the previous count is
+        restored afterwards). Matrix products round differently with other thread
+        counts, and joblib's worker processes (``n_jobs`` of scikit-learn's searches)
+        run BLAS with fewer threads than the main process: ``blas_threads=1`` gives a
+        worker exactly the results of the main process. ``None`` (default): the
+        library's own count. Needs ``threadpoolctl`` (installed with scikit-learn).
 
     Attributes
     ----------
@@ -265,6 +345,13 @@ class NNClassifier(Params):
         with the model (a run of ``python -m arraynn.train`` saves its own).
     class_names_ : list of str or None
         The classes' names, in the order of ``classes_``.
+    input_range_ : (float, float) or None
+        With ``preprocessor_``: the smallest and largest raw input value the model was
+        fitted on (saved with the model). ``predict``, ``predict_proba`` and ``score``
+        warn (:class:`InputRangeWarning`) when their input is clearly outside it:
+        negative where the training inputs had no negative value, or all at most 1 (and
+        not all 0) where they went above 10 (standardized or scaled inputs given to a model that
+        preprocesses raw ones itself). One minimum and maximum over the input.
 
     Inputs may be images: ``X`` of shape ``(n, height, width)`` is taken as
     ``(n, height * width)``, and pandas DataFrames (``X``) and Series (``y``,
@@ -286,7 +373,8 @@ class NNClassifier(Params):
                  warm_start: bool = False, verbose: bool = False,
                  preprocessing: str | None = None, class_names: Sequence[str] | None = None,
                  dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0,
-                 augment_shift: int = 0, augment_flip: bool = False) -> None:
+                 augment_shift: int = 0, augment_flip: bool = False,
+                 blas_threads: int | None = None) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -325,6 +413,7 @@ class NNClassifier(Params):
         self.input_dropout = input_dropout
         self.augment_shift = augment_shift
         self.augment_flip = augment_flip
+        self.blas_threads = blas_threads
 
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
@@ -372,9 +461,25 @@ class NNClassifier(Params):
             return backend_for(X, dtype=self.dtype)
         return get_backend(self.backend, self.device, self.dtype)
 
+    def _blas_limits(self) -> contextlib.AbstractContextManager:
+        """The BLAS thread count of ``blas_threads`` for the duration of a ``with``
+        block (nothing with ``None``)."""
+        threads = getattr(self, "blas_threads", None)
+        check_blas_threads(threads)
+        if threads is None:
+            return contextlib.nullcontext()
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            raise ImportError(f"blas_threads={threads} needs threadpoolctl, which sets the BLAS "
+                              "library's thread count: pip install threadpoolctl (scikit-learn "
+                              "installs it), or leave blas_threads=None") from None
+        return threadpool_limits(limits=int(threads), user_api="blas")
+
     # ------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------
+    @_pinned_blas
     def fit(self, X: Any, y: Any, sample_weight: Any = None, *,
             callback: Callable[[NNClassifier, dict], Any] | None = None,
             comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None,
@@ -442,8 +547,9 @@ class NNClassifier(Params):
             if not np.array_equal(classes, self.classes_):
                 raise ValueError("warm_start needs the same classes as the first fit")
             check_feature_names(self, names_from, reset=False)
-            if self._stopping_state().get("stopped"):
-                return self  # stopped early: finished, with its best weights
+            if self._stopping_state().get("stopped") or self.n_iter_ >= int(self.epochs):
+                self._warn_nothing_to_train()
+                return self  # finished: stopped early (with its best weights) or all epochs run
         else:
             self._check_augmentation(X.shape[1], images)
             check_feature_names(self, names_from, reset=True)
@@ -452,6 +558,7 @@ class NNClassifier(Params):
         if validation_data is not None and not self.early_stopping:
             warnings.warn("validation_data is scored only with early_stopping=True; it is ignored "
                           "here (set early_stopping=True to stop on it)", UserWarning, stacklevel=2)
+        whole = (X, y_idx, w)
         if self.early_stopping:
             try:
                 X, y_idx, w, val = self._hold_out(X, y_idx, w, validation_data)
@@ -461,10 +568,72 @@ class NNClassifier(Params):
                 raise
         if not resume:
             self._fit_preprocessing(X)
-        self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val,
-                    preprocessed_with)
+        paused = self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val,
+                             preprocessed_with)
+        if not paused and (comm is None or comm.rank == 0):
+            self._warn_if_not_learned(*whole, preprocessed=preprocessed_with is not None)
         return self
 
+    def _warn_nothing_to_train(self) -> None:
+        """A warm-start ``fit`` of a finished model trains nothing: say so, and how to go on."""
+        n = int(self.n_iter_)
+        if self._stopping_state().get("stopped"):
+            why = (f"its training was stopped after epoch {n} by "
+                   + ("early_stopping" if self.early_stopping else "the adaptive schedule (its learning "
+                      "rate fell to 1e-6 or less)")
+                   + ", so it is finished")
+        else:
+            why = (f"it has trained {n} epochs and epochs={self.epochs} (the total a warm start "
+                   "continues up to)")
+        warnings.warn(
+            f"fit did not train: warm_start=True and {why}. To train on, call partial_fit(X, y) for one "
+            f"more epoch, or set_params(epochs=N) with N > {n} and fit again; to train afresh on these "
+            "data, set_params(warm_start=False) first", UserWarning, stacklevel=4)
+
+    def _warn_if_not_learned(self, X: Any, y_idx: np.ndarray, w: np.ndarray | None,
+                             preprocessed: bool = False) -> None:
+        """A :class:`ConvergenceWarning` when the fit learned nothing: the training accuracy
+        (on at most :data:`_LEARNED_ROWS` rows, evenly spread) no better than always
+        predicting the most frequent class (plus :data:`_CHANCE_MARGIN`), or, over more
+        than one epoch, a last loss not below the first."""
+        if not hasattr(self, "_params"):
+            return
+        n = X.shape[0]
+        rows = np.unique(np.linspace(0, n - 1, min(n, _LEARNED_ROWS)).astype(np.int64))
+        if len(rows) < n:
+            X, y_idx, w = _take_rows(X, rows), y_idx[rows], None if w is None else w[rows]
+        be = self.backend_
+        with be.device_context():
+            # from the logits' log-probabilities: finite where the probabilities underflow
+            pred = be.to_numpy(be.xp.argmax(self._proba_on_model(X, log=True), axis=1))
+        weight = np.ones(len(y_idx)) if w is None else w
+        total = float(np.sum(weight))
+        problems = []
+        if total > 0:
+            accuracy = float(np.sum(weight[pred == y_idx])) / total
+            majority = float(np.max(np.bincount(y_idx, weights=weight, minlength=len(self.classes_)))) / total
+            if accuracy <= majority + _CHANCE_MARGIN:
+                problems.append(f"its training accuracy {accuracy:.3f} is no better than always predicting "
+                                f"the most frequent class ({majority:.3f})")
+        curve = self.loss_curve_
+        if len(curve) > 1 and not curve[-1] < curve[0]:
+            problems.append(f"its loss did not fall ({curve[0]:.4g} after epoch 1, {curve[-1]:.4g} after "
+                            f"epoch {len(curve)})")
+        if not problems:
+            return
+        preprocessed = preprocessed or self.preprocessing is not None
+        prep = "" if preprocessed else 'standardized inputs (preprocessing="standardize"), '
+        opt = "" if self.optimizer == "adam" else 'optimizer="adam", '
+        batches = "" if self.batch_size is not None else "minibatches (batch_size=128), "
+        warnings.warn(
+            f"NNClassifier learned nothing: {' and '.join(problems)}. Try {prep}{opt}{batches}more epochs, "
+            "or the settings of python -m arraynn.train's default preset: NNClassifier("
+            "preprocessing=\"standardize\", n_hidden_units=(256, 128), activation=\"relu\", "
+            "output=\"softmax\", init=\"he\", bias=True, optimizer=\"adam\", learning_rate=1e-3, "
+            "schedule=\"cosine\", batch_size=128, l2=0.05, epochs=15)",
+            _convergence_warning(), stacklevel=4)
+
+    @_pinned_blas
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None, *,
                     comm: Any = None) -> NNClassifier:
         """One epoch over ``(X, y)``, initialising the model on the first call.
@@ -603,10 +772,11 @@ class NNClassifier(Params):
                callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None,
                batch_callback: Callable[[int, int], Any] | None = None,
                sample_weight: np.ndarray | None = None, val: tuple | None = None,
-               preprocessed_with: Any = None) -> None:
+               preprocessed_with: Any = None) -> bool:
         """Load ``(X, y_idx)`` (and ``sample_weight``) onto the device once and train
         until ``end_epoch`` (data-parallel over ``comm``'s ranks when it has more than
-        one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping."""
+        one); with ``val``, the held-out ``(X, y_idx, w)`` of early stopping. Returns
+        whether ``callback`` paused training (returned ``True``)."""
         be = self.backend_
         self.tf32_ = be.set_tf32(bool(self.tf32))
         # the rates may have changed since the network was built (set_params, then a
@@ -630,10 +800,10 @@ class NNClassifier(Params):
             self._reset_stopping()
         plateau = self._plateau()
         monitor = self._monitor_name()
-        restored = False
+        restored = paused = False
 
         def on_epoch(record: EpochRecord) -> bool:
-            nonlocal restored
+            nonlocal restored, paused
             self._params, self._opt_state = record.params, record.state
             self.n_iter_ = record.epoch
             self.loss_curve_.append(record.loss)
@@ -667,6 +837,7 @@ class NNClassifier(Params):
             info = {"epoch": record.epoch, "loss": record.loss, "seconds": record.seconds,
                     "learning_rate": record.learning_rate, "validation_score": score}
             user_stop = bool(callback is not None and callback(self, info))
+            paused = user_stop and event != "stop" and record.epoch < end_epoch
             return event == "stop" or user_stop
 
         with be.device_context(), trainer.memory_errors(n, batches):
@@ -694,6 +865,7 @@ class NNClassifier(Params):
                     if not restored:
                         self._params = trainer.params
                     self._opt_state = trainer.state
+        return paused
 
     def _augmenter(self, preprocessed_with: Any = None) -> Any:
         """The training batches' :class:`RandomShift` (None without ``augment_shift`` or
@@ -722,7 +894,8 @@ class NNClassifier(Params):
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
                      "class_names_", "feature_names_in_", "_stopping", "_best_params",
-                     "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_"):
+                     "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_",
+                     "input_range_"):
             self.__dict__.pop(name, None)
 
     def _make_loader(self, X: Any, y_idx: np.ndarray, comm: Any = None,
@@ -761,6 +934,7 @@ class NNClassifier(Params):
         self.n_iter_ = 0
         self._reset_stopping()
         self.preprocessor_ = None
+        self.input_range_: tuple[float, float] | None = None
         self.class_names_ = None
         if self.class_names is not None:
             if len(self.class_names) != len(classes):
@@ -782,6 +956,18 @@ class NNClassifier(Params):
 
         with self.backend_.device_context():
             self.preprocessor_ = Preprocessor(self.preprocessing).fit(self._to_float_on_model(X))
+        self.input_range_ = _value_range(X)
+
+    def _attach_preprocessor(self, preprocessor: Any, X_preprocessed: Any = None) -> None:
+        """Make the fitted model take raw inputs: the fitted ``preprocessor`` (which made
+        its training inputs ``X_preprocessed``) becomes ``preprocessor_``, and the range
+        of the raw training inputs, recovered through the preprocessor's map back to raw
+        values, ``input_range_`` (None without ``X_preprocessed`` or such a map)."""
+        self._check_is_fitted()
+        self.preprocessor_ = preprocessor
+        self.input_range_ = None
+        if X_preprocessed is not None:
+            self.input_range_ = _raw_range(X_preprocessed, preprocessor)
 
     def _build_mlp(self, n_outputs: int) -> MLP:
         hidden = self._hidden_sizes()
@@ -833,7 +1019,32 @@ class NNClassifier(Params):
                 f"X has {X.shape[1]} features, but NNClassifier is expecting {self.n_features_in_} "
                 f"features as input (it was fitted with {self.n_features_in_} features)"
             )
+        self._check_input_range(X)
         return X
+
+    def _check_input_range(self, X: Any) -> None:
+        """An :class:`InputRangeWarning` when a model that preprocesses its raw inputs is
+        given inputs clearly outside the raw training range (see ``input_range_``)."""
+        fitted = getattr(self, "input_range_", None)
+        prep = getattr(self, "preprocessor_", None)
+        if fitted is None or prep is None or prep.name == "none":
+            return
+        lo, hi = fitted
+        tol = 1e-3 * max(abs(lo), abs(hi), 1e-30)
+        x_lo, x_hi = _value_range(X)
+        if lo >= -tol and x_lo < -tol:
+            problem = (f"X holds negative values (down to {x_lo:.4g}), but the inputs the model was "
+                       "fitted on had none")
+        elif hi > 10 and 0 < x_hi <= 1:
+            problem = (f"every value of X is at most {x_hi:.4g}, but the inputs the model was fitted on "
+                       f"went up to {hi:g}")
+        else:
+            return
+        does = "scales" if prep.name == "unit" else "standardizes"
+        warnings.warn(
+            f"{problem} (they ranged from {lo:g} to {hi:g}). The model {does} its inputs itself "
+            f"(preprocessor_ {prep.name!r}): pass raw inputs in the range it was fitted on, e.g. raw "
+            "pixels 0-255, not standardized or scaled ones", InputRangeWarning, stacklevel=5)
 
     def _proba_of_prepared(self, X: Any) -> Any:
         """Class probabilities of preprocessed inputs on the model's device."""
@@ -868,6 +1079,7 @@ class NNClassifier(Params):
             out.append(self._log_proba_of_prepared(Xc) if log else self._proba_of_prepared(Xc))
         return out[0] if len(out) == 1 else xp.concat(out, axis=0)
 
+    @_pinned_blas
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, rows summing to 1, in ``X``'s library and device.
 
@@ -878,6 +1090,7 @@ class NNClassifier(Params):
         with self.backend_.device_context():
             return self._to_input_library(self._proba_on_model(X), X)
 
+    @_pinned_blas
     def predict_log_proba(self, X: Any) -> Any:
         """The logarithm of :meth:`predict_proba`, computed from the logits (a
         log-softmax), so it stays finite where the probabilities underflow to 0."""
@@ -885,6 +1098,7 @@ class NNClassifier(Params):
         with self.backend_.device_context():
             return self._to_input_library(self._proba_on_model(X, log=True), X)
 
+    @_pinned_blas
     def predict(self, X: Any) -> Any:
         """The most probable class of each row, in ``X``'s library and device.
 
@@ -902,6 +1116,7 @@ class NNClassifier(Params):
                 labels = xp.take(be.asarray(self.classes_), idx, axis=0)
             return self._to_input_library(labels, X)
 
+    @_pinned_blas
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``predict(X)`` against ``y``; with ``sample_weight``, the
         weighted mean (the weights of the correct rows over the sum of the weights)."""
@@ -943,6 +1158,7 @@ class NNClassifier(Params):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled estimator; its arrays go back to its backend's device."""
+        state = {"blas_threads": None, **state}  # pickled before the parameter existed
         self.__dict__.update(state)
         if "_params" in state:
             be = self.backend_
@@ -975,7 +1191,11 @@ class NNClassifier(Params):
 
         The model comes with its preprocessing (``preprocessor_``) and class names
         (``class_names_``) when the file holds them; ``predict`` then takes raw inputs
-        such as uint8 images, ``(n, 28, 28)`` or ``(n, 784)``.
+        such as uint8 images, ``(n, 28, 28)`` or ``(n, 784)``, and warns when given
+        inputs outside the raw training range (``input_range_``). ``fit`` trains afresh
+        unless ``warm_start`` is set (a run's model is saved without it); to continue
+        training, ``set_params(warm_start=True, epochs=N)`` with ``N`` the new total,
+        or ``partial_fit`` for one epoch.
 
         Parameters
         ----------
@@ -998,6 +1218,43 @@ def _image_shape_of_input(X: Any) -> tuple[int, int] | None:
     if shape is not None and len(shape) == 3:
         return int(shape[1]), int(shape[2])
     return None
+
+
+def _value_range(X: Any) -> tuple[float, float]:
+    """The smallest and the largest value of the array ``X`` (any library) as floats."""
+    if isinstance(X, np.ndarray):
+        return float(X.min()), float(X.max())
+    import array_api_compat as aac
+
+    xp = aac.array_namespace(X)
+    if xp.isdtype(X.dtype, "bool"):
+        X = xp.astype(X, xp.int8)
+    return float(xp.min(X)), float(xp.max(X))
+
+
+def _raw_range(X: Any, preprocessor: Any) -> tuple[float, float] | None:
+    """The range of the raw inputs that the fitted ``preprocessor`` made into ``X``,
+    through its map back to raw values (None where it has none); values within 1e-4
+    of a whole number are taken as that number (the map's rounding; pixels are whole)."""
+    from .data.augment import pixel_map
+
+    if preprocessor is None or preprocessor.name == "none":
+        return _value_range(X)
+    back = pixel_map(preprocessor)
+    if back is None:
+        return None
+    be = backend_for(X)
+    xp = be.xp
+    with be.device_context():
+        mean, scale = (v if isinstance(v, float) else be.asarray(v, dtype=X.dtype) for v in back)
+        lo = xp.min(xp.min(X, axis=0) * scale + mean)
+        hi = xp.max(xp.max(X, axis=0) * scale + mean)
+        bounds = (float(lo), float(hi))
+
+    def snapped(v: float) -> float:
+        return float(round(v)) if abs(v - round(v)) <= 1e-4 * max(1.0, abs(v)) else v
+
+    return snapped(bounds[0]), snapped(bounds[1])
 
 
 def _take_rows(X: Any, idx: np.ndarray) -> Any:

@@ -13,8 +13,16 @@ number's best, the no-improvement count, the rate's divisions, whether training
 stopped), the validation scores, and the best epoch's parameters (``best_param_0``,
 ...) that early stopping restores at the end; and ``feature_names_in`` when the model
 was fitted on a DataFrame, and ``image_shape`` when it was fitted on ``(n, height,
-width)`` images. Files without these entries load as before (a model saved before
-``nesterovs_momentum`` existed keeps classical momentum).
+width)`` images; with the preprocessing, ``input_range`` (``[min, max]`` of the raw
+training inputs, which ``predict`` checks its inputs against). Files without these
+entries load as before (a model saved before ``nesterovs_momentum`` existed keeps
+classical momentum; one without ``input_range`` checks no input range). Parameters added
+later (``blas_threads``) are saved with the others and take their defaults when absent.
+
+A run's final model (``model.npz`` with the run's ``model.json`` beside it) loads with
+``warm_start=False`` whatever it stored (runs before this rule stored ``True``, their
+own resume setting; a run resumes from its ``checkpoint.npz``), so that its ``fit``
+trains afresh as scikit-learn's estimators do.
 
 Format versions: 1 (arraynn 0.1.0) and 2 (the training features: their constructor
 parameters and state). Version 2 is written; both are read. A reader of version 1
@@ -208,6 +216,9 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     images = getattr(clf, "image_shape_", None)
     if images is not None:
         meta["image_shape"] = [int(s) for s in images]
+    bounds = getattr(clf, "input_range_", None)
+    if bounds is not None and prep is not None:
+        meta["input_range"] = [float(b) for b in bounds]
     return write_model(path, arrays, meta)
 
 
@@ -258,11 +269,24 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return out
 
 
+def _is_run_model(path: Path) -> bool:
+    """Whether ``path`` is the final model of a run of ``python -m arraynn.train``: a
+    ``model.npz`` with the run's ``model.json`` description beside it."""
+    side = path.with_suffix(".json")
+    if path.name != "model.npz" or not side.is_file():
+        return False
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == "arraynn.train.model"
+
+
 def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, device: Any = None,
                     dtype: str | None = None) -> Any:
     """An estimator of class ``cls`` from the file at ``path``, on ``backend`` (default
     NumPy), ``device`` and ``dtype`` (default: the saved one), ready to predict or to
-    continue training (``warm_start``)."""
+    continue training (``set_params(warm_start=True, epochs=N)``)."""
     from .backends import get_backend
     from .nn import MLP
 
@@ -276,6 +300,8 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     params = dict(meta["params"])
     params["backend"], params["device"] = None, None
     params.setdefault("nesterovs_momentum", False)  # saved before Nesterov's was the default
+    if _is_run_model(path):
+        params["warm_start"] = False  # a run's own resume setting, saved before it was reset
     if isinstance(params.get("n_hidden_units"), list):
         params["n_hidden_units"] = tuple(params["n_hidden_units"])
     if dtype is not None:
@@ -319,8 +345,22 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
     clf.random_seed_ = int(meta["random_seed"])
     clf.preprocessor_, clf.class_names_ = _inference_extras(source, extra, clf, be)
+    clf.input_range_ = _input_range(path, meta) if clf.preprocessor_ is not None else None
     _load_training_state(path, arrays, meta, clf, be, layout)
     return clf
+
+
+def _input_range(path: Path, meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The saved ``input_range``, checked (None when the file has none)."""
+    bounds = meta.get("input_range")
+    if bounds is None:
+        return None
+    if not (isinstance(bounds, list) and len(bounds) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                    for b in bounds) and bounds[0] <= bounds[1]):
+        raise ModelFileError(f"{path}: its input_range must be [min, max], two finite numbers, got "
+                             f"{bounds!r:.80}; the file is damaged or was edited")
+    return float(bounds[0]), float(bounds[1])
 
 
 def _load_training_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], clf: Any,

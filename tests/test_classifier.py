@@ -54,6 +54,8 @@ def test_raw_pixels_give_no_overflow_warning():
     y = rng.integers(0, 10, size=200)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # random labels: nothing to learn, which the fit rightly says
+        warnings.simplefilter("ignore", arraynn.ConvergenceWarning)
         nn = NNClassifier(n_classes=10, n_features=784, n_hidden_units=50, l2=0.5, epochs=3,
                           learning_rate=0.001, n_batches=4, random_seed=0).fit(X, y)
         nn.predict_proba(X)
@@ -382,6 +384,7 @@ def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted():
     ("shuffle", "yes"), ("shuffle", 1), ("bias", "no"), ("warm_start", None), ("verbose", "loud"),
     ("tf32", 1), ("optimizer", ["sgd"]), ("activation", ("relu",)), ("dtype", ["float32"]),
     ("epochs", 5.0), ("n_hidden_units", "12"), ("n_hidden_units", (4, "a")),
+    ("blas_threads", 0), ("blas_threads", 1.5), ("blas_threads", "1"), ("blas_threads", True),
 ])
 def test_every_parameter_is_checked_before_any_work(param, value):
     X, y = _blobs(n=20)
@@ -445,3 +448,119 @@ def test_partial_fit_past_epochs_keeps_the_cosine_rate_from_rising():
     assert all(b <= a for a, b in zip(rates, rates[1:])), rates
     assert rates[3] == rates[9] > 0
     assert arraynn.nn.learning_rate_at("cosine", 0.01, 2, 4) == pytest.approx(0.005)
+
+
+# --- a warm start with nothing left to train is never a silent no-op --------------------
+
+def test_a_warm_start_fit_with_no_epochs_left_warns_and_says_how_to_go_on():
+    X, y = _blobs()
+    nn = _small(epochs=5).fit(X, y)
+    before = [w.copy() for w in nn.coefs_]
+    nn.set_params(warm_start=True)
+    with pytest.warns(UserWarning, match=r"fit did not train: warm_start=True and it has trained 5 "
+                                         r"epochs and epochs=5") as record:
+        assert nn.fit(X, y) is nn
+    message = str(record[0].message)
+    for fix in ("partial_fit(X, y)", "set_params(epochs=N) with N > 5", "set_params(warm_start=False)"):
+        assert fix in message
+    assert record[0].filename == __file__  # points at the caller's line
+    assert nn.n_iter_ == 5
+    for a, b in zip(before, nn.coefs_):
+        np.testing.assert_array_equal(a, b)
+    # each fix does what the message says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.set_params(epochs=7).fit(X, y)
+        assert nn.n_iter_ == 7 and len(nn.loss_curve_) == 7
+        nn.partial_fit(X, y)
+        assert nn.n_iter_ == 8
+        nn.set_params(warm_start=False).fit(X, y)
+    assert nn.n_iter_ == 7 and len(nn.loss_curve_) == 7  # trained afresh
+    np.testing.assert_array_equal(nn.coefs_[0], _small(epochs=7).fit(X, y).coefs_[0])
+
+
+def test_a_warm_start_fit_of_a_model_stopped_early_says_it_is_finished():
+    X, y = _blobs(n=200)
+    nn = _small(epochs=200, batch_size=16, optimizer="adam", output="softmax", bias=True,
+                early_stopping=True, n_iter_no_change=2, tol=0.5).fit(X, y)
+    assert nn.n_iter_ < 200
+    before = nn.coefs_[0].copy()
+    with pytest.warns(UserWarning, match=f"stopped after epoch {nn.n_iter_} by early_stopping"):
+        nn.set_params(warm_start=True).fit(X, y)
+    np.testing.assert_array_equal(nn.coefs_[0], before)
+
+
+# --- a fit that learns nothing says so ---------------------------------------------------
+
+def test_a_fit_at_chance_level_warns_with_what_to_try():
+    rng = np.random.default_rng(0)
+    X = np.zeros((300, 8))                       # nothing to learn from
+    y = rng.integers(0, 3, size=300)
+    with pytest.warns(arraynn.ConvergenceWarning, match="is no better than always predicting the most "
+                                                        "frequent class") as record:
+        NNClassifier(epochs=5, random_seed=0).fit(X, y)
+    message = str(record[0].message)
+    for advice in ('preprocessing="standardize"', 'optimizer="adam"', "batch_size=128", "default preset"):
+        assert advice in message
+    assert issubclass(arraynn.ConvergenceWarning, UserWarning)
+    assert record[0].filename == __file__
+
+
+def test_a_fit_whose_loss_does_not_fall_warns():
+    X, y = _blobs(n=400)
+    X = X * 40                                   # saturated units, far too large steps
+    with pytest.warns(arraynn.ConvergenceWarning, match="its loss did not fall") as record:
+        clf = NNClassifier(epochs=6, learning_rate=5.0, random_seed=0).fit(X, y)
+    assert not clf.loss_curve_[-1] < clf.loss_curve_[0]
+    messages = [str(r.message) for r in record if issubclass(r.category, arraynn.ConvergenceWarning)]
+    assert len(messages) == 1 and "more epochs" in messages[0]
+
+
+def test_a_fit_that_learns_warns_nothing(backend):
+    X, y = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for kw in (dict(early_stopping=True, batch_size=32, optimizer="adam"), dict(),
+                   dict(optimizer="adam", batch_size=32, output="softmax", bias=True)):
+            clf = _small(backend=backend.name, device=_device_arg(backend), **kw).fit(X, y)
+            assert clf.score(X, y) > 0.9
+        clf.partial_fit(X, y)
+
+
+def test_a_paused_fit_is_not_judged():
+    X = np.zeros((90, 4))
+    y = np.arange(90) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = _small(epochs=10).fit(X, y, callback=lambda m, info: info["epoch"] == 2)
+    assert clf.n_iter_ == 2
+    with pytest.warns(arraynn.ConvergenceWarning):
+        clf.set_params(warm_start=True).fit(X, y)      # the fit ends: now it is judged
+
+
+@pytest.mark.realdata
+def test_the_default_estimator_on_scaled_fashion_mnist_says_it_learned_nothing(shared_fashion_mnist):
+    X, y, _, _ = arraynn.load_fashion_mnist(shared_fashion_mnist, download=False)
+    X = X[:2000].reshape(2000, -1) / 255.0           # as MinMaxScaler makes them
+    y = y[:2000]
+    with pytest.warns(arraynn.ConvergenceWarning, match='preprocessing="standardize"'):
+        NNClassifier(random_seed=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = NNClassifier(preprocessing="standardize", optimizer="adam", batch_size=128, epochs=5,
+                           random_seed=0).fit(X, y)
+    assert clf.score(X, y) > 0.7                 # chance: 0.1
+
+
+def test_the_class_docstrings_first_example_learns():
+    import doctest
+
+    doc = NNClassifier.__doc__
+    assert doc.index("Examples\n    --------") < doc.index("Parameters\n    ----------")
+    test = doctest.DocTestParser().get_doctest(doc, {}, "NNClassifier", __file__, 0)
+    assert any("fit(" in ex.source for ex in test.examples)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 6

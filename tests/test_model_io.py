@@ -189,3 +189,78 @@ def test_save_refuses_to_replace_a_device_a_fifo_or_a_directory(tmp_path):
     assert not (tmp_path / "fifo.npz").is_file() and (tmp_path / "dir.npz").is_dir()
     assert Path(os.devnull).is_char_device()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz", "fifo.npz", "null.npz"]
+
+
+# --- the raw inputs' range and the BLAS thread count travel with the model
+
+
+def _images(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.integers(0, 100, size=(n, 16))
+    X[np.arange(n), 4 * y] += 156                 # one bright pixel per class, up to 255
+    return X.astype(np.uint8), y
+
+
+def _preprocessing_model(**kw):
+    return NNClassifier(n_hidden_units=8, epochs=5, batch_size=32, optimizer="adam", output="softmax",
+                        random_seed=0, preprocessing="standardize", **kw)
+
+
+def test_the_raw_input_range_is_saved_pickled_and_loaded(tmp_path):
+    import pickle
+
+    X, y = _images()
+    clf = _preprocessing_model().fit(X, y)
+    assert clf.input_range_ == (float(X.min()), float(X.max())) == (0.0, 255.0)
+    clf.save(tmp_path / "m.npz")
+    assert read_model(tmp_path / "m.npz")[1]["input_range"] == [0.0, 255.0]
+    for again in (NNClassifier.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(clf))):
+        assert again.input_range_ == (0.0, 255.0)
+        with pytest.warns(arraynn.InputRangeWarning, match="standardizes its inputs itself"):
+            again.predict(X / 255.0)
+    # a model without preprocessing takes its inputs as given: no range, none saved
+    plain = NNClassifier(n_hidden_units=8, epochs=2, random_seed=0).fit(X, y)
+    assert plain.input_range_ is None
+    plain.save(tmp_path / "plain.npz")
+    assert "input_range" not in read_model(tmp_path / "plain.npz")[1]
+
+
+def test_files_without_an_input_range_load_and_check_nothing(tmp_path):
+    import warnings
+
+    X, y = _images()
+    _preprocessing_model().fit(X, y).save(tmp_path / "m.npz")
+    arrays, meta = read_model(tmp_path / "m.npz")
+    meta.pop("input_range")
+    np.savez(tmp_path / "old.npz", **arrays, **{"meta.json": np.frombuffer(json.dumps(meta).encode(),
+                                                                           dtype=np.uint8)})
+    old = NNClassifier.load(tmp_path / "old.npz")
+    assert old.input_range_ is None and old.preprocessor_.name == "standardize"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old.predict(X / 255.0)
+    for name in EXPECTED["models"]:                  # 0.1.0's files too
+        assert NNClassifier.load(FIXTURES / f"model-0.1.0-{name}.npz").input_range_ is None
+
+
+@pytest.mark.parametrize("bounds", [[0.0], [255.0, 0.0], ["0", "255"], [0.0, None], [True, 1.0]])
+def test_a_damaged_input_range_is_a_model_file_error(tmp_path, bounds):
+    X, y = _images()
+    _preprocessing_model().fit(X, y).save(tmp_path / "m.npz")
+    arrays, meta = read_model(tmp_path / "m.npz")
+    meta["input_range"] = bounds
+    np.savez(tmp_path / "bad.npz", **arrays, **{"meta.json": np.frombuffer(json.dumps(meta).encode(),
+                                                                           dtype=np.uint8)})
+    with pytest.raises(arraynn.ModelFileError, match="its input_range must be"):
+        NNClassifier.load(tmp_path / "bad.npz")
+
+
+def test_blas_threads_is_saved_and_older_files_load_without_it(tmp_path):
+    X, y = _images()
+    clf = _preprocessing_model(blas_threads=1).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    assert read_model(tmp_path / "m.npz")[1]["params"]["blas_threads"] == 1
+    assert NNClassifier.load(tmp_path / "m.npz").blas_threads == 1
+    assert "blas_threads" not in read_model(FIXTURES / "model-0.1.0-adam.npz")[1]["params"]
+    assert NNClassifier.load(FIXTURES / "model-0.1.0-adam.npz").blas_threads is None

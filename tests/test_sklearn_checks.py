@@ -70,3 +70,21 @@ def test_messages_scikit_learn_tools_look_for():
     assert clf.n_iter_ == 30
     obj = X.astype(object)  # numeric object arrays are numbers
     assert _estimator().fit(obj, y).score(X, y) > 0.5
+
+
+def test_convergence_warning_is_scikit_learns_too_once_it_is_imported():
+    from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+    from sklearn.model_selection import cross_val_score
+
+    import arraynn
+
+    X, y = np.zeros((60, 3)), np.arange(60) % 3          # nothing to learn
+    with pytest.warns(SkConvergenceWarning, match="learned nothing") as record:
+        NNClassifier(epochs=3, random_seed=0).fit(X, y)
+    assert isinstance(record[0].message, arraynn.ConvergenceWarning)
+    with warnings.catch_warnings():                       # scikit-learn's filter silences it
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", SkConvergenceWarning)
+        NNClassifier(epochs=3, random_seed=0).fit(X, y)
+        scores = cross_val_score(NNClassifier(epochs=3, random_seed=0), X, y, cv=3)
+    assert scores.max() <= 0.5

@@ -80,3 +80,70 @@ def test_grid_search_on_a_dask_cluster():
     np.testing.assert_array_equal(search.cv_results_["mean_test_score"],
                                   serial.cv_results_["mean_test_score"])
     assert isinstance(search.best_estimator_, arraynn.NNClassifier)
+
+
+# --- blas_threads: the same sums in a joblib worker as in the main process
+
+
+def _wide(n=900, d=196, k=4, seed=0):
+    """Inputs wide enough that the BLAS library splits the matrix products over threads."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    y = rng.integers(0, k, size=n)
+    return centers[y] + 2.0 * rng.normal(size=(n, d)), y
+
+
+def _blas_threads_now() -> list[int]:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_blas_threads_pins_the_blas_library_during_fit_and_predict():
+    outside = _blas_threads_now()
+    if not outside:
+        pytest.skip("NumPy's BLAS is not one threadpoolctl can see")
+    X, y = _wide(n=200)
+    seen = []
+    clf = _small(blas_threads=1)
+    clf.fit(X, y, callback=lambda model, info: seen.append(_blas_threads_now()))
+    clf.partial_fit(X, y)
+    proba = clf._proba_on_model
+    clf._proba_on_model = lambda *a, **kw: (seen.append(_blas_threads_now()), proba(*a, **kw))[1]
+    clf.predict(X)
+    clf.score(X, y)
+    assert len(seen) == 4 + 2 and all(threads == [1] * len(outside) for threads in seen), seen
+    assert _blas_threads_now() == outside                 # given back after each call
+    unpinned = []
+    _small().fit(X, y, callback=lambda model, info: unpinned.append(_blas_threads_now()))
+    assert unpinned == [outside] * 4
+
+
+def test_parallel_cross_validation_with_blas_threads_1_reproduces_the_serial_one():
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    X, y = _wide()
+    est = NNClassifier(n_hidden_units=64, epochs=6, learning_rate=0.01, n_batches=2, optimizer="adam",
+                       output="softmax", bias=True, random_seed=0, blas_threads=1)
+    runs = [model_selection.cross_validate(est, X, y, cv=3, n_jobs=n_jobs, return_estimator=True)
+            for n_jobs in (1, 2)]
+    np.testing.assert_array_equal(runs[0]["test_score"], runs[1]["test_score"])
+    for serial, parallel in zip(runs[0]["estimator"], runs[1]["estimator"]):
+        assert serial.loss_curve_ == parallel.loss_curve_
+        for a, b in zip(serial.coefs_ + serial.intercepts_, parallel.coefs_ + parallel.intercepts_):
+            np.testing.assert_array_equal(a, b)
+    assert runs[0]["test_score"].mean() > 0.8
+
+
+def test_blas_threads_is_checked_and_needs_threadpoolctl(monkeypatch):
+    import sys
+
+    X, y = _blobs(n=40)
+    for bad in (0, -1, 2.0, "1", True):
+        with pytest.raises(ValueError, match=r"blas_threads must be None .* or a positive integer"):
+            _small(blas_threads=bad).fit(X, y)
+    clf = _small().fit(X, y)
+    with pytest.raises(ValueError, match="blas_threads must be"):
+        clf.set_params(blas_threads=0).predict(X)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)   # as if it were not installed
+    with pytest.raises(ImportError, match="pip install threadpoolctl"):
+        clf.set_params(blas_threads=1).predict(X)
+    clf.set_params(blas_threads=None).predict(X)              # the default needs nothing
