@@ -259,7 +259,7 @@ def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: 
         batch = (f"global batch {cfg['batch_size']}" if cfg.get("batch_size")
                  else f"{cfg['n_batches']} global batches")
         print(f"  distributed: {comm.size} ranks, one {comm.name} allreduce of the gradient per step, "
-              f"{batch}")
+              f"{batch}" + (f"; {comm.threads_note}" if getattr(comm, "threads_note", "") else ""))
     print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
@@ -268,6 +268,9 @@ def _load(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Fash
     data_dir = args.data_dir
     if data_dir is None and saved is not None and saved.get("data_dir"):
         data_dir = saved["data_dir"]
+        if not Path(data_dir).exists():
+            raise CLIError(f"the data this run was trained on, {data_dir}, no longer exist; pass "
+                           "--data-dir with the same data")
     names = args.class_names
     if names is None and saved is not None and saved.get("class_names"):
         names = list(saved["class_names"])
@@ -467,10 +470,14 @@ def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
 def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: DeviceSets,
                    y_test: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return the test confusion matrix and probabilities, and save the final model with
-    its preprocessing and class names, so that it predicts on raw images."""
+    its preprocessing, the range of the raw training images and the class names, so that
+    it predicts on raw images (and says so when given preprocessed ones). The model
+    file holds ``warm_start=False``: its ``fit`` trains afresh, as a user expects (the
+    run itself resumes from its checkpoint, with ``warm_start=True``)."""
     result = _test_confusion(clf, be, sets.X_test, y_test, len(names))
-    clf.set_params(preprocessing=cfg["scale"], class_names=list(names))
-    clf.preprocessor_, clf.class_names_ = sets.preprocessor, list(names)
+    clf.set_params(preprocessing=cfg["scale"], class_names=list(names), warm_start=False)
+    clf._attach_preprocessor(sets.preprocessor, sets.X_train)
+    clf.class_names_ = list(names)
     rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))
     return result
 
