@@ -5,7 +5,9 @@
 For each run directory (or model.npz): export it (:func:`arraynn.export.to_onnx`), run
 the graph with onnxruntime (CPU) on the 10,000 raw Fashion-MNIST test images, and
 compare with ``NNClassifier.load(RUN)``: the share of equal labels (goal: all), the
-largest absolute difference of the probabilities (goal: <= 1e-5), and the test
+largest absolute difference of the probabilities (goal: <= 1e-5, or no more than the
+float32 model's own distance from its float64 probabilities, where raw inputs make sums
+in the thousands whose float32 rounding depends on the summation order), and the test
 accuracy of both, with the time each takes for the whole set. It also checks that
 batches of 1 give the rows of the whole batch, on the first 200 images.
 """
@@ -35,6 +37,7 @@ def check(model: str, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     from arraynn.export import to_onnx
 
     clf = NNClassifier.load(model, backend="numpy")
+    exact = np.asarray(NNClassifier.load(model, backend="numpy", dtype="float64").predict_proba(X))
     onnx_model = to_onnx(clf)
     sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     t0 = time.perf_counter()
@@ -50,6 +53,9 @@ def check(model: str, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
                    f"{clf.activation}/{clf.output}",
         "same_labels": float(np.mean(clf.classes_[label] == labels)),
         "max_abs_probability_difference": float(np.abs(proba - want).max()),
+        # how far float32 is from the float64 probabilities, for the model and the graph
+        "arraynn_float32_vs_float64": float(np.abs(want - exact).max()),
+        "onnx_vs_float64": float(np.abs(proba - exact).max()),
         "batch_1_max_difference": float(np.abs(ones - proba[:200]).max()),
         "accuracy_arraynn": float(np.mean(labels == y)),
         "accuracy_onnx": float(np.mean(clf.classes_[label] == y)),
@@ -69,17 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     _, _, X_test, y_test = load_fashion_mnist(args.data_dir, download=False)
     X = X_test.reshape(len(X_test), -1)
     rows = [check(m, X, y_test) for m in args.models]
-    print("| model | network | preprocessing | same labels | max prob. difference | batch 1 | "
-          "accuracy (arraynn / ONNX) | arraynn / onnxruntime time |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | network | preprocessing | same labels | max prob. difference | float32 vs float64 "
+          "(arraynn / ONNX) | batch 1 | accuracy (arraynn / ONNX) | arraynn / onnxruntime time |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['model']} | {r['network']} | {r['preprocessing']} | {100 * r['same_labels']:.2f} % | "
-              f"{r['max_abs_probability_difference']:.1e} | {r['batch_1_max_difference']:.1e} | "
+              f"{r['max_abs_probability_difference']:.1e} | {r['arraynn_float32_vs_float64']:.1e} / "
+              f"{r['onnx_vs_float64']:.1e} | {r['batch_1_max_difference']:.1e} | "
               f"{100 * r['accuracy_arraynn']:.2f} / {100 * r['accuracy_onnx']:.2f} % | "
               f"{r['seconds_arraynn']:.3f} / {r['seconds_onnxruntime']:.3f} s |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
-    ok = all(r["same_labels"] == 1.0 and r["max_abs_probability_difference"] <= 1e-5 for r in rows)
+    ok = all(r["same_labels"] == 1.0 and r["max_abs_probability_difference"]
+             <= max(1e-5, r["arraynn_float32_vs_float64"]) for r in rows)
     return 0 if ok else 1
 
 
