@@ -17,7 +17,9 @@ width)`` images; with the preprocessing, ``input_range`` (``[min, max]`` of the 
 training inputs, which ``predict`` checks its inputs against). Files without these
 entries load as before (a model saved before ``nesterovs_momentum`` existed keeps
 classical momentum; one without ``input_range`` checks no input range). Parameters added
-later (``blas_threads``) are saved with the others and take their defaults when absent.
+later (``blas_threads``) are saved with the others when not at their defaults (so readers
+of the same format version that predate them still read the file) and take their defaults
+when absent.
 
 A run's final model (``model.npz`` with the run's ``model.json`` beside it) loads with
 ``warm_start=False`` whatever it stored (runs before this rule stored ``True``, their
@@ -183,6 +185,9 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     classes = clf.classes_
     arrays["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
     params = clf.get_params()
+    if params.get("blas_threads") is None:
+        # at its default it is left out, so readers of format 2 that predate it read the file
+        params.pop("blas_threads", None)
     if isinstance(params["backend"], Backend):
         params["backend"] = params["backend"].name
     params["device"] = None if params["device"] is None else str(params["device"])

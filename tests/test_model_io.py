@@ -262,5 +262,9 @@ def test_blas_threads_is_saved_and_older_files_load_without_it(tmp_path):
     clf.save(tmp_path / "m.npz")
     assert read_model(tmp_path / "m.npz")[1]["params"]["blas_threads"] == 1
     assert NNClassifier.load(tmp_path / "m.npz").blas_threads == 1
+    # at its default it is not written: a reader of format 2 from before it reads the file
+    _preprocessing_model().fit(X, y).save(tmp_path / "d.npz")
+    assert "blas_threads" not in read_model(tmp_path / "d.npz")[1]["params"]
+    assert NNClassifier.load(tmp_path / "d.npz").blas_threads is None
     assert "blas_threads" not in read_model(FIXTURES / "model-0.1.0-adam.npz")[1]["params"]
     assert NNClassifier.load(FIXTURES / "model-0.1.0-adam.npz").blas_threads is None
