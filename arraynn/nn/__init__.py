@@ -17,8 +17,9 @@ from .optimizers import (
     learning_rate_at,
     make_optimizer,
 )
+from .sequential import Sequential
 from .stopping import Plateau, validation_split
 
 __all__ = ["INITIALIZERS", "OPTIMIZERS", "SCHEDULES", "SGD", "Adam", "EpochRecord", "MLP",
-           "Momentum", "ParamLayout", "Plateau", "Trainer", "TrainingDivergedError", "draw_weights",
-           "dropout_rates", "learning_rate_at", "make_optimizer", "validation_split"]
+           "Momentum", "ParamLayout", "Plateau", "Sequential", "Trainer", "TrainingDivergedError",
+           "draw_weights", "dropout_rates", "learning_rate_at", "make_optimizer", "validation_split"]

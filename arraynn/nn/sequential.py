@@ -1,0 +1,243 @@
+"""A network as a list of layers with an output head, in one flat parameter buffer.
+
+:class:`Sequential` builds its layers (:mod:`arraynn.nn.layers`) for the shape of one
+input sample, lays their parameters out in one contiguous buffer in layer order
+(:class:`arraynn.nn.mlp.ParamLayout`: a view per parameter), and runs them: the forward
+pass keeps each layer's cache, the loss head (``"softmax"``: categorical cross-entropy;
+``"sigmoid"``: the article's independent sigmoids) gives the error term of the logits,
+and the backward pass walks the layers back, each writing its parameters' gradients
+into their views of the flat gradient buffer. Its step signatures are
+:class:`arraynn.nn.MLP`'s (``loss_and_grad``, ``train_step``, ``forward``,
+``predict_proba``, ``dropout_masks``), so the epoch loop, the JAX jit step and
+data-parallel training run it unchanged; :class:`~arraynn.nn.MLP` *is* the dense stack
+of this class, and trains to the weights it always has.
+
+Dropout masks: a :class:`~arraynn.nn.layers.Dropout` placed after the ``j``-th layer
+with parameters (``j = 0``: on the inputs) draws from stream
+``STREAMS["dropout"] + j - 1``, keyed by the seed and the optimizer's step counter, as
+the dense stack always has; two Dropout layers on the same input would draw the same
+mask and are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat
+
+from ..ops import OUTPUTS, ops_of
+from . import random
+from .initializers import draw_flat
+from .layers import Dropout, Layer, layer_from_config
+
+__all__ = ["Sequential"]
+
+
+class Sequential:
+    """Layers in order, then a loss head, over one flat parameter buffer.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The network, its last layer giving the logits (one per class).
+    input_shape : tuple of int
+        The shape of one input sample (``(features,)`` for rows).
+    output : {"softmax", "sigmoid"}
+        The loss head on the logits.
+
+    Raises
+    ------
+    ValueError
+        A layer that does not fit its input shape, logits that are not flat, an unknown
+        output, or two Dropout layers on the same input.
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], output: str = "softmax") -> None:
+        from .mlp import ParamLayout
+
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUTS)}")
+        self.layers = [layer if isinstance(layer, Layer) else _not_a_layer(layer) for layer in layers]
+        if not self.layers:
+            raise ValueError("a network needs at least one layer")
+        self.output = output
+        self.input_shape = tuple(int(d) for d in input_shape)
+        shapes: list[tuple[int, ...]] = []
+        #: Per layer: the indices of its parameters in the flat layout.
+        self.slots: list[list[int]] = []
+        #: Per layer: the shape of one sample of its input.
+        self.input_shapes: list[tuple[int, ...]] = []
+        self._weights: list[int] = []
+        self._streams: list[int | None] = []
+        seen_params, used_streams = 0, set()
+        shape = self.input_shape
+        for layer in self.layers:
+            self.input_shapes.append(shape)
+            own = [tuple(int(d) for d in s) for s in layer.param_shapes(shape)]
+            first = len(shapes)
+            self.slots.append(list(range(first, first + len(own))))
+            self._weights += [first + w for w in layer.weight_params]
+            shapes += own
+            stream = None
+            if isinstance(layer, Dropout):
+                stream = random.STREAMS["dropout"] + seen_params - 1
+                if stream in used_streams:
+                    raise ValueError("two Dropout layers on the same input would drop the same elements; "
+                                     "give it one Dropout with the combined rate")
+                used_streams.add(stream)
+            self._streams.append(stream)
+            seen_params += bool(own)
+            shape = layer.output_shape(shape)
+        if len(shape) != 1:
+            raise ValueError(f"the last layer gives samples of shape {shape}; the logits must be flat "
+                             "(end with a Dense layer, after a Flatten())")
+        #: The number of logits (classes).
+        self.n_outputs = int(shape[0])
+        #: The parameter layout of the flat buffer.
+        self.layout = ParamLayout(shapes)
+        # whether a layer's input gradient is needed: some layer before it has parameters
+        self._need_dx = [any(self.slots[j] for j in range(i)) for i in range(len(self.layers))]
+
+    def __repr__(self) -> str:
+        return f"Sequential({self.layers!r}, input_shape={self.input_shape}, output={self.output!r})"
+
+    @property
+    def spec(self) -> str:
+        """The network as one JSON string (what a compiled step is keyed on)."""
+        return json.dumps({"layers": [layer.config() for layer in self.layers],
+                           "input_shape": list(self.input_shape), "output": self.output}, sort_keys=True)
+
+    @classmethod
+    def from_spec(cls, spec: str | dict[str, Any]) -> Sequential:
+        """The network of :attr:`spec` (a JSON string or the dict it holds)."""
+        doc = json.loads(spec) if isinstance(spec, str) else spec
+        return cls([layer_from_config(c) for c in doc["layers"]], doc["input_shape"], doc["output"])
+
+    # ---- parameters -------------------------------------------------------------
+    def weights(self, params: Any) -> list[Any]:
+        """The weight matrices (views of the flat buffer ``params``), in layer order."""
+        views = self.layout.views(params)
+        return [views[k] for k in self._weights]
+
+    def biases(self, params: Any) -> list[Any]:
+        """The bias vectors (views), in layer order."""
+        views = self.layout.views(params)
+        weights = set(self._weights)
+        return [views[k] for slots in self.slots for k in slots if k not in weights]
+
+    def init_params(self, backend: Any, rng: Any, init: str = "uniform") -> Any:
+        """Draw the weight matrices on the host with ``rng`` (in layer order; biases start
+        at zero) and copy the whole flat buffer to ``backend`` in one transfer."""
+        return backend.asarray(draw_flat(rng, self.layout.shapes, self._weights, init))
+
+    # ---- dropout ------------------------------------------------------------------
+    def dropout_masks(self, X: Any, seed: int, counter: Any, first_row: int = 0) -> list[Any] | None:
+        """The dropout masks of one training step on the minibatch ``X``, one per layer
+        (None for the layers that are not Dropout, and where the rate is 0), or None
+        when the network has no dropout. ``counter`` is the optimizer's step count;
+        ``first_row``: ``X`` is the rows ``first_row ..`` of a larger minibatch, whose
+        masks these rows get (a data-parallel rank's slice)."""
+        if not any(isinstance(layer, Dropout) and layer.rate for layer in self.layers):
+            return None
+        ops = ops_of(X)
+        device = array_api_compat.device(X)
+        n = X.shape[0]
+        masks: list[Any] = []
+        for layer, shape, stream in zip(self.layers, self.input_shapes, self._streams):
+            if stream is None or not layer.rate:
+                masks.append(None)
+                continue
+            size = math.prod(shape)
+            masks.append(ops.dropout_mask((n, *shape), layer.rate, seed, counter, stream, X.dtype, device,
+                                          first_row * size))
+        return masks
+
+    # ---- computation ------------------------------------------------------------
+    def _layer_views(self, views: list[Any]) -> list[list[Any]]:
+        return [[views[k] for k in slots] for slots in self.slots]
+
+    def _run(self, ops: Any, views: list[Any], X: Any, masks: list[Any] | None = None
+             ) -> tuple[Any, list[Any]]:
+        """The logits and each layer's cache."""
+        per_layer = self._layer_views(views)
+        caches = []
+        a = X
+        for i, layer in enumerate(self.layers):
+            mask = None if masks is None else masks[i]
+            a, cache = layer.forward(ops, per_layer[i], a, mask=mask)
+            caches.append(cache)
+        return a, caches
+
+    def forward(self, params: Any, X: Any) -> Any:
+        """The logits of ``X``."""
+        ops = ops_of(X)
+        z, _ = self._run(ops, self.layout.views(params, ops.xp), X)
+        return z
+
+    def predict_proba(self, params: Any, X: Any) -> Any:
+        """The output head's probabilities for ``X``."""
+        ops = ops_of(X)
+        z, _ = self._run(ops, self.layout.views(params, ops.xp), X)
+        return ops.probabilities(self.output, z)
+
+    def penalty(self, params: Any, l1: float, l2: float) -> Any:
+        """The L1/L2 penalty of the weight matrices (0-d array)."""
+        return ops_of(params).penalty(self.weights(params), l1, l2)
+
+    def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
+                      grad_buffer: Any = None, sample_weight: Any = None,
+                      masks: list[Any] | None = None) -> tuple[Any, Any]:
+        """The summed data loss of ``(X, Y)`` (0-d) and the flat gradient of the loss
+        plus the penalty.
+
+        ``Y`` is one-hot, in ``X``'s float dtype. ``grad_buffer``, a flat array the
+        caller owns, is where fast paths write the gradient (and then return it);
+        without it, or on the generic path, the gradient is a new array.
+        ``sample_weight``, a 1-D array of ``X``'s dtype and device, weights each row's
+        loss and error term. ``masks``, from :meth:`dropout_masks`, are the step's
+        dropout (None: no dropout).
+        """
+        ops = ops_of(X)
+        views = self.layout.views(params, ops.xp)
+        z, caches = self._run(ops, views, X, masks)
+        if sample_weight is None:
+            loss, delta = ops.loss_and_delta(self.output, z, Y)
+        else:
+            loss, delta = ops.weighted_loss_and_delta(self.output, z, Y, sample_weight)
+        out = None if grad_buffer is None else self.layout.views(grad_buffer, ops.xp)
+        grads: list[Any] = [None] * len(views)
+        per_layer = self._layer_views(views)
+        for i in range(len(self.layers) - 1, -1, -1):
+            slots = self.slots[i]
+            if not self._need_dx[i] and not slots:
+                break  # nothing before here has parameters
+            layer_grads = [None if out is None else out[k] for k in slots]
+            delta = self.layers[i].backward(ops, per_layer[i], caches[i], delta, layer_grads,
+                                            need_dx=self._need_dx[i], l1=l1, l2=l2)
+            for k, g in zip(slots, layer_grads):
+                grads[k] = g
+        return loss, ops.pack(grads, out, grad_buffer)
+
+    def train_step(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
+                   learning_rate: Any, l1: float = 0.0, l2: float = 0.0,
+                   grad_buffer: Any = None, sample_weight: Any = None, seed: int | None = None
+                   ) -> tuple[Any, dict[str, Any], Any]:
+        """One minibatch: forward, backward, update; returns ``(params, state, loss)``
+        (see :meth:`arraynn.nn.MLP.train_step`). With dropout, ``seed`` turns it on."""
+        masks = None if seed is None else self.dropout_masks(X, seed, state["t"])
+        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer,
+                                         sample_weight=sample_weight, masks=masks)
+        params, state = optimizer.update(params, grads, state, learning_rate)
+        return params, state, loss
+
+    def one_hot(self, labels: Any, dtype: Any) -> Any:
+        """One-hot rows of the logits' width for integer ``labels``."""
+        return ops_of(labels).one_hot(labels, self.n_outputs, dtype)
+
+
+def _not_a_layer(obj: Any) -> Layer:
+    raise TypeError(f"a network's layers are arraynn.layers objects (Dense, ReLU, Dropout, ...), got "
+                    f"{obj!r:.60}")
