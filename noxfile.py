@@ -1,13 +1,15 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
     nox                      # the default set: numpy, array-api-strict, torch (CPU), jax (CPU),
-                             # lint, the package installed as users install it, nvrtc, mpi, dask
+                             # lint, the package installed as users install it, nvrtc, mpi, dask,
+                             # docs
     nox -s nvrtc             # every CUDA kernel compiled with NVRTC (no GPU needed)
     nox -s dask              # sweeps on a Dask LocalCluster (GridSearchCV through joblib)
     nox -s "tests(cupy)"     # on an NVIDIA GPU
     nox -s bench
     nox -s fuzz              # the property-based tests with many examples
     nox -s mpi               # data-parallel training on 2 and 3 ranks (mpi4py + the mpich wheel)
+    nox -s docs              # the Sphinx site (warnings are errors) and the examples in its pages
 
 Each tests session installs arraynn with its test extra plus one array library and
 sets ARRAYNN_TEST_BACKENDS, which tests/conftest.py reads. A GPU session first probes
@@ -23,7 +25,7 @@ from pathlib import Path
 import nox
 
 nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint",
-                        "package", "nvrtc", "mpi", "dask"]
+                        "package", "nvrtc", "mpi", "dask", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
@@ -48,11 +50,20 @@ BACKEND_ENV = {
 }
 
 
+def _install(session: nox.Session, *args: str) -> None:
+    """``pip install`` into the session without compiling every module to bytecode: the
+    test extra's libraries (SciPy, scikit-learn, pandas, torch, JAX) have thousands of
+    modules the tests never import, and compiling them took time and disk in every session
+    (Python still writes the bytecode of what a test imports). Downloads are shared between
+    the sessions through pip's cache, and a reused session skips what it has."""
+    session.install("--no-compile", *args)
+
+
 @nox.session
 @nox.parametrize("backend", list(BACKEND_PACKAGES), ids=list(BACKEND_PACKAGES))
 def tests(session: nox.Session, backend: str) -> None:
     """The test suite on one backend."""
-    session.install(*BACKEND_PACKAGES[backend], "-e", ".[test,plot,progress]")
+    _install(session, *BACKEND_PACKAGES[backend], "-e", ".[test,plot,progress]")
     env = {"ARRAYNN_TEST_BACKENDS": backend, **BACKEND_ENV[backend]}
     env = {k: v for k, v in env.items() if v != ""}
     if backend in ("cupy",):
@@ -76,7 +87,7 @@ def nvrtc(session: nox.Session) -> None:
     """Every fused CuPy kernel, float32 and float64, compiled by NVRTC for compute_80 and
     compute_90 (the source and options CuPy itself would compile); then its tests, one of
     which checks that a kernel broken on purpose fails with the compiler's log."""
-    session.install(*NVRTC_PACKAGES, "pytest>=7.4", "-e", ".")
+    _install(session, *NVRTC_PACKAGES, "pytest>=7.4", "-e", ".")
     env = {"ARRAYNN_TEST_BACKENDS": "numpy"}
     session.run("python", "-m", "arraynn.ops.cupy_nvrtc", "--arch", "80,90", env=env)
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops/test_cupy_nvrtc.py",
@@ -87,7 +98,7 @@ def nvrtc(session: nox.Session) -> None:
 def fuzz(session: nox.Session) -> None:
     """The property-based tests (hypothesis) of the IDX reader, the model loader and the
     CLI parser, with a bounded, derandomized example count (ARRAYNN_FUZZ_EXAMPLES, default 300)."""
-    session.install("-e", ".[test]")
+    _install(session, "-e", ".[test]")
     env = {"ARRAYNN_FUZZ_EXAMPLES": os.environ.get("ARRAYNN_FUZZ_EXAMPLES", "300"),
            "ARRAYNN_FUZZ_DERANDOMIZE": "1", "ARRAYNN_TEST_BACKENDS": "numpy"}
     session.run("python", "-m", "pytest", "tests/test_fuzzing.py", *session.posargs, env=env)
@@ -98,7 +109,7 @@ def mpi(session: nox.Session) -> None:
     """Data-parallel training under mpiexec: the MPI tests (2 and 3 ranks against one process,
     a failing rank, the CLI's --distributed), with mpi4py and the mpich wheel of the mpi extra.
     The tests fail, rather than skip, when mpiexec is missing here."""
-    session.install("-e", ".[test,mpi]")
+    _install(session, "-e", ".[test,mpi]")
     env = {"ARRAYNN_TEST_BACKENDS": "numpy", "ARRAYNN_REQUIRE_MPI": "1", "OMP_NUM_THREADS": "1"}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/distributed",
                 *session.posargs, env=env)
@@ -108,7 +119,7 @@ def mpi(session: nox.Session) -> None:
 def dask(session: nox.Session) -> None:
     """Hyperparameter sweeps on a Dask LocalCluster through joblib's Dask backend (and the
     pickling they rely on). The tests fail, rather than skip, when Dask is missing here."""
-    session.install("-e", ".[test]", "dask[distributed]")
+    _install(session, "-e", ".[test]", "dask[distributed]")
     env = {"ARRAYNN_TEST_BACKENDS": "numpy", "ARRAYNN_REQUIRE_DASK": "1", "OMP_NUM_THREADS": "1"}
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_sweeps.py",
                 *session.posargs, env=env)
@@ -117,8 +128,20 @@ def dask(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the package, tests, examples and benchmarks."""
-    session.install("ruff>=0.5")
+    _install(session, "ruff>=0.5")
     session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation: the HTML site with every warning an error, then the examples of its
+    pages and docstrings run by sphinx.ext.doctest (tiny synthetic data, offline)."""
+    _install(session, "-e", ".[docs]")
+    build = Path("docs", "_build")
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "-d", str(build / "doctrees"),
+                "docs", str(build / "html"), *session.posargs)
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "doctest", "-d", str(build / "doctrees"),
+                "docs", str(build / "doctest"), *session.posargs)
 
 
 # The real Fashion-MNIST files: $ARRAYNN_DATA (the package's own variable), else a copy beside
@@ -130,7 +153,7 @@ REAL_DATA = Path(os.environ.get("ARRAYNN_DATA")
 @nox.session
 def package(session: nox.Session) -> None:
     """The package as users install it (`pip install .`, not editable) runs the main job."""
-    session.install(".")
+    _install(session, ".")
     tmp = Path(session.create_tmp()).resolve()
     data = REAL_DATA
     if not (data / "train-images-idx3-ubyte.gz").is_file():
@@ -156,6 +179,6 @@ def package(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Both benchmark workloads against PyTorch and scikit-learn (see benchmarks/)."""
-    session.install(TORCH, "-e", ".[bench]")
+    _install(session, TORCH, "-e", ".[bench]")
     env = {"OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
     session.run("python", "-m", "benchmarks.run", *session.posargs, env=env)

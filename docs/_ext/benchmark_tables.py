@@ -1,0 +1,216 @@
+"""Sphinx directives that render the benchmark JSON of ``benchmarks/results/`` as tables.
+
+The performance page types no measured figure by hand: each table is made, at build time,
+from the JSON file a benchmark command wrote (``--output``), so a new recorded run changes
+the page with nothing else to edit. Every directive takes paths relative to
+``benchmarks/results/`` and marks them as dependencies of the page (a changed file rebuilds it).
+
+``benchmark-run FILE``
+    ``python -m benchmarks.run``: the machine, then one table per workload.
+``benchmark-longrun BEFORE AFTER``
+    ``python -m benchmarks.longrun``: two runs side by side (before/after a change).
+``benchmark-reference FILE``
+    ``python -m benchmarks.reference``: arraynn's best preset next to PyTorch's reference.
+``benchmark-onnx FILE``
+    ``python -m benchmarks.onnx_check``: ONNX graphs against their models.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def _sec(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f} s"
+
+
+def _sci(x: float) -> str:
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _blas(threadpools: dict) -> str:
+    """OpenBLAS's kernel architecture and threads, as threadpoolctl saw them in NumPy's worker."""
+    for name, pools in threadpools.items():
+        if name.startswith("numpy"):
+            for pool in pools:
+                if pool.get("user_api") == "blas":
+                    arch = pool.get("architecture")
+                    return (f"{pool.get('internal_api')} {pool.get('version', '').split('.188')[0]}"
+                            + (f" with its `{arch}` kernels" if arch else "")
+                            + f", {pool.get('num_threads')} threads")
+    return "BLAS not recorded"
+
+
+def machine_line(doc: dict) -> str:
+    m = doc["machine"]
+    v = m["versions"]
+    libs = ", ".join(f"{name} {v[name]}" for name in ("numpy", "numba", "torch", "sklearn", "arraynn")
+                     if v.get(name))
+    unset = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if m.get("env", {}).get(k) is None]
+    return (f"**CPU:** {m['cpu_count']} vCPUs of an {m['cpu_model']} ({_blas(m.get('threadpools', {}))}); "
+            f"Python {m['python']}, {libs}; {doc['data']}; recorded {doc['date'][:10]} by "
+            f"`{doc['command']}`" + (f" ({' and '.join(f'`{k}`' for k in unset)} unset)." if unset else "."))
+
+
+def run_tables(doc: dict) -> list[str]:
+    lines = [machine_line(doc), ""]
+    for name, workload in doc["workloads"].items():
+        lines += [f"**{name}**: {workload['description']}", ""]
+        rows = []
+        for r in workload["results"]:
+            ratio = r.get("ratio", {})
+            epochs = r.get("warmup", 0) + r.get("repeats", 0)
+            rows.append([
+                r["label"] + (" (Numba pass)" if r.get("numba_updates") else ""),
+                _sec(r["median_s"]),
+                f"{r['samples_per_s']:,.0f}",
+                f"{ratio['torch']:.2f}x" if "torch" in ratio else "–",
+                f"{ratio['numpy']:.2f}x" if "numpy" in ratio else "–",
+                _pct(r.get("roofline_share"), 0),
+                f"{_pct(r.get('accuracy'))} ({epochs} epochs)",
+            ])
+        lines += _table(["implementation", "median epoch", "samples/s", "vs PyTorch", "vs plain NumPy",
+                         "GEMM roofline", "test accuracy"], rows)
+        gemm = workload.get("gemm", {})
+        if gemm:
+            parts = [f"{lib} {_sec(g['median_s'])} ({g['gflops']:.0f} GFLOP/s)" for lib, g in gemm.items()]
+            lines += ["GEMM-only epoch: " + "; ".join(parts) + ".", ""]
+    return lines
+
+
+def longrun_table(before: dict, after: dict) -> list[str]:
+    shares = list(after["final_subnormal_share"])
+    rows = []
+    for label, doc in (("before", before), ("after", after)):
+        rows.append([
+            label, _pct(doc["test_accuracy"]), _sec(doc["train_seconds"], 1),
+            f"{doc['first_epoch_seconds']:.2f} / {doc['last_epoch_seconds']:.2f} s",
+            f"{doc['late_over_early']:.2f}",
+            ", ".join(_pct(doc["final_subnormal_share"].get(k), 1) for k in shares),
+        ])
+    cpu = (f"**CPU:** {after['cpu']}; {after['backend']}; Python {after['python']}; the `{after['preset']}` "
+           f"preset, {after['epochs']} epochs, seed {after['seed']}; {after['data']}.")
+    return [cpu, ""] + _table(
+        ["", "test accuracy", "training", "first / last epoch", "late / early epochs",
+         "subnormal at the end: " + ", ".join(shares)], rows)
+
+
+def reference_table(doc: dict) -> list[str]:
+    rows = []
+    for r in doc["rows"]:
+        per_epoch = r["train_seconds"] / r["epochs"]
+        rows.append([f"{r['name']} (seed {r.get('seed', 0)})", r.get("version", ""), str(r["epochs"]),
+                     _pct(r["test_accuracy"]), _sec(r["train_seconds"], 1), _sec(per_epoch, 2)])
+    spread = ""
+    torch_rows = [r for r in doc["rows"] if r.get("epoch_seconds")]
+    if torch_rows:
+        e = torch_rows[0]["epoch_seconds"]
+        spread = (f" The reference's epochs ranged {min(e):.1f}-{max(e):.1f} s "
+                  f"(median {statistics.median(e):.2f} s).")
+    return ([f"**CPU:** {doc['cpus']} vCPUs of an {doc['cpu']}.{spread}", ""]
+            + _table(["run", "version", "epochs", "test accuracy", "training time", "per epoch"], rows,
+                     ["---", "---", "---:", "---:", "---:", "---:"]))
+
+
+def onnx_table(rows_in: list[dict]) -> list[str]:
+    rows = []
+    for r in rows_in:
+        rows.append([
+            r["model"], f"{r['network']}, {r['preprocessing']}", _pct(r["same_labels"], 0),
+            _sci(r["max_abs_probability_difference"]),
+            f"{_sci(r['arraynn_float32_vs_float64'])} / {_sci(r['onnx_vs_float64'])}",
+            _sci(r["batch_1_max_difference"]),
+            f"{_pct(r['accuracy_arraynn'])} / {_pct(r['accuracy_onnx'])}",
+            f"{1000 * r['seconds_arraynn']:.0f} / {1000 * r['seconds_onnxruntime']:.0f} ms",
+            f"{r['onnx_bytes'] / 1e6:.2f} MB",
+        ])
+    return _table(["run", "network, preprocessing", "same labels", "max probability difference",
+                   "float32 vs float64: arraynn / ONNX", "batch of 1 vs 10,000",
+                   "test accuracy: arraynn / ONNX", "10,000 images: arraynn / onnxruntime", "graph"], rows,
+                  ["---", "---"] + ["---:"] * 7)
+
+
+class _BenchmarkDirective(SphinxDirective):
+    has_content = False
+    optional_arguments = 0
+
+    def _load(self, name: str):
+        path = RESULTS / name
+        self.env.note_dependency(str(path))
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def lines(self) -> list[str]:
+        raise NotImplementedError
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            lines = self.lines()
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise self.error(f"{self.name}: cannot render {' '.join(self.arguments)}: {exc!r}") from exc
+        container = nodes.container(classes=["benchmark-table"])
+        source = f"benchmarks/results/{self.arguments[0]}"
+        self.state.nested_parse(StringList(lines, source=source), self.content_offset, container)
+        return [container]
+
+
+class BenchmarkRun(_BenchmarkDirective):
+    required_arguments = 1
+
+    def lines(self) -> list[str]:
+        return run_tables(self._load(self.arguments[0]))
+
+
+class BenchmarkLongrun(_BenchmarkDirective):
+    required_arguments = 2
+
+    def lines(self) -> list[str]:
+        return longrun_table(self._load(self.arguments[0]), self._load(self.arguments[1]))
+
+
+class BenchmarkReference(_BenchmarkDirective):
+    required_arguments = 1
+
+    def lines(self) -> list[str]:
+        return reference_table(self._load(self.arguments[0]))
+
+
+class BenchmarkOnnx(_BenchmarkDirective):
+    required_arguments = 1
+
+    def lines(self) -> list[str]:
+        return onnx_table(self._load(self.arguments[0]))
+
+
+def _included_readme(app, relative_path, parent_docname, content) -> None:
+    """benchmarks/README.md links its JSON files, which are not pages: show them as paths."""
+    if Path(relative_path).as_posix().endswith("benchmarks/README.md"):
+        content[0] = re.sub(r"\[(`[^`\]]+`)\]\((results/[^)]+\.json)\)", r"\1", content[0])
+
+
+def setup(app):
+    app.connect("include-read", _included_readme)
+    app.add_directive("benchmark-run", BenchmarkRun)
+    app.add_directive("benchmark-longrun", BenchmarkLongrun)
+    app.add_directive("benchmark-reference", BenchmarkReference)
+    app.add_directive("benchmark-onnx", BenchmarkOnnx)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
