@@ -127,9 +127,10 @@ def dask(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the package, tests, examples and benchmarks."""
+    """ruff on the package, tests, examples, benchmarks, scripts and the docs' Python."""
     _install(session, "ruff>=0.5")
-    session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "scripts", "docs",
+                "noxfile.py")
 
 
 @nox.session
