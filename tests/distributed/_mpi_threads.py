@@ -1,9 +1,12 @@
-"""Run under mpiexec by the tests: each rank prints its communicator's thread split and the
-BLAS thread pools threadpoolctl sees, as one JSON line."""
+"""Run under mpiexec by the tests: each rank writes its communicator's thread split and the
+BLAS thread pools threadpoolctl sees to OUT_DIR/rank-<rank>.json (a file each: lines the
+ranks print at the same time may interleave)."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS before the split, as a user's script does)
 from threadpoolctl import threadpool_info
@@ -12,5 +15,6 @@ from arraynn import distributed
 
 comm = distributed.world()
 blas = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
-print(json.dumps({"rank": comm.rank, "size": comm.size, "local_size": comm.local_size,
-                  "threads": comm.threads, "note": comm.threads_note, "blas": blas}), flush=True)
+Path(sys.argv[1], f"rank-{comm.rank}.json").write_text(json.dumps(
+    {"rank": comm.rank, "size": comm.size, "local_size": comm.local_size, "threads": comm.threads,
+     "note": comm.threads_note, "blas": blas}))

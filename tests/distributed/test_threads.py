@@ -43,32 +43,33 @@ def test_split_threads_limits_the_blas_pools_and_says_so():
             threadpoolctl.threadpool_limits(limits=p["num_threads"], user_api=p["user_api"])
 
 
-def _thread_report(n: int, env_extra: dict[str, str], drop: tuple[str, ...]) -> list[dict]:
+def _thread_report(n: int, env_extra: dict[str, str], drop: tuple[str, ...], out: Path) -> list[dict]:
     from _mpi import ROOT, mpiexec
 
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py",
-           str(Path(__file__).resolve().parent / "_mpi_threads.py")]
+           str(Path(__file__).resolve().parent / "_mpi_threads.py"), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    return sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-                  key=lambda r: r["rank"])
+    return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(n)]
 
 
-def test_two_ranks_without_thread_variables_share_the_cores():
+def test_two_ranks_without_thread_variables_share_the_cores(tmp_path):
     pytest.importorskip("threadpoolctl")
     from arraynn.distributed import THREAD_VARIABLES
 
     cores = len(os.sched_getaffinity(0))
-    rows = _thread_report(2, {}, THREAD_VARIABLES)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rows = _thread_report(2, {}, THREAD_VARIABLES, tmp_path / "a")
     assert [r["rank"] for r in rows] == [0, 1]
     for r in rows:
         assert r["local_size"] == 2
         assert r["threads"] == max(1, cores // 2), r
         assert r["blas"] == [max(1, cores // 2)], r  # what OpenBLAS really runs with
     # a thread variable set by the user is left alone
-    rows = _thread_report(2, {"OPENBLAS_NUM_THREADS": "2"}, THREAD_VARIABLES)
+    rows = _thread_report(2, {"OPENBLAS_NUM_THREADS": "2"}, THREAD_VARIABLES, tmp_path / "b")
     for r in rows:
         assert r["threads"] is None and "OPENBLAS_NUM_THREADS=2" in r["note"]
