@@ -42,7 +42,7 @@ from .data.loader import DataLoader
 from .data.preprocessing import PREPROCESSORS, Preprocessor, Standardizer, make_preprocessor
 from .nn import MLP
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "BACKEND_NAMES",

@@ -14,8 +14,8 @@ import numpy as np
 
 from .backends import to_host
 
-__all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_sample_weight", "encode_labels",
-           "encode_with", "feature_names", "labels_to_host", "unique_labels"]
+__all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_layers", "check_sample_weight",
+           "encode_labels", "encode_with", "feature_names", "labels_to_host", "unique_labels"]
 
 
 class ComplexDataError(TypeError, ValueError):
@@ -295,6 +295,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     check_blas_threads(getattr(est, "blas_threads", None))
     if est.batch_size is None:
         positive_int("n_batches", est.n_batches)
+    check_layers(est)
     for h in est._hidden_sizes():
         positive_int("n_hidden_units", h)
     _check_number("learning_rate", est.learning_rate, low=0.0, low_open=True)
@@ -330,6 +331,34 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         value = getattr(est, name)
         if not isinstance(value, str) or value not in valid:
             raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+
+
+#: The parameters ``layers`` replaces, and their defaults (giving both is an error).
+_LAYERS_REPLACE = {"n_hidden_units": 30, "activation": "sigmoid", "dropout": 0.0, "input_dropout": 0.0}
+
+
+def check_layers(est: Any) -> None:
+    """``layers``: ``None``, or a non-empty list of :mod:`arraynn.layers` objects, given
+    without the parameters it replaces (:data:`_LAYERS_REPLACE` at their defaults)."""
+    layers = getattr(est, "layers", None)
+    if layers is None:
+        return
+    from .nn.layers import Layer
+
+    if isinstance(layers, (str, bytes, Layer)) or not hasattr(layers, "__iter__"):
+        raise ValueError(f"layers must be a list of arraynn.layers objects, got {layers!r:.80}")
+    layers = list(layers)
+    bad = [x for x in layers if not isinstance(x, Layer)]
+    if not layers or bad:
+        raise ValueError("layers must be a non-empty list of arraynn.layers objects (Dense, ReLU, Dropout, "
+                         f"...), got {(bad[0] if bad else layers)!r:.80}")
+    for name, default in _LAYERS_REPLACE.items():
+        value = getattr(est, name)
+        same = value == default if not hasattr(value, "__len__") or isinstance(value, str) else False
+        if not same:
+            raise ValueError(f"layers and {name}={value!r} were both given; layers describes the whole "
+                             f"network body: put the {name.replace('_', ' ')} in the layers, or leave "
+                             "layers=None")
 
 
 def check_blas_threads(value: Any) -> None:

@@ -54,6 +54,7 @@ from .nn import (
     SCHEDULES,
     EpochRecord,
     Plateau,
+    Sequential,
     Trainer,
     TrainingDivergedError,
     dropout_rates,
@@ -61,6 +62,7 @@ from .nn import (
     make_optimizer,
     validation_split,
 )
+from .nn.layers import Dense
 from .ops import ACTIVATIONS, OUTPUTS
 from .ops.generic import log_softmax, softplus
 
@@ -176,7 +178,7 @@ class NNClassifier(Params):
     n_features : int, optional
         Number of input features; inferred from ``X`` when omitted.
     n_hidden_units : int or sequence of int
-        Units of the hidden layer, or one entry per hidden layer.
+        Units of the hidden layer, or one entry per hidden layer (or ``layers``).
     l1, l2 : float
         Penalties ``l1*sum|w| + l2/2*sum w**2`` on the weights; their gradients
         ``l1*sign(w) + l2*w`` are added to every minibatch's summed gradient.
@@ -302,6 +304,13 @@ class NNClassifier(Params):
         run BLAS with fewer threads than the main process: ``blas_threads=1`` gives a
         worker exactly the results of the main process. ``None`` (default): the
         library's own count. Needs ``threadpoolctl`` (installed with scikit-learn).
+    layers : list of arraynn.layers objects, optional
+        The network's body as a list of layers (``[layers.Dense(64), layers.ReLU(),
+        layers.Dropout(0.1), ...]``), instead of ``n_hidden_units``, ``activation``,
+        ``dropout`` and ``input_dropout`` (giving one of those too is an error). The
+        estimator adds the output layer, ``Dense(n_classes, bias=bias)``, for the classes
+        it finds in ``y``, and ``output`` is its loss. A dense stack written as layers
+        trains to the same weights as its ``n_hidden_units`` spelling.
 
     Attributes
     ----------
@@ -374,7 +383,7 @@ class NNClassifier(Params):
                  preprocessing: str | None = None, class_names: Sequence[str] | None = None,
                  dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0,
                  augment_shift: int = 0, augment_flip: bool = False,
-                 blas_threads: int | None = None) -> None:
+                 blas_threads: int | None = None, layers: Sequence[Any] | None = None) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -414,6 +423,7 @@ class NNClassifier(Params):
         self.augment_shift = augment_shift
         self.augment_flip = augment_flip
         self.blas_threads = blas_threads
+        self.layers = layers
 
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
@@ -781,8 +791,8 @@ class NNClassifier(Params):
         self.tf32_ = be.set_tf32(bool(self.tf32))
         # the rates may have changed since the network was built (set_params, then a
         # warm start): a new MLP, never one changed in place (compiled steps keep theirs)
-        mlp = self._build_mlp(self._mlp.layer_sizes[-1])
-        if (mlp.dropout, mlp.input_dropout) != (self._mlp.dropout, self._mlp.input_dropout):
+        mlp = self._build_mlp(self._mlp.n_outputs)
+        if mlp.spec != self._mlp.spec:
             self._mlp = mlp
         with be.device_context():
             augment = self._augmenter(preprocessed_with)
@@ -969,7 +979,10 @@ class NNClassifier(Params):
         if X_preprocessed is not None:
             self.input_range_ = _raw_range(X_preprocessed, preprocessor)
 
-    def _build_mlp(self, n_outputs: int) -> MLP:
+    def _build_mlp(self, n_outputs: int) -> Any:
+        if self.layers is not None:  # the given body, then the output layer for the classes
+            return Sequential([*self.layers, Dense(n_outputs, bias=bool(self.bias))], (self.n_features_in_,),
+                              self.output)
         hidden = self._hidden_sizes()
         return MLP((self.n_features_in_, *hidden, n_outputs), activation=self.activation,
                    output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)),

@@ -119,9 +119,6 @@ def _check_exportable(est: Any) -> None:
     except NotFittedError:
         raise ExportError("the estimator is not fitted: call fit(X, y) (or NNClassifier.load a saved "
                           "model) before exporting it") from None
-    if est.activation not in _ACTIVATIONS:
-        raise ExportError(f"the hidden activation {est.activation!r} has no ONNX mapping in arraynn.export "
-                          f"(mapped: {sorted(_ACTIVATIONS)})")
     if est.output not in ("softmax", "sigmoid"):
         raise ExportError(f"the output layer {est.output!r} has no ONNX mapping in arraynn.export "
                           "(mapped: 'sigmoid', 'softmax')")
@@ -138,7 +135,7 @@ def _metadata(est: Any, scheme: str) -> dict[str, str]:
         "class_names": json.dumps([str(n) for n in names] if names else [str(c) for c in classes]),
         "preprocessing": scheme,
         "output": est.output,
-        "activation": est.activation,
+        "network": est._mlp.spec,
         "input": "float32 (N, features), raw values as NNClassifier.predict takes them",
     }
 
@@ -161,21 +158,36 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
     n_classes = len(est.classes_)
     nodes, inits, a, scheme = _preprocessing_nodes(getattr(est, "preprocessor_", None), "input", helper,
                                                    numpy_helper)
-    weights, biases = list(est.coefs_), list(est.intercepts_)
-    for i, W in enumerate(weights):
-        w = numpy_helper.from_array(_host32(be, W), f"dense_{i}_weight")
-        inits.append(w)
-        nodes.append(helper.make_node("MatMul", [a, w.name], [f"dense_{i}_matmul"], name=f"dense_{i}_matmul"))
-        a = f"dense_{i}_matmul"
-        if biases:
-            b = numpy_helper.from_array(_host32(be, biases[i]), f"dense_{i}_bias")
-            inits.append(b)
-            nodes.append(helper.make_node("Add", [a, b.name], [f"dense_{i}"], name=f"dense_{i}_bias"))
-            a = f"dense_{i}"
-        if i < len(weights) - 1:
-            op = _ACTIVATIONS[est.activation]
-            nodes.append(helper.make_node(op, [a], [f"hidden_{i}"], name=f"hidden_{i}_{est.activation}"))
-            a = f"hidden_{i}"
+    from .nn.layers import Activation, Dense, Dropout, Flatten
+
+    net = est._mlp
+    views = net.layout.views(np.asarray(be.to_numpy(est._params)))
+    for i, layer in enumerate(net.layers):
+        own = [np.ascontiguousarray(views[k], dtype=np.float32) for k in net.slots[i]]
+        if isinstance(layer, Dense):
+            w = numpy_helper.from_array(own[0], f"layer_{i}_weight")
+            inits.append(w)
+            out = f"layer_{i}_matmul"
+            nodes.append(helper.make_node("MatMul", [a, w.name], [out], name=out))
+            a = out
+            if layer.bias:
+                b = numpy_helper.from_array(own[1], f"layer_{i}_bias")
+                inits.append(b)
+                out = f"layer_{i}_dense"
+                nodes.append(helper.make_node("Add", [a, b.name], [out], name=f"layer_{i}_bias"))
+                a = out
+        elif isinstance(layer, Activation) and layer.name in _ACTIVATIONS:
+            op = _ACTIVATIONS[layer.name]
+            out = f"layer_{i}_{layer.name}"
+            nodes.append(helper.make_node(op, [a], [out], name=out))
+            a = out
+        elif isinstance(layer, Dropout):
+            continue  # the identity at prediction
+        elif isinstance(layer, Flatten) and len(net.input_shapes[i]) == 1:
+            continue  # rows are flat already
+        else:
+            raise ExportError(f"the layer {layer!r} (layer {i}) has no ONNX mapping in arraynn.export; "
+                              "mapped: Dense, ReLU, Sigmoid, Tanh, Dropout, Flatten of flat rows")
     if est.output == "softmax":
         nodes.append(helper.make_node("Softmax", [a], ["probabilities"], axis=1, name="output_softmax"))
     else:  # the article's: sigmoids normalised to sum to 1, as predict_proba does

@@ -26,8 +26,10 @@ A run's final model (``model.npz`` with the run's ``model.json`` beside it) load
 own resume setting; a run resumes from its ``checkpoint.npz``), so that its ``fit``
 trains afresh as scikit-learn's estimators do.
 
-Format versions: 1 (arraynn 0.1.0) and 2 (the training features: their constructor
-parameters and state). Version 2 is written; both are read. A reader of version 1
+Format versions: 1 (arraynn 0.1.0), 2 (the training features: their constructor
+parameters and state) and 3 (a network given as ``layers``: the list of layer
+descriptions, ``Layer.config()``, in ``params["layers"]``). Version 2 is written, 3 for a
+model with ``layers``; all are read. A reader of version 1
 refuses a version 2 file by its version number, before reading parameters it would
 not know.
 Files without the preprocessing and class names (arraynn 0.1.0) load as before; a ``model.json``
@@ -58,8 +60,11 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_classifier", "mod
 
 FORMAT = "arraynn.NNClassifier"
 FORMAT_VERSION = 2
+#: The version of files whose network is a list of layers (``NNClassifier(layers=...)``):
+#: a reader of version 2 could not rebuild it, so it refuses the file by its version.
+LAYERS_FORMAT_VERSION = 3
 #: The format versions this arraynn reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ModelFileError(ValueError):
@@ -188,6 +193,10 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     if params.get("blas_threads") is None:
         # at its default it is left out, so readers of format 2 that predate it read the file
         params.pop("blas_threads", None)
+    if params.get("layers") is None:
+        params.pop("layers", None)
+    else:
+        params["layers"] = [layer.config() for layer in params["layers"]]
     if isinstance(params["backend"], Backend):
         params["backend"] = params["backend"].name
     params["device"] = None if params["device"] is None else str(params["device"])
@@ -195,7 +204,7 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
         params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]
     meta = {
         "params": _jsonable(params),
-        "layer_sizes": list(clf._mlp.layer_sizes),
+        "layer_sizes": _layer_sizes(clf),
         "n_features_in": clf.n_features_in_,
         "n_iter": clf.n_iter_,
         "loss_curve": clf.loss_curve_,
@@ -224,6 +233,8 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     bounds = getattr(clf, "input_range_", None)
     if bounds is not None and prep is not None:
         meta["input_range"] = [float(b) for b in bounds]
+    if "layers" in params:
+        meta["format_version"] = LAYERS_FORMAT_VERSION
     return write_model(path, arrays, meta)
 
 
@@ -309,6 +320,14 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
         params["warm_start"] = False  # a run's own resume setting, saved before it was reset
     if isinstance(params.get("n_hidden_units"), list):
         params["n_hidden_units"] = tuple(params["n_hidden_units"])
+    if params.get("layers") is not None:
+        from .nn.layers import layer_from_config
+
+        try:
+            params["layers"] = [layer_from_config(c) for c in params["layers"]]
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: its layers cannot be read ({exc}); the file is damaged, edited "
+                                 "or written by a newer arraynn") from None
     if dtype is not None:
         params["dtype"] = dtype
     try:
@@ -317,7 +336,7 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: its saved parameters are invalid ({exc}); the file is damaged "
                              "or was edited") from None
-    if list(clf._hidden_sizes()) != list(meta["layer_sizes"][1:-1]):
+    if clf.layers is None and list(clf._hidden_sizes()) != list(meta["layer_sizes"][1:-1]):
         raise ModelFileError(f"{path}: its layer sizes {meta['layer_sizes']} do not match its "
                              f"n_hidden_units {params.get('n_hidden_units')!r}")
     clf.backend, clf.device = backend, device
@@ -326,8 +345,13 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.tf32_ = be.set_tf32(bool(clf.tf32))
     clf.classes_ = arrays["classes"]
     clf.n_features_in_ = int(meta["n_features_in"])
-    clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias,
-                   dropout=getattr(clf, "dropout", 0.0), input_dropout=getattr(clf, "input_dropout", 0.0))
+    if clf.layers is not None:
+        clf._mlp = clf._build_mlp(int(meta["layer_sizes"][-1]))
+        if _layer_sizes(clf) != list(meta["layer_sizes"]):
+            raise ModelFileError(f"{path}: its layer sizes {meta['layer_sizes']} do not match its layers")
+    else:
+        clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias,
+                       dropout=getattr(clf, "dropout", 0.0), input_dropout=getattr(clf, "input_dropout", 0.0))
     layout = clf._mlp.layout
     if meta["n_params"] != len(layout):
         raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
@@ -494,6 +518,14 @@ def _check_meta(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
         if (key.startswith(("param_", "opt_", "best_param_")) and a.dtype.kind == "f"
                 and not np.isfinite(a).all()):
             raise bad(f"the array {key!r} holds NaN or infinity")
+
+
+def _layer_sizes(clf: Any) -> list[int]:
+    """``[n_features, units of each dense layer ...]`` of a fitted estimator's network."""
+    net = clf._mlp
+    if hasattr(net, "layer_sizes"):
+        return [int(s) for s in net.layer_sizes]
+    return [int(clf.n_features_in_), *(int(layer.units) for layer in net.layers if hasattr(layer, "units"))]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

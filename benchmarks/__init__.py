@@ -9,7 +9,9 @@ libraries.
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from pathlib import Path
 
 #: Variables that pin OpenBLAS to old kernels on the project's machines.
 BLAS_PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -27,3 +29,14 @@ def drop_blas_pinning(module: str) -> None:
     print(f"{module}: re-executing without {', '.join(found)} (native OpenBLAS kernels)",
           flush=True)
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

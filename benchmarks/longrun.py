@@ -26,7 +26,7 @@ other benchmarks. ``--json PATH`` writes every epoch's row.
 
 from __future__ import annotations
 
-from . import drop_blas_pinning
+from . import cpu_model, drop_blas_pinning
 
 if __name__ == "__main__":
     drop_blas_pinning("benchmarks.longrun")
@@ -63,16 +63,6 @@ def state_report(clf: Any) -> dict[str, Any]:
         n, size = subnormal_share(be.to_numpy(clf._opt_state[name]))
         report[f"optimizer {name}"] = n / size
     return report
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(data_dir: str | None, epochs: int | None, limit: int | None, seed: int, backend: str,

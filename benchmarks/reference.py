@@ -27,7 +27,7 @@ it measures the native kernels; the train subprocess inherits that environment.
 
 from __future__ import annotations
 
-from . import drop_blas_pinning
+from . import cpu_model, drop_blas_pinning
 
 if __name__ == "__main__":
     drop_blas_pinning("benchmarks.reference")
@@ -36,7 +36,6 @@ if __name__ == "__main__":
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -142,16 +141,6 @@ def _torch_in_subprocess(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         return json.loads(path.read_text())
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.reference", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST files (default: as arraynn finds them)")
@@ -181,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "torch"):
             rows.append({**_torch_in_subprocess(args, seed), "seed": seed})
     cpus = os.cpu_count()
-    print(f"\nCPU: {_cpu_model()} ({cpus} logical CPUs); OPENBLAS_CORETYPE "
+    print(f"\nCPU: {cpu_model()} ({cpus} logical CPUs); OPENBLAS_CORETYPE "
           f"{'set' if 'OPENBLAS_CORETYPE' in os.environ else 'unset'}")
     print(f"{'':32s} {'seed':>4s} {'test accuracy':>14s} {'training time':>14s}")
     for r in rows:
         print(f"{r['name']:32s} {r['seed']:4d} {100 * r['test_accuracy']:13.2f}% "
               f"{r['train_seconds']:13.1f}s")
     if args.output:
-        Path(args.output).write_text(json.dumps({"cpu": _cpu_model(), "cpus": cpus, "rows": rows},
+        Path(args.output).write_text(json.dumps({"cpu": cpu_model(), "cpus": cpus, "rows": rows},
                                                 indent=2, default=str))
     return 0
 

@@ -128,6 +128,16 @@ def test_a_float64_model_and_string_labels_export():
     assert json.loads(meta["classes"]) == ["cat", "dog", "emu", "fox"]
 
 
+def _unmappable(clf):
+    """Put a layer the exporter has no mapping for into a fitted estimator's network."""
+    from arraynn import layers
+
+    class Swish(layers.Layer):
+        kind = "swish"
+
+    clf._mlp.layers[1] = Swish()
+
+
 def test_an_unfitted_estimator_and_a_layer_without_a_mapping_are_errors(tmp_path):
     with pytest.raises(ExportError, match="not fitted"):
         to_onnx(NNClassifier())
@@ -135,9 +145,9 @@ def test_an_unfitted_estimator_and_a_layer_without_a_mapping_are_errors(tmp_path
         to_onnx(object())
     X, y = _pixels()
     clf = NNClassifier(epochs=1, random_seed=0, **CONFIGS["default"]).fit(X, y)
-    clf.activation = "swish"  # a layer the exporter does not know
+    _unmappable(clf)
     out = tmp_path / "m.onnx"
-    with pytest.raises(ExportError, match="'swish' has no ONNX mapping"):
+    with pytest.raises(ExportError, match=r"Swish\(\) \(layer 1\) has no ONNX mapping"):
         to_onnx(clf, out)
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
 
@@ -149,7 +159,7 @@ def test_the_file_is_written_atomically_and_a_failed_write_keeps_the_old_one(tmp
     to_onnx(clf, out)
     before = out.read_bytes()
     assert onnx.load(str(out)).graph.name == "arraynn_classifier"
-    clf.activation = "swish"
+    _unmappable(clf)
     with pytest.raises(ExportError):
         to_onnx(clf, out)
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

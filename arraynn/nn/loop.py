@@ -101,8 +101,7 @@ class Trainer:
         self.comm = comm if comm is not None and comm.size > 1 else None
         self.augment = augment
         #: The dropout seed the steps get (None: no dropout).
-        rates = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
-        self.noise_seed = None if seed is None or not any(rates) else int(seed)
+        self.noise_seed = None if seed is None or not mlp.has_dropout else int(seed)
         # a compiled step fuses the gradient and the update: the allreduce goes between
         self.step = (None if self.comm else
                      backend.compiled_step(mlp, optimizer, self.l1, self.l2, self.noise_seed))

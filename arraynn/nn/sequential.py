@@ -134,13 +134,18 @@ class Sequential:
         return backend.asarray(draw_flat(rng, self.layout.shapes, self._weights, init))
 
     # ---- dropout ------------------------------------------------------------------
+    @property
+    def has_dropout(self) -> bool:
+        """Whether a training step draws dropout masks (a Dropout layer with a rate above 0)."""
+        return any(isinstance(layer, Dropout) and layer.rate for layer in self.layers)
+
     def dropout_masks(self, X: Any, seed: int, counter: Any, first_row: int = 0) -> list[Any] | None:
         """The dropout masks of one training step on the minibatch ``X``, one per layer
         (None for the layers that are not Dropout, and where the rate is 0), or None
         when the network has no dropout. ``counter`` is the optimizer's step count;
         ``first_row``: ``X`` is the rows ``first_row ..`` of a larger minibatch, whose
         masks these rows get (a data-parallel rank's slice)."""
-        if not any(isinstance(layer, Dropout) and layer.rate for layer in self.layers):
+        if not self.has_dropout:
             return None
         ops = ops_of(X)
         device = array_api_compat.device(X)

@@ -80,8 +80,7 @@ def train_step_for(mlp: Any, optimizer: Any, l1: float = 0.0, l2: float = 0.0,
 def _config(mlp: Any, optimizer: Any, l1: float, l2: float, seed: int | None = None) -> tuple:
     hyper = tuple(sorted(optimizer.hyperparameters().items()))
     if not hasattr(mlp, "layer_sizes"):  # a Sequential of any layers: keyed by its description
-        rates = tuple(float(getattr(layer, "rate", 0.0)) for layer in mlp.layers)
-        seed = None if seed is None or not any(rates) else int(seed)
+        seed = None if seed is None or not mlp.has_dropout else int(seed)
         return (mlp.spec, type(optimizer), hyper, float(l1), float(l2), seed)
     dropout = (getattr(mlp, "input_dropout", 0.0), *getattr(mlp, "dropout", ()))
     # the dropout seed is a constant of the step: it only matters with dropout

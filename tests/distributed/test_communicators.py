@@ -130,6 +130,22 @@ def test_ranks_of_threads_train_what_one_process_trains(backend64, optimizer):
         np.testing.assert_allclose(model.loss_curve_, ref.loss_curve_, rtol=1e-10)
 
 
+def test_ranks_of_threads_train_a_network_of_layers_as_one_process(backend64):
+    # dropout included: each rank draws its slice's rows of the whole batch's masks
+    from arraynn import layers
+
+    rng = np.random.default_rng(3)
+    y = np.arange(38) % 3
+    X = rng.normal(size=(38, 6)) + y[:, None]
+    params = dict(layers=[layers.Dropout(0.1), layers.Dense(7), layers.ReLU(), layers.Dropout(0.2)],
+                  epochs=2, batch_size=8, random_seed=2, optimizer="adam", learning_rate=0.02, bias=True,
+                  l2=0.1, output="softmax", backend=backend64, dtype=backend64.dtype_name)
+    ref = NNClassifier(**params).fit(X, y)
+    want = ref.backend_.to_numpy(ref._params)
+    for model in _fit_on_ranks(3, params, X, y):
+        np.testing.assert_allclose(model.backend_.to_numpy(model._params), want, rtol=1e-10, atol=1e-13)
+
+
 def test_the_seed_drawn_on_rank_0_is_every_rank_s():
     X, y = np.random.default_rng(1).normal(size=(8, 3)), np.arange(8) % 2
     a, b = _fit_on_ranks(2, dict(epochs=1, n_hidden_units=3, batch_size=4), X, y)
