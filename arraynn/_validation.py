@@ -333,13 +333,14 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
             raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
 
 
-#: The parameters ``layers`` replaces, and their defaults (giving both is an error).
-_LAYERS_REPLACE = {"n_hidden_units": 30, "activation": "sigmoid", "dropout": 0.0, "input_dropout": 0.0}
+#: The parameters ``layers`` replaces (giving one at other than its default is an error).
+_LAYERS_REPLACE = ("n_hidden_units", "activation", "dropout", "input_dropout")
 
 
 def check_layers(est: Any) -> None:
     """``layers``: ``None``, or a non-empty list of :mod:`arraynn.layers` objects, given
-    without the parameters it replaces (:data:`_LAYERS_REPLACE` at their defaults)."""
+    without the parameters it replaces (:data:`_LAYERS_REPLACE` at the defaults of the
+    estimator's constructor)."""
     layers = getattr(est, "layers", None)
     if layers is None:
         return
@@ -352,8 +353,11 @@ def check_layers(est: Any) -> None:
     if not layers or bad:
         raise ValueError("layers must be a non-empty list of arraynn.layers objects (Dense, ReLU, Dropout, "
                          f"...), got {(bad[0] if bad else layers)!r:.80}")
-    for name, default in _LAYERS_REPLACE.items():
-        value = getattr(est, name)
+    import inspect
+
+    defaults = {p.name: p.default for p in inspect.signature(type(est).__init__).parameters.values()}
+    for name in _LAYERS_REPLACE:
+        value, default = getattr(est, name), defaults[name]
         same = value == default if not hasattr(value, "__len__") or isinstance(value, str) else False
         if not same:
             raise ValueError(f"layers and {name}={value!r} were both given; layers describes the whole "

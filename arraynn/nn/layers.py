@@ -167,40 +167,32 @@ class Activation(Layer):
         return ops.activate_grad(self.name, cache, dy) if need_dx else None
 
 
-class ReLU(Activation):
+class _Named(Activation):
+    """An activation with no hyperparameter: its ``kind`` is its name."""
+
+    def __init__(self) -> None:
+        super().__init__(self.kind)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {}
+
+
+class ReLU(_Named):
     """``max(x, 0)``."""
 
     kind = "relu"
 
-    def __init__(self) -> None:
-        super().__init__("relu")
 
-    def _hyper(self) -> dict[str, Any]:
-        return {}
-
-
-class Sigmoid(Activation):
+class Sigmoid(_Named):
     """The logistic function ``1 / (1 + exp(-x))`` (computed as ``0.5 tanh(x/2) + 0.5``)."""
 
     kind = "sigmoid"
 
-    def __init__(self) -> None:
-        super().__init__("sigmoid")
 
-    def _hyper(self) -> dict[str, Any]:
-        return {}
-
-
-class Tanh(Activation):
+class Tanh(_Named):
     """``tanh(x)``."""
 
     kind = "tanh"
-
-    def __init__(self) -> None:
-        super().__init__("tanh")
-
-    def _hyper(self) -> dict[str, Any]:
-        return {}
 
 
 class Dropout(Layer):

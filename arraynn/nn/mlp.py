@@ -180,11 +180,6 @@ class MLP(Sequential):
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, "
                 f"output={self.output!r}, bias={self.bias}{drop})")
 
-    @property
-    def n_layers(self) -> int:
-        """The number of weight matrices."""
-        return len(self.layer_sizes) - 1
-
     # ---- the masks per layer input -------------------------------------------------
     def dropout_masks(self, X: Any, seed: int, counter: Any, first_row: int = 0) -> list[Any] | None:
         """The dropout masks of one training step on the minibatch ``X``: one per layer
@@ -212,7 +207,7 @@ class MLP(Sequential):
                  masks: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
         """The logits, each dense layer's input, and each hidden layer's activation before
         dropout (``masks`` as :meth:`dropout_masks` gives them)."""
-        z, caches = self._run(ops, views, X, self._per_layer(masks))
+        z, caches = self._run(ops, self._layer_views(views), X, self._per_layer(masks))
         inputs = [c for layer, c in zip(self.layers, caches) if isinstance(layer, Dense)]
         activations = [c for layer, c in zip(self.layers, caches) if isinstance(layer, Activation)]
         return z, inputs, activations

@@ -164,10 +164,9 @@ class Sequential:
     def _layer_views(self, views: list[Any]) -> list[list[Any]]:
         return [[views[k] for k in slots] for slots in self.slots]
 
-    def _run(self, ops: Any, views: list[Any], X: Any, masks: list[Any] | None = None
+    def _run(self, ops: Any, per_layer: list[list[Any]], X: Any, masks: list[Any] | None = None
              ) -> tuple[Any, list[Any]]:
-        """The logits and each layer's cache."""
-        per_layer = self._layer_views(views)
+        """The logits and each layer's cache (``per_layer``: :meth:`_layer_views`)."""
         caches = []
         a = X
         for i, layer in enumerate(self.layers):
@@ -179,13 +178,13 @@ class Sequential:
     def forward(self, params: Any, X: Any) -> Any:
         """The logits of ``X``."""
         ops = ops_of(X)
-        z, _ = self._run(ops, self.layout.views(params, ops.xp), X)
+        z, _ = self._run(ops, self._layer_views(self.layout.views(params, ops.xp)), X)
         return z
 
     def predict_proba(self, params: Any, X: Any) -> Any:
         """The output head's probabilities for ``X``."""
         ops = ops_of(X)
-        z, _ = self._run(ops, self.layout.views(params, ops.xp), X)
+        z, _ = self._run(ops, self._layer_views(self.layout.views(params, ops.xp)), X)
         return ops.probabilities(self.output, z)
 
     def penalty(self, params: Any, l1: float, l2: float) -> Any:
@@ -207,14 +206,14 @@ class Sequential:
         """
         ops = ops_of(X)
         views = self.layout.views(params, ops.xp)
-        z, caches = self._run(ops, views, X, masks)
+        per_layer = self._layer_views(views)
+        z, caches = self._run(ops, per_layer, X, masks)
         if sample_weight is None:
             loss, delta = ops.loss_and_delta(self.output, z, Y)
         else:
             loss, delta = ops.weighted_loss_and_delta(self.output, z, Y, sample_weight)
         out = None if grad_buffer is None else self.layout.views(grad_buffer, ops.xp)
         grads: list[Any] = [None] * len(views)
-        per_layer = self._layer_views(views)
         for i in range(len(self.layers) - 1, -1, -1):
             slots = self.slots[i]
             if not self._need_dx[i] and not slots:
