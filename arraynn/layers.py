@@ -10,11 +10,31 @@ runs a list of them over one flat parameter buffer::
     net = Sequential([layers.Dense(64), layers.ReLU(), layers.Dropout(0.1), layers.Dense(10)],
                      input_shape=(784,), output="softmax")
 
+A convolutional network takes images ``(channels, height, width)`` (PyTorch's and
+ONNX's layout; :mod:`arraynn.nn.conv`)::
+
+    net = Sequential([layers.Conv2D(32, 3, padding="same"), layers.ReLU(), layers.MaxPool2D(2),
+                      layers.Flatten(), layers.Dense(10)], input_shape=(1, 28, 28))
+
 ``arraynn.nn.MLP``, the network of :class:`arraynn.NNClassifier`, is the dense stack of
 these layers.
 """
 
-from .nn.layers import Activation, Dense, Dropout, Flatten, Layer, ReLU, Sigmoid, Tanh, layer_from_config
+from .nn.layers import (
+    Activation,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    layer_from_config,
+)
 
-__all__ = ["Activation", "Dense", "Dropout", "Flatten", "Layer", "ReLU", "Sigmoid", "Tanh",
-           "layer_from_config"]
+__all__ = ["Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "Layer",
+           "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config"]

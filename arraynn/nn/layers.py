@@ -43,8 +43,8 @@ from typing import Any
 
 from ..ops import ACTIVATIONS, Ops
 
-__all__ = ["LAYERS", "Activation", "Dense", "Dropout", "Flatten", "Layer", "ReLU", "Sigmoid", "Tanh",
-           "layer_from_config"]
+__all__ = ["LAYERS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
+           "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config"]
 
 Shape = tuple[int, ...]
 
@@ -257,9 +257,11 @@ class Flatten(Layer):
         return dy if cache is None else ops.xp.reshape(dy, cache)
 
 
+from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: E402  (they build on Layer)
+
 #: The layers a model file may name, by ``kind``.
 LAYERS: dict[str, type[Layer]] = {c.kind: c for c in (Dense, Activation, ReLU, Sigmoid, Tanh, Dropout,
-                                                      Flatten)}
+                                                      Flatten, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)}
 
 
 def layer_from_config(config: dict[str, Any]) -> Layer:

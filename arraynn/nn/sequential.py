@@ -169,6 +169,8 @@ class Sequential:
         """The logits and each layer's cache (``per_layer``: :meth:`_layer_views`)."""
         caches = []
         a = X
+        if len(self.input_shape) > 1 and X.ndim == 2:  # flat rows of images
+            a = ops.xp.reshape(X, (X.shape[0], *self.input_shape))
         for i, layer in enumerate(self.layers):
             mask = None if masks is None else masks[i]
             a, cache = layer.forward(ops, per_layer[i], a, mask=mask)

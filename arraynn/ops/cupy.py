@@ -73,6 +73,15 @@ class CupyOps(Ops):
             return super().bias_grad(delta, out)
         return cupy.sum(delta, axis=0, out=out)
 
+    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        """In-place strided sums (one elementwise kernel per kernel offset), the generic
+        sums in the generic order."""
+        if not isinstance(cols, cupy.ndarray):
+            return super().col2im(cols, shape, win)
+        from .windows import col2im_inplace
+
+        return col2im_inplace(cols, shape, win, cupy)
+
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if not (l1 or l2):
             return g

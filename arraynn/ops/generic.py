@@ -215,6 +215,21 @@ class Ops:
                 total = total + (0.5 * l2) * xp.sum(w * w)
         return total
 
+    # ---- sliding windows (convolution and pooling) -------------------------------------
+    def im2col(self, x: Any, win: Any) -> Any:
+        """Images ``x`` (n, c, h, w) as columns (n, c*kh*kw, oh*ow) under the window
+        geometry ``win`` (:func:`arraynn.ops.windows.im2col`)."""
+        from .windows import im2col
+
+        return im2col(x, win, self.xp)
+
+    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        """The adjoint of :meth:`im2col`: ``cols`` summed back onto images of ``shape``
+        (:func:`arraynn.ops.windows.col2im`); ``cols`` is consumed."""
+        from .windows import col2im
+
+        return col2im(cols, shape, win, self.xp)
+
     # ---- output layer ---------------------------------------------------------------
     def probabilities(self, output: str, z: Any) -> Any:
         """The output layer's activation of the logits ``z``. ``z`` is not changed."""

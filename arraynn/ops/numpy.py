@@ -109,6 +109,17 @@ class NumpyOps(Ops):
         return buf
 
     # ---- dropout --------------------------------------------------------------------
+    # ---- sliding windows: a strided view copied once, and in-place strided sums ---------
+    def im2col(self, x: Any, win: Any) -> Any:
+        if not isinstance(x, np.ndarray):
+            return super().im2col(x, win)
+        return _numpy_im2col(x, win)
+
+    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        from .windows import col2im_inplace
+
+        return col2im_inplace(cols, shape, win, np)
+
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
         n = 1
@@ -302,6 +313,17 @@ class NumpyOps(Ops):
 
 
 _C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)
+
+
+def _numpy_im2col(x: np.ndarray, win: Any) -> np.ndarray:
+    from .windows import pad2d
+
+    n, c, h, w = x.shape
+    oh, ow = win.output_hw(h, w)
+    xp_ = pad2d(x, win.pad, np) if any(win.pad) else x
+    view = np.lib.stride_tricks.sliding_window_view(xp_, (win.kh, win.kw), axis=(2, 3))
+    view = view[:, :, :win.sh * (oh - 1) + 1:win.sh, :win.sw * (ow - 1) + 1:win.sw]  # (n, c, oh, ow, kh, kw)
+    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * win.kh * win.kw, oh * ow)
 
 
 def _fmix(x: np.ndarray, t: np.ndarray) -> None:

@@ -1,9 +1,12 @@
 """PyTorch's fast path: the weight and bias gradients written straight into the flat
 gradient buffer (``torch.matmul(..., out=)``, ``torch.sum(..., out=)``, the penalty
 added in place), which the Array API has no way to say; without it every step would
-copy the gradients into one buffer. Everything else is the generic code, which updates
-torch tensors in place through augmented assignment already. The values are the
-generic path's.
+copy the gradients into one buffer. A convolution's columns and their adjoint are
+``torch.nn.functional.unfold`` and ``fold`` (plain tensor functions, no autograd: the
+tensors here never require gradients), the generic layout exactly; ``fold`` may add the
+overlapping windows in another order, so its values match the generic ones to rounding.
+Everything else is the generic code, which updates torch tensors in place through
+augmented assignment already. The values are the generic path's.
 """
 
 from __future__ import annotations
@@ -39,6 +42,27 @@ class TorchOps(Ops):
         if out is None or not _writable_into(out, delta):
             return super().bias_grad(delta, out)
         return torch.sum(delta, dim=0, out=out)
+
+    def im2col(self, x: Any, win: Any) -> Any:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            return super().im2col(x, win)
+        t, b, l_, r = win.pad
+        if t != b or l_ != r:  # unfold pads symmetrically; pad by hand first
+            x = torch.nn.functional.pad(x, (l_, r, t, b))
+            t = l_ = 0
+        return torch.nn.functional.unfold(x, (win.kh, win.kw), padding=(t, l_), stride=(win.sh, win.sw))
+
+    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        if not isinstance(cols, torch.Tensor):
+            return super().col2im(cols, shape, win)
+        n, c, h, w = shape
+        t, b, l_, r = win.pad
+        if t != b or l_ != r:
+            full = torch.nn.functional.fold(cols, (h + t + b, w + l_ + r), (win.kh, win.kw),
+                                            stride=(win.sh, win.sw))
+            return full[:, :, t:t + h, l_:l_ + w]
+        return torch.nn.functional.fold(cols, (h, w), (win.kh, win.kw), padding=(t, l_),
+                                        stride=(win.sh, win.sw))
 
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if not _writable_into(g, w):

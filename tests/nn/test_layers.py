@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from _gradcheck import directional_check
 
 import arraynn
 from arraynn import layers
@@ -18,17 +19,6 @@ from arraynn.ops import ops_of
 
 def _r(rng, *shape, scale=1.0):
     return rng.normal(size=shape) * scale
-
-
-def _directional_check(be, f, args, grads, rng, h=1e-6, rtol=1e-6):
-    """``sum(grad_i * v_i)`` against ``(f(args + h v) - f(args - h v)) / 2h`` for a random
-    direction ``v`` in every argument at once (host float64 arrays; ``f`` takes host arrays)."""
-    vs = [rng.normal(size=a.shape) for a in args]
-    plus = f(*[a + h * v for a, v in zip(args, vs)])
-    minus = f(*[a - h * v for a, v in zip(args, vs)])
-    numeric = (plus - minus) / (2 * h)
-    analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vs))
-    assert analytic == pytest.approx(numeric, rel=rtol, abs=1e-9), (analytic, numeric)
 
 
 def _layer_case(name, rng):
@@ -79,7 +69,7 @@ def test_each_layer_backward_matches_a_finite_difference(backend64, name):
     dx = layer.backward(ops, pd, cache, be.asarray(r.copy()), grads, need_dx=True)
     assert tuple(dx.shape) == x.shape
     host_grads = [be.to_numpy(dx)] + [be.to_numpy(g) for g in grads]
-    _directional_check(be, loss, [x, *params], host_grads, rng)
+    directional_check(loss, [x, *params], host_grads, rng)
     # need_dx=False skips the input's gradient, the parameters' still come
     grads2 = [None] * len(pd)
     assert layer.backward(ops, pd, cache, be.asarray(r.copy()), grads2, need_dx=False) is None
@@ -122,7 +112,7 @@ def test_a_whole_network_gradient_matches_a_finite_difference(backend64):
 
     _, g = net.loss_and_grad(be.asarray(params), be.asarray(X), be.asarray(Y), 0.0, 0.2, masks=masks)
     # the input's gradient is not computed by the network: check the parameters alone
-    _directional_check(be, lambda p: loss(p, X), [params], [be.to_numpy(g)], rng)
+    directional_check(lambda p: loss(p, X), [params], [be.to_numpy(g)], rng)
 
 
 def _dense_stack(act, bias, drop, idrop):

@@ -1,0 +1,314 @@
+"""Convolution and pooling layers with hand-written backward passes, in Array API code.
+
+Images are ``(n, channels, height, width)`` (PyTorch's and ONNX's layout); shapes in
+the layer protocol (:mod:`arraynn.nn.layers`) leave out the batch: ``(channels, height,
+width)``. A convolution's kernels are a parameter of shape ``(filters, in_channels,
+kh, kw)`` (so they appear in ``coefs_``), its bias one of shape ``(filters,)``.
+
+The convolution is im2col and one matrix product: the input's columns
+(:meth:`arraynn.ops.Ops.im2col`, shape ``(n, in_channels * kh * kw, oh * ow)``) times
+the kernels as a ``(filters, in_channels * kh * kw)`` matrix. Its backward pass is two
+more products and the columns' adjoint (:meth:`~arraynn.ops.Ops.col2im`), which adds the
+input's gradient back from the columns without scatter-add (the transposed
+convolution). Pooling reduces the same columns, or, where the windows tile the input
+(stride = pool size, the usual case), a reshape of the input; max pooling's backward
+sends each output's gradient to the position of its window's maximum (the first one,
+on ties, as PyTorch does).
+
+The columns are kept for the backward pass when they fit
+:data:`WORKSPACE_LIMIT_BYTES`; a larger batch is worked through in chunks of samples,
+each chunk's columns made again in the backward pass, so one layer's workspace stays
+under the limit at the price of a second im2col.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from ..ops import Ops
+from ..ops.windows import Window, pad2d
+from .layers import Layer, Shape
+
+__all__ = ["WORKSPACE_LIMIT_BYTES", "AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
+
+#: The most bytes of im2col columns one convolution keeps or makes at once.
+WORKSPACE_LIMIT_BYTES = 256 * 2**20
+
+
+def _pair(value: Any, what: str, minimum: int = 1) -> tuple[int, int]:
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
+        bound = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{what} must be a {bound} integer or a pair of them, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _images(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"{type(layer).__name__} takes images (channels, height, width), got samples of shape "
+            f"{tuple(input_shape)}; give NNClassifier images shaped (n, channels, height, width) or "
+            "(n, height, width), or flat rows with input_shape=(channels, height, width)")
+    c, h, w = (int(d) for d in input_shape)
+    return c, h, w
+
+
+def _hw(shape: Shape) -> tuple[int, int]:
+    return int(shape[-2]), int(shape[-1])
+
+
+class Conv2D(Layer):
+    """A 2-D convolution (cross-correlation, as in every deep learning library) of
+    ``filters`` kernels over ``(channels, height, width)`` images.
+
+    Parameters
+    ----------
+    filters : int
+        The number of output channels.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : "valid", "same", int or (int, int), default "valid"
+        ``"valid"``: none; ``"same"``: the zero padding that gives ``ceil(size /
+        stride)`` outputs, split evenly with the odd one at the bottom/right (Keras's
+        and TensorFlow's rule); an int or a pair: that many zero rows/columns on each
+        side.
+    bias : bool, default True
+    """
+
+    kind = "conv2d"
+
+    def __init__(self, filters: int, kernel_size: Any, stride: Any = 1, padding: Any = "valid",
+                 bias: bool = True) -> None:
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Conv2D(filters) needs a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "Conv2D kernel_size")
+        self.stride = _pair(stride, "Conv2D stride")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"Conv2D padding must be 'valid', 'same', an int or a pair, got {padding!r}")
+            self.padding: Any = padding
+        else:
+            self.padding = _pair(padding, "Conv2D padding", minimum=0)
+        self.bias = bool(bias)
+        self.weight_params = (0,)
+
+    def _hyper(self) -> dict[str, Any]:
+        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        return {"filters": self.filters, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": pad, "bias": self.bias}
+
+    def window(self, input_shape: Shape) -> Window:
+        """The window geometry on samples of ``input_shape`` (the explicit padding)."""
+        h, w = _hw(input_shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if self.padding == "valid":
+            pad = (0, 0, 0, 0)
+        elif self.padding == "same":
+            th = max((math.ceil(h / sh) - 1) * sh + kh - h, 0)
+            tw = max((math.ceil(w / sw) - 1) * sw + kw - w, 0)
+            pad = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        else:
+            ph, pw = self.padding
+            pad = (ph, ph, pw, pw)
+        return Window(kh, kw, sh, sw, pad)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _, h, w = _images(self, input_shape)
+        return (self.filters, *self.window(input_shape).output_hw(h, w))
+
+    def param_shapes(self, input_shape: Shape) -> list[Shape]:
+        c, _, _ = _images(self, input_shape)
+        self.output_shape(input_shape)  # the kernel fits, or a clear error
+        return [(self.filters, c, *self.kernel_size)] + ([(self.filters,)] if self.bias else [])
+
+    def _chunk(self, x: Any, win: Window) -> int:
+        """Samples per chunk: all of them when their columns fit the workspace limit."""
+        n, c, h, w = x.shape
+        oh, ow = win.output_hw(h, w)
+        per_sample = c * win.kh * win.kw * oh * ow * _itemsize(x)
+        return max(1, min(n, WORKSPACE_LIMIT_BYTES // max(per_sample, 1)))
+
+    def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
+        xp = ops.xp
+        W = params[0]
+        n = x.shape[0]
+        win = self.window(tuple(x.shape[1:]))
+        oh, ow = win.output_hw(*_hw(x.shape))
+        W2 = xp.reshape(W, (self.filters, -1))
+        chunk = self._chunk(x, win)
+        if chunk >= n:
+            cols = ops.im2col(x, win)
+            y = W2 @ cols
+            cache = (cols, None, tuple(x.shape), win)
+        else:
+            y = xp.concat([W2 @ ops.im2col(x[s:s + chunk], win) for s in range(0, n, chunk)], axis=0)
+            cache = (None, x, tuple(x.shape), win)
+        y = xp.reshape(y, (n, self.filters, oh, ow))
+        if self.bias:
+            y = y + xp.reshape(params[1], (1, self.filters, 1, 1))
+        return y, cache
+
+    def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
+                 need_dx: bool = True, l1: float = 0.0, l2: float = 0.0, **step: Any) -> Any:
+        xp = ops.xp
+        cols, x, shape, win = cache
+        W = params[0]
+        n = shape[0]
+        W2 = xp.reshape(W, (self.filters, -1))
+        dy3 = xp.reshape(dy, (n, self.filters, -1))
+        if self.bias:
+            grads[1] = xp.sum(dy3, axis=(0, 2))
+        dx = None
+        if cols is not None:
+            dW = xp.tensordot(dy3, cols, axes=([0, 2], [0, 2]))
+            if need_dx:
+                dx = ops.col2im(xp.matmul(W2.T, dy3), shape, win)
+        else:
+            chunk = self._chunk(x, win)
+            dW, parts = None, []
+            for s in range(0, n, chunk):
+                part = dy3[s:s + chunk]
+                g = xp.tensordot(part, ops.im2col(x[s:s + chunk], win), axes=([0, 2], [0, 2]))
+                dW = g if dW is None else dW + g
+                if need_dx:
+                    parts.append(ops.col2im(xp.matmul(W2.T, part), (int(part.shape[0]), *shape[1:]), win))
+            if need_dx:
+                dx = xp.concat(parts, axis=0)
+        dW = xp.reshape(dW, tuple(W.shape))
+        grads[0] = ops.penalize(W, dW, l1, l2) if (l1 or l2) else dW
+        return dx
+
+
+def _itemsize(x: Any) -> int:
+    itemsize = getattr(x.dtype, "itemsize", None)
+    if isinstance(itemsize, int):
+        return itemsize
+    return 8 if "64" in str(x.dtype) else 4
+
+
+class _Pool(Layer):
+    """Max or average pooling over windows of ``pool_size`` (no padding; outputs that
+    would need a window past the edge are left out, PyTorch's default)."""
+
+    def __init__(self, pool_size: Any, stride: Any = None) -> None:
+        name = type(self).__name__
+        self.pool_size = _pair(pool_size, f"{name} pool_size")
+        self.stride = self.pool_size if stride is None else _pair(stride, f"{name} stride")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"pool_size": list(self.pool_size), "stride": list(self.stride)}
+
+    def window(self, input_shape: Shape | None = None) -> Window:
+        return Window(*self.pool_size, *self.stride)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        c, h, w = _images(self, input_shape)
+        return (c, *self.window().output_hw(h, w))
+
+    def _windows(self, ops: Ops, x: Any) -> Any:
+        """The windows' values, shape (n, c, oh, ow, kh*kw)."""
+        xp = ops.xp
+        n, c, h, w = x.shape
+        win = self.window()
+        oh, ow = win.output_hw(h, w)
+        k = win.kh * win.kw
+        if win.tiles:
+            x = x[:, :, :oh * win.kh, :ow * win.kw]
+            six = xp.reshape(x, (n, c, oh, win.kh, ow, win.kw))
+            return xp.reshape(xp.permute_dims(six, (0, 1, 2, 4, 3, 5)), (n, c, oh, ow, k))
+        cols = xp.reshape(ops.im2col(x, win), (n, c, k, oh, ow))
+        return xp.permute_dims(cols, (0, 1, 3, 4, 2))
+
+    def _unwindows(self, ops: Ops, g: Any, shape: tuple[int, int, int, int]) -> Any:
+        """The adjoint of :meth:`_windows`: per-window gradients (n, c, oh, ow, kh*kw)
+        summed back onto images of ``shape``."""
+        xp = ops.xp
+        n, c, h, w = shape
+        win = self.window()
+        oh, ow = win.output_hw(h, w)
+        if win.tiles:
+            six = xp.reshape(g, (n, c, oh, ow, win.kh, win.kw))
+            dx = xp.reshape(xp.permute_dims(six, (0, 1, 2, 4, 3, 5)), (n, c, oh * win.kh, ow * win.kw))
+            return pad2d(dx, (0, h - oh * win.kh, 0, w - ow * win.kw), xp)
+        cols = xp.reshape(xp.permute_dims(g, (0, 1, 4, 2, 3)), (n, c * win.kh * win.kw, oh * ow))
+        return ops.col2im(cols, shape, win)
+
+
+class MaxPool2D(_Pool):
+    """The maximum of each ``pool_size`` window, moved by ``stride`` (default: the pool
+    size, windows side by side).
+
+    Parameters
+    ----------
+    pool_size : int or (int, int)
+    stride : int or (int, int), optional
+    """
+
+    kind = "maxpool2d"
+
+    def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
+        xp = ops.xp
+        win = self._windows(ops, x)
+        arg = xp.argmax(win, axis=-1)
+        return xp.max(win, axis=-1), (arg, tuple(x.shape))
+
+    def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
+                 need_dx: bool = True, **step: Any) -> Any:
+        if not need_dx:
+            return None
+        xp = ops.xp
+        arg, shape = cache
+        k = self.pool_size[0] * self.pool_size[1]
+        positions = xp.arange(k, dtype=arg.dtype, device=array_api_compat.device(arg))
+        hit = xp.astype(xp.expand_dims(arg, axis=-1) == positions, dy.dtype)
+        return self._unwindows(ops, hit * xp.expand_dims(dy, axis=-1), shape)
+
+
+class AvgPool2D(_Pool):
+    """The mean of each ``pool_size`` window, moved by ``stride`` (default: the pool size).
+
+    Parameters
+    ----------
+    pool_size : int or (int, int)
+    stride : int or (int, int), optional
+    """
+
+    kind = "avgpool2d"
+
+    def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
+        return ops.xp.mean(self._windows(ops, x), axis=-1), tuple(x.shape)
+
+    def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
+                 need_dx: bool = True, **step: Any) -> Any:
+        if not need_dx:
+            return None
+        xp = ops.xp
+        k = self.pool_size[0] * self.pool_size[1]
+        ones = xp.ones((k,), dtype=dy.dtype, device=array_api_compat.device(dy))
+        return self._unwindows(ops, xp.expand_dims(dy / k, axis=-1) * ones, cache)
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over the whole image: ``(c, h, w)`` to ``(c,)``."""
+
+    kind = "globalavgpool2d"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        c, _, _ = _images(self, input_shape)
+        return (c,)
+
+    def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
+        return ops.xp.mean(x, axis=(2, 3)), tuple(x.shape)
+
+    def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
+                 need_dx: bool = True, **step: Any) -> Any:
+        if not need_dx:
+            return None
+        xp = ops.xp
+        n, c, h, w = cache
+        ones = xp.ones((1, 1, h, w), dtype=dy.dtype, device=array_api_compat.device(dy))
+        return xp.reshape(dy / (h * w), (n, c, 1, 1)) * ones
