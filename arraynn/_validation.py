@@ -14,8 +14,9 @@ import numpy as np
 
 from .backends import to_host
 
-__all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_layers", "check_sample_weight",
-           "encode_labels", "encode_with", "feature_names", "labels_to_host", "unique_labels"]
+__all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_input_shape", "check_layers",
+           "check_sample_weight", "encode_labels", "encode_with", "feature_names", "labels_to_host",
+           "unique_labels"]
 
 
 class ComplexDataError(TypeError, ValueError):
@@ -296,6 +297,8 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     if est.batch_size is None:
         positive_int("n_batches", est.n_batches)
     check_layers(est)
+    if getattr(est, "input_shape", None) is not None:
+        check_input_shape(est.input_shape)
     for h in est._hidden_sizes():
         positive_int("n_hidden_units", h)
     _check_number("learning_rate", est.learning_rate, low=0.0, low_open=True)
@@ -388,16 +391,33 @@ def _check_number(name: str, value: Any, *, low: float, high: float | None = Non
         raise ValueError(f"{name} must be {rng}, got {value!r}")
 
 
+def check_input_shape(value: Any, n_features: int | None = None) -> tuple[int, ...]:
+    """``input_shape``: ``(channels, height, width)`` or ``(height, width)`` of positive
+    integers, whose product is ``n_features`` when that is given."""
+    items = None if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") else list(value)
+    if (items is None or len(items) not in (2, 3)
+            or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in items)):
+        raise ValueError(f"input_shape must be (channels, height, width) or (height, width) of positive "
+                         f"integers, got {value!r}")
+    shape = tuple(int(d) for d in items)
+    if n_features is not None and int(np.prod(shape)) != n_features:
+        raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} "
+                         "features per row; they must match")
+    return shape
+
+
 def flatten_images(X: Any) -> Any:
-    """``X`` of shape ``(n, h, w)`` as ``(n, h * w)``; anything else as it is."""
+    """``X`` of shape ``(n, h, w)`` or ``(n, c, h, w)`` as flat rows ``(n, c * h * w)`` (C
+    order); anything else as it is."""
     if isinstance(X, (list, tuple)):
         X = np.asarray(X)
     shape = getattr(X, "shape", None)
-    if shape is None or len(shape) != 3:
+    if shape is None or len(shape) not in (3, 4):
         return X
-    n, h, w = (int(d) for d in shape)
+    n = int(shape[0])
+    flat = int(np.prod([int(d) for d in shape[1:]]))
     if isinstance(X, np.ndarray):
-        return X.reshape(n, h * w)
+        return X.reshape(n, flat)
     import array_api_compat as aac
 
-    return aac.array_namespace(X).reshape(X, (n, h * w))
+    return aac.array_namespace(X).reshape(X, (n, flat))

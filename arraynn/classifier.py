@@ -35,6 +35,7 @@ from ._validation import (
     check_array,
     check_blas_threads,
     check_feature_names,
+    check_input_shape,
     check_params,
     check_sample_weight,
     encode_labels,
@@ -310,7 +311,14 @@ class NNClassifier(Params):
         ``dropout`` and ``input_dropout`` (giving one of those too is an error). The
         estimator adds the output layer, ``Dense(n_classes, bias=bias)``, for the classes
         it finds in ``y``, and ``output`` is its loss. A dense stack written as layers
-        trains to the same weights as its ``n_hidden_units`` spelling.
+        trains to the same weights as its ``n_hidden_units`` spelling. Convolutions and
+        pooling (``layers.Conv2D``, ``layers.MaxPool2D``, ...) take images: ``X`` shaped
+        ``(n, channels, height, width)`` or ``(n, height, width)``, or flat rows with
+        ``input_shape``.
+    input_shape : (channels, height, width) or (height, width), optional
+        What one row of flat ``X`` is to a network of ``layers`` with convolutions or
+        pooling (rows are read in C order, PyTorch's layout); its product must be the
+        number of features. Not needed for images given as such.
 
     Attributes
     ----------
@@ -323,6 +331,9 @@ class NNClassifier(Params):
     feature_names_in_ : ndarray of str
         The column names of a pandas DataFrame given to ``fit`` (only when they are
         all strings); ``predict`` and ``score`` then check the names they are given.
+    input_shape_ : tuple of int
+        One sample as the network takes it: ``(channels, height, width)`` for ``layers``
+        with convolutions or pooling, else ``(n_features_in_,)``.
     image_shape_ : (int, int) or None
         ``(height, width)`` when ``fit`` was given images as ``(n, height, width)``: the
         shape ``augment_shift`` and ``augment_flip`` move them in (else rows are read as
@@ -383,7 +394,8 @@ class NNClassifier(Params):
                  preprocessing: str | None = None, class_names: Sequence[str] | None = None,
                  dropout: float | Sequence[float] = 0.0, input_dropout: float = 0.0,
                  augment_shift: int = 0, augment_flip: bool = False,
-                 blas_threads: int | None = None, layers: Sequence[Any] | None = None) -> None:
+                 blas_threads: int | None = None, layers: Sequence[Any] | None = None,
+                 input_shape: Sequence[int] | None = None) -> None:
         self.n_classes = n_classes
         self.n_features = n_features
         self.n_hidden_units = n_hidden_units
@@ -424,6 +436,7 @@ class NNClassifier(Params):
         self.augment_flip = augment_flip
         self.blas_threads = blas_threads
         self.layers = layers
+        self.input_shape = input_shape
 
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
@@ -542,7 +555,7 @@ class NNClassifier(Params):
         """
         self._check_params()
         names_from = X
-        images = _image_shape_of_input(X)
+        images, sample = _image_shape_of_input(X), _sample_shape_of_input(X)
         X = check_array(flatten_images(X))
         y_idx, classes = encode_labels(y, X.shape[0], self.n_classes)
         w = check_sample_weight(sample_weight, X.shape[0])
@@ -563,7 +576,7 @@ class NNClassifier(Params):
         else:
             self._check_augmentation(X.shape[1], images)
             check_feature_names(self, names_from, reset=True)
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images, sample)
         val = None
         if validation_data is not None and not self.early_stopping:
             warnings.warn("validation_data is scored only with early_stopping=True; it is ignored "
@@ -658,7 +671,7 @@ class NNClassifier(Params):
             raise ValueError("partial_fit does not support early_stopping=True: early stopping "
                              "watches a whole run; use fit, or set early_stopping=False")
         names_from = X
-        images = _image_shape_of_input(X)
+        images, sample = _image_shape_of_input(X), _sample_shape_of_input(X)
         X = check_array(flatten_images(X))
         w = check_sample_weight(sample_weight, X.shape[0])
         if not hasattr(self, "_params"):
@@ -673,7 +686,7 @@ class NNClassifier(Params):
                 classes = np.arange(self.n_classes)
             comm = check_ranks(comm, X, classes, self)
             check_feature_names(self, names_from, reset=True)
-            self._initialize(X.shape[1], classes, self._compute_backend(X), comm)
+            self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images, sample)
             self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
@@ -905,6 +918,7 @@ class NNClassifier(Params):
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
                      "class_names_", "feature_names_in_", "_stopping", "_best_params",
                      "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_",
+                     "input_shape_",
                      "input_range_"):
             self.__dict__.pop(name, None)
 
@@ -920,9 +934,11 @@ class NNClassifier(Params):
                           shard=shard, sample_weight=sample_weight, **sizes)
 
     def _initialize(self, n_features: int, classes: np.ndarray, backend: Backend,
-                    comm: Any = None, image_shape: tuple[int, int] | None = None) -> None:
+                    comm: Any = None, image_shape: tuple[int, int] | None = None,
+                    sample_shape: tuple[int, ...] | None = None) -> None:
         if self.n_features is not None and n_features != self.n_features:
             raise ValueError(f"X has {n_features} features but n_features={self.n_features}")
+        input_shape = self._network_input_shape(n_features, sample_shape)
         seed = self.random_seed
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
@@ -934,6 +950,9 @@ class NNClassifier(Params):
         self.n_features_in_ = int(n_features)
         #: ``(height, width)`` of the images ``fit`` was given as ``(n, height, width)``.
         self.image_shape_ = image_shape
+        #: The shape of one sample as the network takes it: ``(channels, height, width)``
+        #: for a network with convolutions or pooling, else ``(n_features_in_,)``.
+        self.input_shape_ = input_shape
         self._mlp = self._build_mlp(len(classes))
         with backend.device_context():
             self._params = self._mlp.init_params(backend, np.random.default_rng(self.random_seed_),
@@ -979,10 +998,32 @@ class NNClassifier(Params):
         if X_preprocessed is not None:
             self.input_range_ = _raw_range(X_preprocessed, preprocessor)
 
+    def _network_input_shape(self, n_features: int, sample_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+        """What one sample is to the network (see ``input_shape_``): ``input_shape``, or
+        the images' ``(channels, height, width)`` where ``layers`` slide windows over
+        images, else flat rows."""
+        from .nn.layers import windowed
+
+        given = self.input_shape
+        if given is not None:
+            shape = check_input_shape(given, n_features)
+            if sample_shape is not None and sample_shape != shape and not (
+                    len(shape) == 2 and sample_shape == (1, *shape)):
+                raise ValueError(f"X holds images of shape {sample_shape} but input_shape={tuple(given)}; "
+                                 "leave input_shape=None for images, or pass flat rows")
+            return shape if len(shape) != 2 else (1, *shape)
+        if self.layers is not None and windowed(self.layers):
+            if sample_shape is None:
+                raise ValueError(f"layers has convolutions or pooling, which take images, but X is flat rows "
+                                 f"of {n_features} features; give images shaped (n, channels, height, "
+                                 "width) or (n, height, width), or input_shape=(channels, height, width)")
+            return sample_shape
+        return (int(n_features),)
+
     def _build_mlp(self, n_outputs: int) -> Any:
         if self.layers is not None:  # the given body, then the output layer for the classes
-            return Sequential([*self.layers, Dense(n_outputs, bias=bool(self.bias))], (self.n_features_in_,),
-                              self.output)
+            shape = getattr(self, "input_shape_", None) or (self.n_features_in_,)
+            return Sequential([*self.layers, Dense(n_outputs, bias=bool(self.bias))], shape, self.output)
         hidden = self._hidden_sizes()
         return MLP((self.n_features_in_, *hidden, n_outputs), activation=self.activation,
                    output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)),
@@ -1026,6 +1067,9 @@ class NNClassifier(Params):
     def _check_predict_X(self, X: Any) -> Any:
         self._check_is_fitted()
         check_feature_names(self, X, reset=False)
+        sample, network = _sample_shape_of_input(X), getattr(self, "input_shape_", None)
+        if sample is not None and network is not None and len(network) == 3 and sample != network:
+            raise ValueError(f"X holds images of shape {sample} but the network takes {network}")
         X = check_array(flatten_images(X))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -1171,7 +1215,7 @@ class NNClassifier(Params):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled estimator; its arrays go back to its backend's device."""
-        state = {"blas_threads": None, **state}  # pickled before the parameter existed
+        state = {"blas_threads": None, "input_shape": None, **state}  # pickled before they existed
         self.__dict__.update(state)
         if "_params" in state:
             be = self.backend_
@@ -1223,14 +1267,24 @@ class NNClassifier(Params):
 # ----------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------
-def _image_shape_of_input(X: Any) -> tuple[int, int] | None:
-    """``(height, width)`` of images given as ``(n, height, width)``, else None."""
+def _sample_shape_of_input(X: Any) -> tuple[int, ...] | None:
+    """``(channels, height, width)`` of images given as ``(n, channels, height, width)``
+    or ``(n, height, width)`` (one channel), else None."""
     shape = getattr(X, "shape", None)
     if shape is None and isinstance(X, (list, tuple)):
         shape = np.shape(X)
+    if shape is not None and len(shape) == 4:
+        return int(shape[1]), int(shape[2]), int(shape[3])
     if shape is not None and len(shape) == 3:
-        return int(shape[1]), int(shape[2])
+        return 1, int(shape[1]), int(shape[2])
     return None
+
+
+def _image_shape_of_input(X: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of one-channel images (``(n, height, width)`` or ``(n, 1,
+    height, width)``), else None."""
+    sample = _sample_shape_of_input(X)
+    return (sample[1], sample[2]) if sample is not None and sample[0] == 1 else None
 
 
 def _value_range(X: Any) -> tuple[float, float]:

@@ -29,7 +29,11 @@ The model's preprocessing, with the statistics it stores, is the graph's first n
 255. Each layer maps to standard operators of ONNX opset :data:`OPSET`: a dense layer
 to ``MatMul`` (and ``Add`` with a bias), the hidden activations to ``Relu``,
 ``Sigmoid`` and ``Tanh``, the output to ``Softmax`` (or ``Sigmoid``, ``ReduceSum`` and
-``Div``); dropout is the identity at prediction and has no node. A layer without a
+``Div``); a network of images starts with a ``Reshape`` of the (preprocessed) rows to
+``(N, channels, height, width)``, and its convolutions map to ``Conv`` (the kernels in
+the same ``(filters, channels, kh, kw)`` layout, the explicit padding), pooling to
+``MaxPool``, ``AveragePool`` and ``GlobalAveragePool`` (with a ``Flatten``), and
+``Flatten`` to ``Flatten``; dropout is the identity at prediction and has no node. A layer without a
 mapping is an :class:`ExportError` that names it. The weights are stored as float32
 (a float64 model is rounded once).
 
@@ -158,10 +162,15 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
     n_classes = len(est.classes_)
     nodes, inits, a, scheme = _preprocessing_nodes(getattr(est, "preprocessor_", None), "input", helper,
                                                    numpy_helper)
-    from .nn.layers import Activation, Dense, Dropout, Flatten
+    from .nn.layers import Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D
 
     net = est._mlp
     views = net.layout.views(np.asarray(be.to_numpy(est._params)))
+    if len(net.input_shape) > 1:  # flat rows to images (n, c, h, w), C order as the network reads them
+        shape = numpy_helper.from_array(np.array([-1, *net.input_shape], dtype=np.int64), "input_image_shape")
+        inits.append(shape)
+        nodes.append(helper.make_node("Reshape", [a, shape.name], ["input_images"], name="input_images"))
+        a = "input_images"
     for i, layer in enumerate(net.layers):
         own = [np.ascontiguousarray(views[k], dtype=np.float32) for k in net.slots[i]]
         if isinstance(layer, Dense):
@@ -181,13 +190,40 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
             out = f"layer_{i}_{layer.name}"
             nodes.append(helper.make_node(op, [a], [out], name=out))
             a = out
+        elif isinstance(layer, Conv2D):
+            t, b_, l_, r = layer.window(net.input_shapes[i]).pad
+            ins = [a, f"layer_{i}_kernels"]
+            inits.append(numpy_helper.from_array(own[0], ins[1]))
+            if layer.bias:
+                ins.append(f"layer_{i}_bias")
+                inits.append(numpy_helper.from_array(own[1], ins[2]))
+            out = f"layer_{i}_conv"
+            nodes.append(helper.make_node("Conv", ins, [out], name=out, kernel_shape=list(layer.kernel_size),
+                                          strides=list(layer.stride), pads=[t, l_, b_, r]))
+            a = out
+        elif isinstance(layer, (MaxPool2D, AvgPool2D)):
+            op = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
+            out = f"layer_{i}_{op.lower()}"
+            nodes.append(helper.make_node(op, [a], [out], name=out, kernel_shape=list(layer.pool_size),
+                                          strides=list(layer.stride)))
+            a = out
+        elif isinstance(layer, GlobalAvgPool2D):
+            out = f"layer_{i}_globalaveragepool"
+            nodes += [helper.make_node("GlobalAveragePool", [a], [out + "_nc11"], name=out),
+                      helper.make_node("Flatten", [out + "_nc11"], [out], axis=1, name=out + "_flatten")]
+            a = out
         elif isinstance(layer, Dropout):
             continue  # the identity at prediction
-        elif isinstance(layer, Flatten) and len(net.input_shapes[i]) == 1:
-            continue  # rows are flat already
+        elif isinstance(layer, Flatten):
+            if len(net.input_shapes[i]) == 1:
+                continue  # rows are flat already
+            out = f"layer_{i}_flatten"
+            nodes.append(helper.make_node("Flatten", [a], [out], axis=1, name=out))
+            a = out
         else:
             raise ExportError(f"the layer {layer!r} (layer {i}) has no ONNX mapping in arraynn.export; "
-                              "mapped: Dense, ReLU, Sigmoid, Tanh, Dropout, Flatten of flat rows")
+                              "mapped: Dense, ReLU, Sigmoid, Tanh, Dropout, Flatten, Conv2D, MaxPool2D, "
+                              "AvgPool2D, GlobalAvgPool2D")
     if est.output == "softmax":
         nodes.append(helper.make_node("Softmax", [a], ["probabilities"], axis=1, name="output_softmax"))
     else:  # the article's: sigmoids normalised to sum to 1, as predict_proba does

@@ -230,6 +230,9 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     images = getattr(clf, "image_shape_", None)
     if images is not None:
         meta["image_shape"] = [int(s) for s in images]
+    sample = getattr(clf, "input_shape_", None)
+    if sample is not None and len(sample) > 1:
+        meta["input_shape"] = [int(s) for s in sample]
     bounds = getattr(clf, "input_range_", None)
     if bounds is not None and prep is not None:
         meta["input_range"] = [float(b) for b in bounds]
@@ -345,6 +348,14 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.tf32_ = be.set_tf32(bool(clf.tf32))
     clf.classes_ = arrays["classes"]
     clf.n_features_in_ = int(meta["n_features_in"])
+    sample = meta.get("input_shape")
+    clf.input_shape_ = (clf.n_features_in_,)
+    if sample is not None:
+        if (not isinstance(sample, list) or len(sample) != 3 or not all(_is_int(s, 1) for s in sample)
+                or int(np.prod(sample)) != clf.n_features_in_):
+            raise ModelFileError(f"{path}: its input_shape must be [channels, height, width] of its "
+                                 f"{clf.n_features_in_} features; the file is damaged or was edited")
+        clf.input_shape_ = tuple(int(s) for s in sample)
     if clf.layers is not None:
         clf._mlp = clf._build_mlp(int(meta["layer_sizes"][-1]))
         if _layer_sizes(clf) != list(meta["layer_sizes"]):

@@ -90,6 +90,32 @@ def _sigmoid_net_proba(X, weights):
     return a / a.sum(axis=1, keepdims=True)
 
 
+def test_a_convolutional_network_exports_to_the_same_probabilities(backend):
+    # every window layer, asymmetric "same" padding (stride 2 on an even size), raw uint8
+    # images in: the graph reshapes the preprocessed rows to images as the network does
+    from arraynn import layers
+
+    X, y = _pixels(160, 64)
+    body = [layers.Conv2D(4, 3, stride=2, padding="same"), layers.ReLU(),
+            layers.Conv2D(3, (2, 3), padding=1), layers.Tanh(), layers.MaxPool2D(2, stride=1),
+            layers.AvgPool2D(2), layers.Conv2D(5, 1, bias=False), layers.GlobalAvgPool2D(),
+            layers.Dropout(0.1), layers.Dense(6), layers.ReLU()]
+    clf = NNClassifier(layers=body, input_shape=(1, 8, 8), epochs=3, random_seed=0, optimizer="adam",
+                       learning_rate=1e-2, batch_size=32, preprocessing="standardize", backend=backend)
+    clf.fit(X, y)
+    model = to_onnx(clf)
+    assert [n.op_type for n in model.graph.node][:4] == ["Sub", "Div", "Reshape", "Conv"]
+    proba, label = _session(model).run(None, {"input": X.astype(np.float32)})
+    want = backend.to_numpy(clf.predict_proba(backend.asarray(X)))
+    np.testing.assert_allclose(proba, want, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(clf.classes_[label], clf.predict(X))
+    flat = NNClassifier(layers=[layers.Conv2D(2, 3), layers.MaxPool2D(2), layers.Flatten()], epochs=3,
+                        random_seed=0, optimizer="adam", learning_rate=1e-2, batch_size=32,
+                        preprocessing="unit").fit(X.reshape(-1, 1, 8, 8), y)
+    proba, _ = _session(to_onnx(flat)).run(None, {"input": X.astype(np.float32)})
+    np.testing.assert_allclose(proba, flat.predict_proba(X.reshape(-1, 1, 8, 8)), atol=1e-5, rtol=0)
+
+
 def test_batch_sizes_1_and_1000_give_the_same_rows():
     X, y = _pixels(1000)
     clf = NNClassifier(epochs=3, random_seed=0, **CONFIGS["default"]).fit(X, y)

@@ -134,3 +134,73 @@ def test_a_layers_model_exports_to_onnx():
     proba, label = ort.InferenceSession(to_onnx(clf).SerializeToString()).run(None, {"input": X})
     np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(label, clf.predict(X))
+
+
+def _images(n=96, seed=0):
+    """uint8 one-channel 8x8 images whose class is a bright row, learnable by a convolution."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    X = rng.integers(0, 60, size=(n, 8, 8))
+    for i, k in enumerate(y):
+        X[i, 2 * k + 1] += 150
+    return X.astype(np.uint8), y
+
+
+CNN = [layers.Conv2D(4, 3, padding="same"), layers.ReLU(), layers.MaxPool2D(2), layers.Flatten(),
+       layers.Dense(8), layers.ReLU()]
+CNN_KW = dict(epochs=4, batch_size=16, random_seed=2, optimizer="adam", learning_rate=1e-2,
+              preprocessing="standardize")
+
+
+def test_images_in_every_layout_train_the_same_convolutional_network(tmp_path):
+    X, y = _images()
+    by_shape = {
+        "(n, h, w)": NNClassifier(layers=CNN, **CNN_KW).fit(X, y),
+        "(n, 1, h, w)": NNClassifier(layers=CNN, **CNN_KW).fit(X[:, None], y),
+        "flat rows + input_shape": NNClassifier(layers=CNN, input_shape=(1, 8, 8), **CNN_KW).fit(
+            X.reshape(len(X), -1), y),
+        "flat rows + (h, w)": NNClassifier(layers=CNN, input_shape=(8, 8), **CNN_KW).fit(
+            X.reshape(len(X), -1), y),
+    }
+    first = by_shape["(n, h, w)"]
+    assert first.input_shape_ == (1, 8, 8) and first.score(X, y) > 0.9
+    assert [c.shape for c in first.coefs_] == [(4, 1, 3, 3), (64, 8), (8, 3)]  # kernels (f, c, kh, kw)
+    for name, clf in by_shape.items():
+        assert clf.input_shape_ == (1, 8, 8), name
+        assert clf._params.tobytes() == first._params.tobytes(), name
+    # a saved model predicts raw uint8 images in any of the layouts
+    first.save(tmp_path / "cnn.npz")
+    meta = read_model(tmp_path / "cnn.npz")[1]
+    assert meta["input_shape"] == [1, 8, 8] and meta["params"]["layers"][0]["layer"] == "conv2d"
+    loaded = NNClassifier.load(tmp_path / "cnn.npz")
+    for view in (X, X[:, None], X.reshape(len(X), -1)):
+        np.testing.assert_array_equal(loaded.predict_proba(view), first.predict_proba(X))
+    with pytest.raises(ValueError, match=r"images of shape \(2, 4, 8\) but the network takes \(1, 8, 8\)"):
+        loaded.predict(X.reshape(len(X), 2, 4, 8))
+    back = pickle.loads(pickle.dumps(first))
+    np.testing.assert_array_equal(back.predict(X), first.predict(X))
+
+
+def test_three_channel_images_and_warm_start():
+    rng = np.random.default_rng(3)
+    X, y = _images(64)
+    X3 = np.stack([X, X[:, ::-1], rng.integers(0, 255, size=X.shape)], axis=1).astype(np.uint8)
+    clf = NNClassifier(layers=[layers.Conv2D(3, 3), layers.ReLU(), layers.GlobalAvgPool2D()], **CNN_KW)
+    clf.fit(X3, y)
+    assert clf.input_shape_ == (3, 8, 8) and clf.coefs_[0].shape == (3, 3, 3, 3)
+    clf.set_params(warm_start=True, epochs=6).fit(X3, y)
+    assert clf.n_iter_ == 6
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda X, y: NNClassifier(layers=CNN).fit(X.reshape(len(X), -1), y), "input_shape=\\(channels"),
+    (lambda X, y: NNClassifier(layers=CNN, input_shape=(1, 8, 9)).fit(X.reshape(len(X), -1), y),
+     "must match"),
+    (lambda X, y: NNClassifier(layers=CNN, input_shape=(1, 4, 16)).fit(X, y), "leave input_shape=None"),
+    (lambda X, y: NNClassifier(layers=CNN, input_shape="1x8x8").fit(X, y), "positive integers"),
+    (lambda X, y: NNClassifier(layers=[layers.Conv2D(2, 9), layers.Flatten()]).fit(X, y), "does not fit"),
+])
+def test_bad_image_shapes_are_clear_errors_before_any_work(make, match):
+    X, y = _images(32)
+    with pytest.raises(ValueError, match=match):
+        make(X, y)

@@ -29,7 +29,7 @@ from typing import Any
 import array_api_compat
 
 from ..ops import Ops
-from ..ops.windows import Window, pad2d
+from ..ops.windows import Window
 from .layers import Layer, Shape
 
 __all__ = ["WORKSPACE_LIMIT_BYTES", "AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D"]
@@ -209,33 +209,10 @@ class _Pool(Layer):
         c, h, w = _images(self, input_shape)
         return (c, *self.window().output_hw(h, w))
 
-    def _windows(self, ops: Ops, x: Any) -> Any:
-        """The windows' values, shape (n, c, oh, ow, kh*kw)."""
-        xp = ops.xp
-        n, c, h, w = x.shape
-        win = self.window()
-        oh, ow = win.output_hw(h, w)
-        k = win.kh * win.kw
-        if win.tiles:
-            x = x[:, :, :oh * win.kh, :ow * win.kw]
-            six = xp.reshape(x, (n, c, oh, win.kh, ow, win.kw))
-            return xp.reshape(xp.permute_dims(six, (0, 1, 2, 4, 3, 5)), (n, c, oh, ow, k))
-        cols = xp.reshape(ops.im2col(x, win), (n, c, k, oh, ow))
-        return xp.permute_dims(cols, (0, 1, 3, 4, 2))
+    def _pieces(self, ops: Ops, x: Any) -> list[Any]:
+        from ..ops.windows import pieces
 
-    def _unwindows(self, ops: Ops, g: Any, shape: tuple[int, int, int, int]) -> Any:
-        """The adjoint of :meth:`_windows`: per-window gradients (n, c, oh, ow, kh*kw)
-        summed back onto images of ``shape``."""
-        xp = ops.xp
-        n, c, h, w = shape
-        win = self.window()
-        oh, ow = win.output_hw(h, w)
-        if win.tiles:
-            six = xp.reshape(g, (n, c, oh, ow, win.kh, win.kw))
-            dx = xp.reshape(xp.permute_dims(six, (0, 1, 2, 4, 3, 5)), (n, c, oh * win.kh, ow * win.kw))
-            return pad2d(dx, (0, h - oh * win.kh, 0, w - ow * win.kw), xp)
-        cols = xp.reshape(xp.permute_dims(g, (0, 1, 4, 2, 3)), (n, c * win.kh * win.kw, oh * ow))
-        return ops.col2im(cols, shape, win)
+        return pieces(x, self.window(), ops.xp)
 
 
 class MaxPool2D(_Pool):
@@ -251,10 +228,20 @@ class MaxPool2D(_Pool):
     kind = "maxpool2d"
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
+        # a running maximum over the windows' kh*kw strided slices; ``arg`` keeps the
+        # offset of the first maximum (a strictly greater value moves it)
         xp = ops.xp
-        win = self._windows(ops, x)
-        arg = xp.argmax(win, axis=-1)
-        return xp.max(win, axis=-1), (arg, tuple(x.shape))
+        parts = self._pieces(ops, x)
+        best = parts[0]
+        arg = xp.zeros(tuple(best.shape), dtype=xp.int8 if len(parts) <= 127 else xp.int32,
+                       device=array_api_compat.device(best))
+        for k, part in enumerate(parts[1:], start=1):
+            better = part > best
+            best = xp.where(better, part, best)
+            arg = xp.where(better, xp.asarray(k, dtype=arg.dtype, device=array_api_compat.device(arg)), arg)
+        if best is parts[0]:  # a 1x1 pool: the slice is a view of x, which is not ours to give out
+            best = best + 0
+        return best, (arg, tuple(x.shape))
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
@@ -263,9 +250,9 @@ class MaxPool2D(_Pool):
         xp = ops.xp
         arg, shape = cache
         k = self.pool_size[0] * self.pool_size[1]
-        positions = xp.arange(k, dtype=arg.dtype, device=array_api_compat.device(arg))
-        hit = xp.astype(xp.expand_dims(arg, axis=-1) == positions, dy.dtype)
-        return self._unwindows(ops, hit * xp.expand_dims(dy, axis=-1), shape)
+        parts = [dy * xp.astype(arg == xp.asarray(o, dtype=arg.dtype, device=array_api_compat.device(arg)),
+                                dy.dtype) for o in range(k)]
+        return ops.add_windows(parts, shape, self.window())
 
 
 class AvgPool2D(_Pool):
@@ -280,16 +267,19 @@ class AvgPool2D(_Pool):
     kind = "avgpool2d"
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
-        return ops.xp.mean(self._windows(ops, x), axis=-1), tuple(x.shape)
+        parts = self._pieces(ops, x)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total / len(parts), tuple(x.shape)
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
         if not need_dx:
             return None
-        xp = ops.xp
         k = self.pool_size[0] * self.pool_size[1]
-        ones = xp.ones((k,), dtype=dy.dtype, device=array_api_compat.device(dy))
-        return self._unwindows(ops, xp.expand_dims(dy / k, axis=-1) * ones, cache)
+        share = dy / k
+        return ops.add_windows([share] * k, cache, self.window())
 
 
 class GlobalAvgPool2D(Layer):

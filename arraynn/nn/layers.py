@@ -44,7 +44,7 @@ from typing import Any
 from ..ops import ACTIVATIONS, Ops
 
 __all__ = ["LAYERS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
-           "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config"]
+           "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config", "windowed"]
 
 Shape = tuple[int, ...]
 
@@ -262,6 +262,12 @@ from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: E402  (
 #: The layers a model file may name, by ``kind``.
 LAYERS: dict[str, type[Layer]] = {c.kind: c for c in (Dense, Activation, ReLU, Sigmoid, Tanh, Dropout,
                                                       Flatten, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)}
+
+
+def windowed(layers: Any) -> bool:
+    """Whether any of ``layers`` slides windows over images (convolution, pooling), so
+    the network's input is images rather than flat rows."""
+    return any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)) for layer in layers)
 
 
 def layer_from_config(config: dict[str, Any]) -> Layer:

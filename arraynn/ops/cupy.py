@@ -82,6 +82,13 @@ class CupyOps(Ops):
 
         return col2im_inplace(cols, shape, win, cupy)
 
+    def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
+        if not isinstance(parts[0], cupy.ndarray):
+            return super().add_windows(parts, shape, win)
+        from .windows import add_windows_inplace
+
+        return add_windows_inplace(parts, shape, win, cupy)
+
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if not (l1 or l2):
             return g

@@ -230,6 +230,14 @@ class Ops:
 
         return col2im(cols, shape, win, self.xp)
 
+    def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
+        """Per-offset window values (``kh * kw`` arrays (n, c, oh, ow), as
+        :func:`arraynn.ops.windows.pieces` cuts them) added back onto images of ``shape``
+        (:func:`arraynn.ops.windows.add_windows`)."""
+        from .windows import add_windows
+
+        return add_windows(parts, shape, win, self.xp)
+
     # ---- output layer ---------------------------------------------------------------
     def probabilities(self, output: str, z: Any) -> Any:
         """The output layer's activation of the logits ``z``. ``z`` is not changed."""

@@ -120,6 +120,11 @@ class NumpyOps(Ops):
 
         return col2im_inplace(cols, shape, win, np)
 
+    def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
+        from .windows import add_windows_inplace
+
+        return add_windows_inplace(parts, shape, win, np)
+
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
         n = 1

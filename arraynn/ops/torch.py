@@ -64,6 +64,13 @@ class TorchOps(Ops):
         return torch.nn.functional.fold(cols, (h, w), (win.kh, win.kw), padding=(t, l_),
                                         stride=(win.sh, win.sw))
 
+    def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
+        if not isinstance(parts[0], torch.Tensor):
+            return super().add_windows(parts, shape, win)
+        from .windows import add_windows_inplace
+
+        return add_windows_inplace(parts, shape, win, torch)
+
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if not _writable_into(g, w):
             return super().penalize(w, g, l1, l2)

@@ -27,7 +27,8 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["Window", "col2im", "dilate", "im2col", "pad2d"]
+__all__ = ["Window", "add_windows", "add_windows_inplace", "col2im", "col2im_inplace", "dilate", "im2col",
+           "pad2d", "pieces"]
 
 
 @dataclass(frozen=True)
@@ -98,50 +99,75 @@ def _offset_slices(win: Window, oh: int, ow: int, i: int, j: int) -> tuple[slice
     return (slice(i, i + win.sh * (oh - 1) + 1, win.sh), slice(j, j + win.sw * (ow - 1) + 1, win.sw))
 
 
+def pieces(x: Any, win: Window, xp: Any) -> list[Any]:
+    """The ``kh * kw`` strided slices of the (padded) images ``x`` (n, c, h, w), one per
+    kernel offset ``(i, j)`` in C order, each ``(n, c, oh, ow)``: what the kernel's
+    element ``(i, j)`` meets at every output position (views where the library has them)."""
+    n, c, h, w = x.shape
+    oh, ow = win.output_hw(h, w)
+    xp_ = pad2d(x, win.pad, xp)
+    out = []
+    for i in range(win.kh):
+        for j in range(win.kw):
+            rs, cs = _offset_slices(win, oh, ow, i, j)
+            out.append(xp_[:, :, rs, cs])
+    return out
+
+
+def add_windows(parts: list[Any], shape: tuple[int, int, int, int], win: Window, xp: Any) -> Any:
+    """The adjoint of :func:`pieces`: each offset's ``(n, c, oh, ow)`` values added back
+    onto images of ``shape`` at the positions they were read from (dilated by the
+    stride, padded into place and summed, in offset order)."""
+    n, c, h, w = shape
+    oh, ow = win.output_hw(h, w)
+    t, b, l_, r = win.pad
+    hp, wp = h + t + b, w + l_ + r
+    span_h, span_w = win.sh * (oh - 1) + 1, win.sw * (ow - 1) + 1
+    total = None
+    for k, part in enumerate(parts):
+        i, j = divmod(k, win.kw)
+        piece = pad2d(dilate(part, win.sh, win.sw, xp), (i, hp - i - span_h, j, wp - j - span_w), xp)
+        total = piece if total is None else total + piece
+    return total[:, :, t:t + h, l_:l_ + w]
+
+
+def add_windows_inplace(parts: list[Any], shape: tuple[int, int, int, int], win: Window, xp: Any) -> Any:
+    """:func:`add_windows` for libraries whose arrays take sliced augmented assignment
+    (NumPy, CuPy, torch): ``kh * kw`` strided in-place additions into one zeroed image,
+    in the same order, so the same sums."""
+    n, c, h, w = shape
+    oh, ow = win.output_hw(h, w)
+    t, b, l_, r = win.pad
+    first = parts[0]
+    out = xp.zeros((n, c, h + t + b, w + l_ + r), dtype=first.dtype, device=array_api_compat.device(first))
+    for k, part in enumerate(parts):
+        rs, cs = _offset_slices(win, oh, ow, *divmod(k, win.kw))
+        out[:, :, rs, cs] += part
+    return out[:, :, t:t + h, l_:l_ + w]
+
+
 def im2col(x: Any, win: Window, xp: Any) -> Any:
     """The columns of images ``x`` (n, c, h, w) under ``win``: shape
     ``(n, c * kh * kw, oh * ow)`` (see the module docstring)."""
     n, c, h, w = x.shape
     oh, ow = win.output_hw(h, w)
-    xp_ = pad2d(x, win.pad, xp)
-    pieces = []
-    for i in range(win.kh):
-        for j in range(win.kw):
-            rs, cs = _offset_slices(win, oh, ow, i, j)
-            pieces.append(xp_[:, :, rs, cs])
-    cols = xp.stack(pieces, axis=2)  # (n, c, kh*kw, oh, ow)
+    cols = xp.stack(pieces(x, win, xp), axis=2)  # (n, c, kh*kw, oh, ow)
     return xp.reshape(cols, (n, c * win.kh * win.kw, oh * ow))
+
+
+def _col_pieces(cols: Any, shape: tuple[int, int, int, int], win: Window, xp: Any) -> list[Any]:
+    n, c, h, w = shape
+    oh, ow = win.output_hw(h, w)
+    six = xp.reshape(cols, (n, c, win.kh, win.kw, oh, ow))
+    return [six[:, :, i, j, :, :] for i in range(win.kh) for j in range(win.kw)]
 
 
 def col2im(cols: Any, shape: tuple[int, int, int, int], win: Window, xp: Any) -> Any:
     """The adjoint of :func:`im2col`: columns ``cols`` (n, c*kh*kw, oh*ow) summed back
     onto images of ``shape`` (n, c, h, w)."""
-    n, c, h, w = shape
-    oh, ow = win.output_hw(h, w)
-    t, b, l_, r = win.pad
-    hp, wp = h + t + b, w + l_ + r
-    six = xp.reshape(cols, (n, c, win.kh, win.kw, oh, ow))
-    span_h, span_w = win.sh * (oh - 1) + 1, win.sw * (ow - 1) + 1
-    total = None
-    for i in range(win.kh):
-        for j in range(win.kw):
-            piece = dilate(six[:, :, i, j, :, :], win.sh, win.sw, xp)
-            piece = pad2d(piece, (i, hp - i - span_h, j, wp - j - span_w), xp)
-            total = piece if total is None else total + piece
-    return total[:, :, t:t + h, l_:l_ + w]
+    return add_windows(_col_pieces(cols, shape, win, xp), shape, win, xp)
 
 
 def col2im_inplace(cols: Any, shape: tuple[int, int, int, int], win: Window, xp: Any) -> Any:
-    """:func:`col2im` for libraries whose arrays take sliced augmented assignment
-    (NumPy, CuPy, torch): ``kh * kw`` strided in-place additions into one zeroed image.
-    The sums are taken in the same order as :func:`col2im`'s."""
-    n, c, h, w = shape
-    oh, ow = win.output_hw(h, w)
-    t, b, l_, r = win.pad
-    out = xp.zeros((n, c, h + t + b, w + l_ + r), dtype=cols.dtype, device=array_api_compat.device(cols))
-    six = xp.reshape(cols, (n, c, win.kh, win.kw, oh, ow))
-    for i in range(win.kh):
-        for j in range(win.kw):
-            rs, cs = _offset_slices(win, oh, ow, i, j)
-            out[:, :, rs, cs] += six[:, :, i, j, :, :]
-    return out[:, :, t:t + h, l_:l_ + w]
+    """:func:`col2im` by :func:`add_windows_inplace` (the same sums in the same order)."""
+    return add_windows_inplace(_col_pieces(cols, shape, win, xp), shape, win, xp)

@@ -54,6 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_iter_no_change": 10,
         "tol": 1e-4,
         "nesterov": True,
+        "layers": None,
     },
     # The best classifier, held to the time PyTorch needs for its reference dropout MLP
     # (784-512-512-10, dropout 0.3, Adam with cosine decay, 30 epochs: see
@@ -107,6 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_iter_no_change": 10,
         "tol": 1e-4,
         "nesterov": True,
+        "layers": None,
     },
     # The article's experiment: 784-50-10 sigmoid network without biases, U(-1, 1)
     # initial weights, plain SGD on gradients summed over 25 fixed minibatches,
@@ -139,19 +141,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_dropout": 0.0,
         "shift": 0,
         "flip": False,
+        "layers": None,
     },
 }
 
 #: The entries of MLPClassifier's training features, for a preset that leaves them out.
 FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
                                     "nesterov": True, "dropout": 0.0, "input_dropout": 0.0,
-                                    "shift": 0, "flip": False}
+                                    "shift": 0, "flip": False, "layers": None}
 
 #: The values of the configuration entries added after the first release, for a run
 #: whose config.json predates them (its training had none of them: classical momentum).
 LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
                                    "nesterov": False, "dropout": 0.0, "input_dropout": 0.0,
-                                   "shift": 0, "flip": False}
+                                   "shift": 0, "flip": False, "layers": None}
 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {
@@ -287,6 +290,16 @@ def _hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return sizes
 
+def _layers_spec(text: str) -> str:
+    """``--layers``: a layer list in the spec syntax, written back in its own words."""
+    from ..nn.layer_spec import format_layers, parse_layers
+
+    try:
+        return format_layers(parse_layers(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _dropout_rates(text: str) -> float | list[float]:
     """An argparse type: one dropout rate, or comma-separated rates (one per hidden layer),
     each in [0, 1)."""
@@ -379,6 +392,14 @@ def _add_training_flags(g: Any) -> None:
     g.add_argument("--hidden", "--n-hidden-units", dest="hidden", type=_hidden_sizes, default=None,
                    metavar="N[,N...]",
                    help="hidden layer sizes, e.g. 256,128 (default 256,128; article 50)")
+    g.add_argument("--layers", type=_layers_spec, default=None, metavar="SPEC",
+                   help="the network's body as a list of layers instead of --hidden, --activation, "
+                        "--dropout and --input-dropout (the output layer is added): "
+                        "comma-separated conv<F>k<K>[s<S>][same|valid|p<P>][nobias], "
+                        "maxpool<P>[s<S>], avgpool<P>[s<S>], gap (global average pooling), "
+                        "dense<N>[nobias], relu, sigmoid, tanh, dropout<R>, flatten; e.g. "
+                        "conv32k3same,relu,maxpool2,flatten,dense128,relu,dropout0.3 (images "
+                        "enter as 1x28x28)")
     g.add_argument("--activation", choices=CHOICES["activation"], default=None,
                    help="hidden activation (default relu; article sigmoid)")
     g.add_argument("--output", choices=CHOICES["output"], default=None,
@@ -550,6 +571,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if cfg["early_stopping"] and not cfg["val_size"]:
         raise UsageError("--early-stopping watches the validation accuracy, and this run holds out no "
                          "validation images: add --val-size N (the article preset holds out none)")
+    if cfg.get("layers"):
+        clash = [k for k in ("hidden", "activation", "dropout", "input_dropout") if k in over]
+        if clash:
+            flag = "--" + clash[0].replace("_", "-")
+            raise UsageError(f"--layers describes the whole network body; {flag} cannot change it: put "
+                             "it in the layers (dense<N>, relu, dropout<R>, ...) or leave --layers out")
     rates = cfg["dropout"]
     if isinstance(rates, (list, tuple)) and len(rates) not in (1, len(cfg["hidden"])):
         n = len(cfg["hidden"])
@@ -651,7 +678,10 @@ _SCALE_WORDS = {"standardize": "standardized with the training set's statistics"
 
 def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int = 10) -> str:
     """The network and its training in one line (the report's ``network:`` line)."""
-    layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
+    if cfg.get("layers"):
+        layers = f"{n_features} -> {cfg['layers']} -> dense{n_classes}"
+    else:
+        layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
     batches = (f"batch {cfg['batch_size']}" if cfg["batch_size"] is not None
                else f"{cfg['n_batches']} minibatches")
     sched = {"constant": "", "adaptive": " (adaptive)"}.get(cfg["schedule"], f" ({cfg['schedule']} decay)")
@@ -678,7 +708,8 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
         n = cfg["n_iter_no_change"]
         stop = (f" at most (early stopping after more than {n} epoch{'s' if n != 1 else ''} without a "
                 f"gain of {cfg['tol']:g} in validation accuracy)")
-    return (f"{layers} {cfg['activation']}/{cfg['output']}{'' if cfg['bias'] else ', no biases'}, "
+    head = f"{cfg['output']} output" if cfg.get("layers") else f"{cfg['activation']}/{cfg['output']}"
+    return (f"{layers} {head}{'' if cfg['bias'] else ', no biases'}, "
             f"{cfg['init']} init, {optimizer} lr {cfg['learning_rate']:g}{sched}, {batches}, "
             f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['scale']]}, "
             f"seed {cfg['seed']}")

@@ -178,3 +178,36 @@ def test_the_run_headers_promise_no_training_time():
     assert set(PRESET_HEADERS) == set(PRESETS)
     for name, text in PRESET_HEADERS.items():
         assert not re.search(r"\d\s*s\b|seconds|minute", text), (name, text)
+
+
+def test_the_layers_flag_reads_a_spec_and_writes_it_back_in_its_own_words():
+    from arraynn import layers
+    from arraynn.nn.layer_spec import format_layers, parse_layers
+
+    spec = ("conv32k3same,relu,maxpool2,conv16k3x5s2p1nobias,tanh,avgpool3s1,gap,dense64nobias,sigmoid,"
+            "dropout0.3")
+    got = parse_layers(spec)
+    assert got == [layers.Conv2D(32, 3, padding="same"), layers.ReLU(), layers.MaxPool2D(2),
+                   layers.Conv2D(16, (3, 5), stride=2, padding=1, bias=False), layers.Tanh(),
+                   layers.AvgPool2D(3, stride=1), layers.GlobalAvgPool2D(), layers.Dense(64, bias=False),
+                   layers.Sigmoid(), layers.Dropout(0.3)]
+    assert format_layers(got) == spec and parse_layers(format_layers(got)) == got
+    assert _args("--layers", "Conv8K3, ReLU ,Flatten").layers == "conv8k3valid,relu,flatten"
+    cfg = resolve_config(_args("--layers", "conv8k3same,relu,maxpool2,flatten"))
+    assert describe_config(cfg).startswith(
+        "784 -> conv8k3same,relu,maxpool2,flatten -> dense10 softmax output")
+    assert "--layers" in build_parser().format_help()
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--layers", "conv8,relu"], "unknown layer 'conv8'"),
+    (["--layers", "dense0"], "positive integer"),
+    (["--layers", "relu,,flatten"], "empty item"),
+    (["--layers", "dropout1.5"], "[0, 1)"),
+    (["--layers", "flatten,dense8", "--hidden", "64"], "--hidden cannot change it"),
+    (["--layers", "flatten,dense8", "--dropout", "0.1"], "--dropout cannot change it"),
+])
+def test_bad_layers_flags(flags, fragment, tmp_path, capsys):
+    code, _, err = main_in_process(capsys, *flags)
+    assert code == 2
+    assert_one_line_error(err, fragment)
