@@ -1,8 +1,9 @@
 """nox sessions: the test suite once per backend, lint, and the benchmark.
 
     nox                      # the default set: numpy, array-api-strict, torch (CPU), jax (CPU),
-                             # lint, the package installed as users install it, nvrtc, mpi, dask,
-                             # docs
+                             # lint, typecheck, the package installed as users install it, nvrtc,
+                             # mpi, dask, docs
+    nox -s typecheck         # mypy on the package ([tool.mypy] in pyproject.toml)
     nox -s nvrtc             # every CUDA kernel compiled with NVRTC (no GPU needed)
     nox -s dask              # sweeps on a Dask LocalCluster (GridSearchCV through joblib)
     nox -s "tests(cupy)"     # on an NVIDIA GPU
@@ -25,13 +26,16 @@ from pathlib import Path
 import nox
 
 nox.options.sessions = ["tests(numpy)", "tests(array_api_strict)", "tests(torch)", "tests(jax)", "lint",
-                        "package", "nvrtc", "mpi", "dask", "docs"]
+                        "typecheck", "package", "nvrtc", "mpi", "dask", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 # The torch wheel the CPU sessions install; override with ARRAYNN_NOX_TORCH (e.g. "torch"
 # for the newest release, which on Linux is a CUDA build of several GB).
 TORCH = os.environ.get("ARRAYNN_NOX_TORCH", "torch==2.13.0")
 CUPY = os.environ.get("ARRAYNN_NOX_CUPY", "cupy-cuda12x")
+# mypy, pinned: a new release can find new errors (override with ARRAYNN_NOX_MYPY, e.g. "mypy").
+# .pre-commit-config.yaml names the same version.
+MYPY = os.environ.get("ARRAYNN_NOX_MYPY", "mypy==2.4.1")
 
 BACKEND_PACKAGES = {
     # Numba: NumPy's compiled optimizer updates (optional for users) are tested here
@@ -131,6 +135,16 @@ def lint(session: nox.Session) -> None:
     _install(session, "ruff>=0.5")
     session.run("ruff", "check", "arraynn", "tests", "examples", "benchmarks", "scripts", "docs",
                 "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the package, as [tool.mypy] in pyproject.toml sets it: every module at a
+    moderate level, the public API (the modules of ``arraynn.__all__``, ``arraynn.layers``,
+    ``arraynn.export``) strict. The package is installed for its dependencies (NumPy's
+    annotations); the optional libraries count as untyped whether installed or not."""
+    _install(session, MYPY, "-e", ".")
+    session.run("mypy", *session.posargs)
 
 
 @nox.session

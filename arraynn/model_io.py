@@ -81,7 +81,7 @@ def write_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     payload = dict(arrays)
     payload["meta.json"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
     with atomic_open(path) as f:
-        np.savez(f, **payload)
+        np.savez(f, allow_pickle=False, **payload)  # read back with allow_pickle=False
     return path
 
 
@@ -312,7 +312,7 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     path = model_path(path)
     arrays, meta = read_model(path)
     _check_meta(path, arrays, meta)
-    extra = {k: meta[k] for k in ("preprocessing", "class_names") if k in meta}
+    extra: dict[str, Any] = {k: meta[k] for k in ("preprocessing", "class_names") if k in meta}
     source = path
     if not extra:
         extra, source = _sidecar(path), path.with_suffix(".json")

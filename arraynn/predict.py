@@ -35,7 +35,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class _UsageError(PredictError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise _UsageError(message)
 
 
@@ -248,7 +248,7 @@ def predict_files(clf: Any, files: Sequence[str | Path], top_k: int = 1, *, inve
     names = clf.class_names_ or [str(c) for c in clf.classes_.tolist()]
     labels = clf.classes_.tolist()
     k = min(top_k, len(labels))
-    records = []
+    records: list[dict[str, Any]] = []
     for f in files:
         try:
             X = read_images(f, clf.n_features_in_, invert=invert, notes=notes)

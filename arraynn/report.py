@@ -128,8 +128,8 @@ def plot_loss(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, *,
     fig = _figure((11, 4) if two else (6.5, 4))
     axes = fig.subplots(1, 2) if two else [fig.subplots()]
     ax = axes[0]
-    for name, values in curves.items():
-        values = list(values)
+    for name, curve in curves.items():
+        values = list(curve)
         ax.plot(range(1, len(values) + 1), values, label=name)
     ax.set_xlabel("epoch")
     _integer_epochs(ax)
@@ -140,10 +140,10 @@ def plot_loss(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, *,
     if len(curves) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
-    if two:
+    if accuracies:
         ax = axes[1]
-        for name, values in accuracies.items():
-            pts = [(i + 1, 100 * v) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+        for name, accs in accuracies.items():
+            pts = [(i + 1, 100 * v) for i, v in enumerate(accs) if v is not None and not math.isnan(v)]
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, label=name)

@@ -97,17 +97,19 @@ _AUTO_GPU = "cupy"
 # Building a Backend
 # --------------------------------------------------------------------------------------
 
-_cache: dict[tuple, Backend] = {}
+_cache: dict[tuple[str, Any, Any], Backend] = {}
 
 
-def get_backend(name: str = "numpy", device: Any = None, dtype: Any = "float32") -> Backend:
+def get_backend(name: str | Backend = "numpy", device: Any = None, dtype: Any = "float32") -> Backend:
     """Select an array library, a device and a floating dtype.
 
     Parameters
     ----------
-    name : {"auto", "numpy", "cupy", "torch", "jax", "array_api_strict"}
+    name : {"auto", "numpy", "cupy", "torch", "jax", "array_api_strict"} or Backend
         ``"auto"`` takes CuPy when a CUDA device really works, else NumPy (with a
-        ``RuntimeWarning`` saying why when CuPy is installed but cannot run).
+        ``RuntimeWarning`` saying why when CuPy is installed but cannot run). A
+        ``Backend`` is returned as it is when ``device`` and ``dtype`` ask for nothing
+        else, and otherwise gives its library with them.
     device : str or device object, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``; array-api-strict's ``"device1"`` or
         ``"no_float64"``; or the library's own device object. Default: the library's

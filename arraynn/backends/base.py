@@ -400,13 +400,13 @@ class Backend:
         """Wait for queued work on this backend's device to finish (for timing)."""
         self.library.synchronize(self.device)
 
-    def device_context(self) -> contextlib.AbstractContextManager:
+    def device_context(self) -> contextlib.AbstractContextManager[Any]:
         """``with backend.device_context():`` makes this backend's device the calling
         thread's current device, where libraries put what is made without a device
         (CuPy's kernel outputs, ``empty_like``). Fit, predict and the loader enter it."""
         return self.library.device_context(self.device)
 
-    def background_context(self) -> contextlib.AbstractContextManager:
+    def background_context(self) -> contextlib.AbstractContextManager[Any]:
         """The context of a background thread's uploads to this device (the loader's
         prefetch thread): the device entered, and the library's own copy machinery."""
         return self.library.background_context(self.device)

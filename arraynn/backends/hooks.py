@@ -184,7 +184,7 @@ class Library:
         return np.asarray(x)
 
     # ---- device services ------------------------------------------------------------
-    def device_context(self, device: Any) -> contextlib.AbstractContextManager:
+    def device_context(self, device: Any) -> contextlib.AbstractContextManager[Any]:
         """A context in which ``device`` is the calling thread's current device.
 
         Libraries with a current device (CuPy, torch CUDA, JAX's default device) allocate
@@ -193,7 +193,7 @@ class Library:
         """
         return contextlib.nullcontext()
 
-    def background_context(self, device: Any) -> contextlib.AbstractContextManager:
+    def background_context(self, device: Any) -> contextlib.AbstractContextManager[Any]:
         """The context of work a background thread does for ``device`` (the loader's
         prefetch): :meth:`device_context`, and any copy machinery of the library's own
         (CuPy: pinned staging and a copy stream of the thread's)."""

@@ -111,12 +111,13 @@ class _Stream:
         self.done = False
 
     def _more_input(self) -> bytes:
-        chunk = self.f.read(_CHUNK)
+        chunk: bytes = self.f.read(_CHUNK)
         self.compressed += len(chunk)
         return chunk
 
     def _next_member(self) -> None:
         """After a gzip member: the next member, or the end (zero padding allowed)."""
+        assert self.decomp is not None  # gzip files only
         rest, self.input = self.decomp.unused_data + self.input, b""
         padding = 0
         while not rest.strip(b"\x00"):  # nothing, or zeros so far
@@ -135,6 +136,7 @@ class _Stream:
     def _inflate(self, limit: int) -> bytes:
         """Up to ``limit`` (> 0) decompressed bytes; ``b""`` only at the end of the data."""
         while not self.done:
+            assert self.decomp is not None  # gzip files only
             if self.decomp.eof:
                 self._next_member()
                 if self.done:
@@ -397,7 +399,7 @@ def write_idx(path: str | os.PathLike[str], array: Any, *, compresslevel: int = 
                 mtime=0,
             ) as gz:
                 gz.write(header)
-                gz.write(payload.reshape(-1).view(np.uint8))
+                gz.write(payload.reshape(-1).view(np.uint8).data)
         else:
             f.write(header)
-            f.write(payload.reshape(-1).view(np.uint8))
+            f.write(payload.reshape(-1).view(np.uint8).data)

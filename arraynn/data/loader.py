@@ -59,6 +59,7 @@ def batch_bounds(n: int, batch_size: int | None = None, n_batches: int | None = 
         if drop_last and bounds and bounds[-1][1] - bounds[-1][0] < bs:
             bounds.pop()
         return bounds
+    assert n_batches is not None  # exactly one of the two is given
     k = int(n_batches)
     if k < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
@@ -168,7 +169,10 @@ class DataLoader:
             row_bytes = max(1, int(np.prod(X.shape[1:])) * 4)
             rows = int(chunk_size) if chunk_size else max(1, (64 << 20) // row_bytes)
             self.chunks = _group_bounds(self.bounds, rows)
-            self.X = self.y = self.w = None
+            # the device arrays of the eager mode
+            self.X: Any = None
+            self.y: Any = None
+            self.w: Any = None
         else:
             with be.device_context():
                 Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
@@ -203,7 +207,7 @@ class DataLoader:
         perm = self.permutation(epoch)
         if perm is None:
             for s, e in self.local_bounds:
-                batch = self.X[s:e, ...], (None if self.y is None else self.y[s:e])
+                batch: tuple[Any, ...] = self.X[s:e, ...], (None if self.y is None else self.y[s:e])
                 yield batch if self.w is None else (*batch, self.w[s:e])
             return
         # The device is entered around each piece of work, not across a yield: the
@@ -222,7 +226,7 @@ class DataLoader:
     __iter__ = epoch  # iterating a loader gives epoch 0's batches
 
     # ---- streaming -------------------------------------------------------------
-    def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, Any]:
+    def _load_chunk(self, order: np.ndarray | None, s: int, e: int) -> tuple[Any, ...]:
         """One chunk on the device; runs in the prefetch thread, whose current device and
         copy machinery are set by the backend's ``background_context``."""
         with self.backend.background_context():
@@ -244,7 +248,7 @@ class DataLoader:
             return Xd, yd
         return Xd, yd, be.asarray(self._w_host[rows], dtype=be.dtype)
 
-    def _stream_epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+    def _stream_epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
         order = self.permutation(epoch)
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arraynn-prefetch")
@@ -282,15 +286,17 @@ def _is_integer(X: Any) -> bool:
 
 
 def _labels_host(y: Any) -> np.ndarray:
-    y = np.asarray(y)
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
-    return y.astype(np.int64, copy=False)
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    return labels.astype(np.int64, copy=False)
 
 
-def _group_bounds(bounds: list[tuple[int, int]], rows: int):
+def _group_bounds(bounds: list[tuple[int, int]],
+                  rows: int) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
     """Group consecutive batches into chunks of about ``rows`` rows (whole batches)."""
-    chunks, cur = [], []
+    chunks: list[tuple[tuple[int, int], list[tuple[int, int]]]] = []
+    cur: list[tuple[int, int]] = []
     for b in bounds:
         if cur and b[1] - cur[0][0] > rows:
             chunks.append(((cur[0][0], cur[-1][1]), cur))

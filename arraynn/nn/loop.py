@@ -105,6 +105,10 @@ class Trainer:
         # a compiled step fuses the gradient and the update: the allreduce goes between
         self.step = (None if self.comm else
                      backend.compiled_step(mlp, optimizer, self.l1, self.l2, self.noise_seed))
+        # the current weights and optimizer state, set by run(); both None after a diverged
+        # epoch whose starting point was not finite either
+        self.params: Any = None
+        self.state: dict[str, Any] | None = None
 
     def run(self, params: Any, state: dict[str, Any], loader: Any, first_epoch: int,
             end_epoch: int, on_epoch: Callable[[EpochRecord], Any]) -> tuple[Any, dict[str, Any]]:
@@ -158,6 +162,7 @@ class Trainer:
     def _data_parallel_step(self, params: Any) -> Callable[..., Any]:
         """The step of one rank: its slice's gradient, one allreduce, the update."""
         mlp, comm, be, xp = self.mlp, self.comm, self.backend, self.backend.xp
+        assert comm is not None  # only with ranks
         grad_buffer = xp.empty_like(params)
         root = comm.rank == 0
         seed = self.noise_seed
@@ -191,6 +196,7 @@ class Trainer:
         when a step raises (JAX donates the buffers a step was given)."""
         mlp, opt, l1, l2, dtype = self.mlp, self.optimizer, self.l1, self.l2, self.backend.dtype
         params, state, total = self.params, self.state, None
+        assert state is not None  # set by _run (None only once it has raised)
         on_batch, n_batches, augment = self.on_batch, len(loader), self.augment
         # with ranks: where each rank's slice starts in the global minibatch (its noise)
         firsts = (None if self.comm is None else
