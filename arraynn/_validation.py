@@ -329,7 +329,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     inp = getattr(est, "input_dropout", 0.0)
     if not isinstance(inp, (int, float, np.integer, np.floating)) or isinstance(inp, bool):
         raise ValueError(f"input_dropout must be a number in [0, 1), got {inp!r}")
-    dropout_rates(inp, 1)
+    dropout_rates(float(inp), 1)
     for name, valid in choices.items():
         value = getattr(est, name)
         if not isinstance(value, str) or value not in valid:

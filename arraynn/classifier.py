@@ -25,7 +25,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -66,6 +66,9 @@ from .nn import (
 from .nn.layers import Dense
 from .ops import ACTIVATIONS, OUTPUTS
 from .ops.generic import log_softmax, softplus
+
+if TYPE_CHECKING:
+    from .data.preprocessing import Preprocessor
 
 __all__ = ["ConvergenceWarning", "InputRangeWarning", "NNClassifier", "NotFittedError",
            "TrainingDivergedError", "ModelFileError"]
@@ -129,7 +132,7 @@ def _convergence_warning() -> type[ConvergenceWarning]:
     return _convergence_warning_for(getattr(sk, "ConvergenceWarning", None))
 
 
-def _pinned_blas(method: Callable) -> Callable:
+def _pinned_blas(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``method`` with the BLAS thread count of the estimator's ``blas_threads``."""
     @functools.wraps(method)
     def pinned(self: NNClassifier, *args: Any, **kwargs: Any) -> Any:
@@ -378,6 +381,9 @@ class NNClassifier(Params):
     ``sample_weight``); pandas is not needed otherwise.
     """
 
+    _mlp: Any  # the network (MLP or Sequential) and its optimizer, set by fit
+    _opt: Any
+
     def __init__(self, n_classes: int | None = None, n_features: int | None = None,
                  n_hidden_units: int | Sequence[int] = 30, l1: float = 0.0, l2: float = 0.0,
                  epochs: int = 500, learning_rate: float = 0.01, n_batches: int = 1,
@@ -441,7 +447,7 @@ class NNClassifier(Params):
     # ------------------------------------------------------------------------------
     # scikit-learn's estimator tags (the parameter protocol is Params')
     # ------------------------------------------------------------------------------
-    def __sklearn_tags__(self):  # pragma: no cover - only used by scikit-learn
+    def __sklearn_tags__(self) -> Any:  # pragma: no cover - only used by scikit-learn
         from sklearn.utils import ClassifierTags, Tags, TargetTags
 
         return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
@@ -484,7 +490,7 @@ class NNClassifier(Params):
             return backend_for(X, dtype=self.dtype)
         return get_backend(self.backend, self.device, self.dtype)
 
-    def _blas_limits(self) -> contextlib.AbstractContextManager:
+    def _blas_limits(self) -> contextlib.AbstractContextManager[Any]:
         """The BLAS thread count of ``blas_threads`` for the duration of a ``with``
         block (nothing with ``None``)."""
         threads = getattr(self, "blas_threads", None)
@@ -497,16 +503,18 @@ class NNClassifier(Params):
             raise ImportError(f"blas_threads={threads} needs threadpoolctl, which sets the BLAS "
                               "library's thread count: pip install threadpoolctl (scikit-learn "
                               "installs it), or leave blas_threads=None") from None
-        return threadpool_limits(limits=int(threads), user_api="blas")
+        limits: contextlib.AbstractContextManager[Any] = threadpool_limits(limits=int(threads),
+                                                                            user_api="blas")
+        return limits
 
     # ------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------
     @_pinned_blas
     def fit(self, X: Any, y: Any, sample_weight: Any = None, *,
-            callback: Callable[[NNClassifier, dict], Any] | None = None,
+            callback: Callable[[NNClassifier, dict[str, Any]], Any] | None = None,
             comm: Any = None, batch_callback: Callable[[int, int], Any] | None = None,
-            validation_data: tuple | None = None, preprocessed_with: Any = None) -> NNClassifier:
+            validation_data: tuple[Any, ...] | None = None, preprocessed_with: Any = None) -> NNClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
 
         Parameters
@@ -683,6 +691,7 @@ class NNClassifier(Params):
                 if classes.size < 2:
                     raise ValueError("classes must hold at least two labels")
             else:
+                assert self.n_classes is not None
                 classes = np.arange(self.n_classes)
             comm = check_ranks(comm, X, classes, self)
             check_feature_names(self, names_from, reset=True)
@@ -727,12 +736,12 @@ class NNClassifier(Params):
         es = bool(self.early_stopping)
         self._stopping = {"monitor": self._monitor_name()}
         self._best_params = None
-        self.validation_scores_ = [] if es else None
+        self.validation_scores_: list[float] | None = [] if es else None
         self.best_validation_score_ = -np.inf if es else None
         self.best_loss_ = None if es else np.inf
 
     def _hold_out(self, X: Any, y_idx: np.ndarray, w: np.ndarray | None,
-                  validation_data: tuple | None) -> tuple[Any, np.ndarray, Any, tuple]:
+                  validation_data: tuple[Any, ...] | None) -> tuple[Any, np.ndarray, Any, tuple[Any, ...]]:
         """The training part and the validation set ``(X, y_idx, w)`` of early
         stopping: ``validation_data`` when given, else ``validation_fraction`` of the
         data, stratified, drawn from the seed (the same rows on every backend and
@@ -752,7 +761,7 @@ class NNClassifier(Params):
         rng = np.random.default_rng([self.random_seed_, *_SPLIT_STREAM])
         train, val = validation_split(y_idx, float(self.validation_fraction), rng)
         w_train, w_val = (None, None) if w is None else (w[train], w[val])
-        if w is not None and not (np.sum(w_train) > 0 and np.sum(w_val) > 0):
+        if w_train is not None and w_val is not None and not (np.sum(w_train) > 0 and np.sum(w_val) > 0):
             part = "training" if not np.sum(w_train) > 0 else "validation"
             raise ValueError(f"the sample weights of the {part} part of early stopping's split sum "
                              "to 0; give more rows a weight above 0, change validation_fraction "
@@ -760,7 +769,7 @@ class NNClassifier(Params):
         return (_take_rows(X, train), y_idx[train], w_train,
                 (_take_rows(X, val), y_idx[val], w_val))
 
-    def _validation_on_model(self, val: tuple) -> tuple:
+    def _validation_on_model(self, val: tuple[Any, ...]) -> tuple[Any, ...]:
         """The validation set on the model's device, preprocessed once, with its total
         weight."""
         Xv, yv, wv = val
@@ -774,7 +783,7 @@ class NNClassifier(Params):
         total = float(len(yv)) if wv is None else float(np.sum(wv))
         return Xd, yd, wd, total
 
-    def _validation_score(self, val: tuple) -> float:
+    def _validation_score(self, val: tuple[Any, ...]) -> float:
         """The (weighted) accuracy on the device's validation set: one copy to the host."""
         Xd, yd, wd, total = val
         be, xp = self.backend_, self.backend_.xp
@@ -788,13 +797,13 @@ class NNClassifier(Params):
                 hit = hit * wd[s:e]
             part = xp.sum(hit)
             hits = part if hits is None else hits + part
-        return be.to_float(hits) / total
+        return float(be.to_float(hits) / total)
 
     # ---- the loop ------------------------------------------------------------------
     def _train(self, X: Any, y_idx: np.ndarray, end_epoch: int,
-               callback: Callable[[NNClassifier, dict], Any] | None, comm: Any = None,
+               callback: Callable[[NNClassifier, dict[str, Any]], Any] | None, comm: Any = None,
                batch_callback: Callable[[int, int], Any] | None = None,
-               sample_weight: np.ndarray | None = None, val: tuple | None = None,
+               sample_weight: np.ndarray | None = None, val: tuple[Any, ...] | None = None,
                preprocessed_with: Any = None) -> bool:
         """Load ``(X, y_idx)`` (and ``sample_weight``) onto the device once and train
         until ``end_epoch`` (data-parallel over ``comm``'s ranks when it has more than
@@ -833,8 +842,9 @@ class NNClassifier(Params):
             score = None
             if val is not None:
                 score = self._validation_score(val)
+                assert self.validation_scores_ is not None  # early stopping's list
                 self.validation_scores_.append(score)
-            improved, event = plateau.update(score if val is not None else record.loss,
+            improved, event = plateau.update(score if score is not None else record.loss,
                                              record.learning_rate)
             if val is not None:
                 self.best_validation_score_ = plateau.best
@@ -887,7 +897,8 @@ class NNClassifier(Params):
                     # epoch's weights when early stopping has just restored them)
                     if not restored:
                         self._params = trainer.params
-                    self._opt_state = trainer.state
+                    if trainer.state is not None:  # None only once _forget_fit has run
+                        self._opt_state = trainer.state
         return paused
 
     def _augmenter(self, preprocessed_with: Any = None) -> Any:
@@ -901,7 +912,8 @@ class NNClassifier(Params):
         prep = preprocessed_with if preprocessed_with is not None else getattr(self, "preprocessor_", None)
         pixels = pixel_map(prep)
         if pixels is not None:
-            pixels = tuple(v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
+            mean, scale = (v if isinstance(v, float) else self._to_float_on_model(v) for v in pixels)
+            pixels = (mean, scale)
         return RandomShift(shift, image_shape_of(self.n_features_in_, getattr(self, "image_shape_", None)),
                            self.random_seed_, pixels, flip=bool(self.augment_flip))
 
@@ -941,7 +953,7 @@ class NNClassifier(Params):
         input_shape = self._network_input_shape(n_features, sample_shape)
         seed = self.random_seed
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
+            seed = int(cast(int, np.random.SeedSequence().entropy) % (2**63))
             if comm is not None:  # the same initial weights on every rank
                 seed = comm.bcast(seed, root=0)
         self.random_seed_ = int(seed)
@@ -962,7 +974,7 @@ class NNClassifier(Params):
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self._reset_stopping()
-        self.preprocessor_ = None
+        self.preprocessor_: Preprocessor | None = None
         self.input_range_: tuple[float, float] | None = None
         self.class_names_ = None
         if self.class_names is not None:
@@ -1029,7 +1041,7 @@ class NNClassifier(Params):
                    output=self.output, bias=self.bias, dropout=dropout_rates(self.dropout, len(hidden)),
                    input_dropout=dropout_rates(self.input_dropout, 1)[0])
 
-    def _make_optimizer(self):
+    def _make_optimizer(self) -> Any:
         return make_optimizer(self.optimizer, momentum=float(self.momentum),
                               nesterov=bool(self.nesterovs_momentum),
                               beta_1=float(self.beta_1), beta_2=float(self.beta_2),
@@ -1047,13 +1059,13 @@ class NNClassifier(Params):
         that buffer, so arrays taken from here stay valid after another ``partial_fit``.
         """
         self._check_is_fitted()
-        return self._mlp.weights(self._params)
+        return list(self._mlp.weights(self._params))
 
     @property
     def intercepts_(self) -> list[Any]:
         """Bias vectors (empty list when ``bias=False``)."""
         self._check_is_fitted()
-        return self._mlp.biases(self._params)
+        return list(self._mlp.biases(self._params))
 
     @property
     def error_(self) -> list[float]:
@@ -1125,7 +1137,7 @@ class NNClassifier(Params):
         xp = self.backend_.xp
         prep = getattr(self, "preprocessor_", None)
         whole = prep is not None and prep.name == "per-set" and prep.standardizer_ is None
-        if whole:  # statistics of the whole input (a 0.1.0 run's description)
+        if whole and prep is not None:  # statistics of the whole input (a 0.1.0 run's description)
             X = prep.apply_new(self._to_float_on_model(X))
         out = []
         n = X.shape[0]
@@ -1228,7 +1240,7 @@ class NNClassifier(Params):
     # ------------------------------------------------------------------------------
     # Saving and loading (arraynn.model_io: .npz holding arrays plus JSON, no pickle)
     # ------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model (and its optimizer state) to one ``.npz`` file, atomically.
 
         The file holds the parameters, the optimizer's buffers, the classes and a
@@ -1241,7 +1253,7 @@ class NNClassifier(Params):
         return model_io.save_classifier(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str | Backend | None = None,
+    def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,
              device: Any = None, dtype: str | None = None) -> NNClassifier:
         """Load a model saved by :meth:`save`, or a run of ``python -m arraynn.train``,
         onto any backend.
@@ -1261,7 +1273,8 @@ class NNClassifier(Params):
         backend, device, dtype : optional
             Where to put the model; default: NumPy on the CPU, in the saved dtype.
         """
-        return model_io.load_classifier(cls, path, backend, device, dtype)
+        loaded: NNClassifier = model_io.load_classifier(cls, path, backend, device, dtype)
+        return loaded
 
 
 # ----------------------------------------------------------------------------------

@@ -129,8 +129,8 @@ class Conv2D(Layer):
         """Samples per chunk: all of them when their columns fit the workspace limit."""
         n, c, h, w = x.shape
         oh, ow = win.output_hw(h, w)
-        per_sample = c * win.kh * win.kw * oh * ow * _itemsize(x)
-        return max(1, min(n, WORKSPACE_LIMIT_BYTES // max(per_sample, 1)))
+        per_sample = int(c) * win.kh * win.kw * int(oh) * int(ow) * _itemsize(x)
+        return max(1, min(int(n), WORKSPACE_LIMIT_BYTES // max(per_sample, 1)))
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
         xp = ops.xp

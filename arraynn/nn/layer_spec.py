@@ -134,8 +134,8 @@ def format_layers(layers: Sequence[Layer]) -> str:
             out.append("gap")
         elif type(layer).kind in _PLAIN:
             out.append(type(layer).kind)
-        elif getattr(layer, "name", None) in _PLAIN:
-            out.append(layer.name)  # Activation("relu")
+        elif (name := getattr(layer, "name", None)) in _PLAIN:
+            out.append(name)  # Activation("relu")
         else:
             raise ValueError(f"the layers spec has no word for {layer!r}")
     return ",".join(out)

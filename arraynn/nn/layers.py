@@ -70,14 +70,14 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.config() == self.config()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.config() == self.config()
 
     def __hash__(self) -> int:
         return hash(repr(self))
 
     # scikit-learn's clone deep-copies parameters that are not estimators; a layer is
     # immutable in use, so a copy is the layer again, with the same hyperparameters.
-    def __deepcopy__(self, memo: dict) -> Layer:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Layer:
         return layer_from_config(self.config())
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -260,8 +260,9 @@ class Flatten(Layer):
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: E402  (they build on Layer)
 
 #: The layers a model file may name, by ``kind``.
-LAYERS: dict[str, type[Layer]] = {c.kind: c for c in (Dense, Activation, ReLU, Sigmoid, Tanh, Dropout,
-                                                      Flatten, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)}
+_KINDS: tuple[type[Layer], ...] = (Dense, Activation, ReLU, Sigmoid, Tanh, Dropout, Flatten, Conv2D,
+                                   MaxPool2D, AvgPool2D, GlobalAvgPool2D)
+LAYERS: dict[str, type[Layer]] = {c.kind: c for c in _KINDS}
 
 
 def windowed(layers: Any) -> bool:

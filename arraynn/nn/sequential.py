@@ -152,7 +152,7 @@ class Sequential:
         n = X.shape[0]
         masks: list[Any] = []
         for layer, shape, stream in zip(self.layers, self.input_shapes, self._streams):
-            if stream is None or not layer.rate:
+            if stream is None or not isinstance(layer, Dropout) or not layer.rate:
                 masks.append(None)
                 continue
             size = math.prod(shape)

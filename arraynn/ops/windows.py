@@ -123,7 +123,7 @@ def add_windows(parts: list[Any], shape: tuple[int, int, int, int], win: Window,
     t, b, l_, r = win.pad
     hp, wp = h + t + b, w + l_ + r
     span_h, span_w = win.sh * (oh - 1) + 1, win.sw * (ow - 1) + 1
-    total = None
+    total: Any = None
     for k, part in enumerate(parts):
         i, j = divmod(k, win.kw)
         piece = pad2d(dilate(part, win.sh, win.sw, xp), (i, hp - i - span_h, j, wp - j - span_w), xp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import UsageError
 
@@ -250,7 +250,7 @@ exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 130 interrupt
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (raised, reported by ``main``)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 

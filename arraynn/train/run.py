@@ -111,6 +111,7 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
             rd.write_config(saved)
         if world.size > 1:
             world.bcast({"saved": saved, "resumable": resumable, "cfg": cfg, "run_dir": str(rd.path)})
+    assert cfg is not None  # rank 0 resolves it; the others are given it
     device_given = (args.device if args.device is not None else (saved or {}).get("device_arg")) is not None
     be = distributed.rank_backend(backend_from(args, saved), world, device_given)
     comm = distributed.communicator(args.comm or "auto", be, world) if args.distributed else world
