@@ -735,7 +735,7 @@ class NNClassifier(Params):
         (scikit-learn's: the validation's with early stopping, else the loss's)."""
         es = bool(self.early_stopping)
         self._stopping = {"monitor": self._monitor_name()}
-        self._best_params = None
+        self._best_params = self._best_stats = None
         self.validation_scores_: list[float] | None = [] if es else None
         self.best_validation_score_ = -np.inf if es else None
         self.best_loss_ = None if es else np.inf
@@ -850,12 +850,16 @@ class NNClassifier(Params):
                 self.best_validation_score_ = plateau.best
                 if improved:  # a device copy of the flat buffer, only at a new best
                     self._best_params = be.xp.asarray(record.params, copy=True)
+                    stats = record.state.get("stats")
+                    self._best_stats = None if stats is None else be.xp.asarray(stats, copy=True)
             else:
                 self.best_loss_ = plateau.best
             self._stopping = {"monitor": monitor, **plateau.state()}
             finished = event == "stop" or record.epoch >= end_epoch
             if finished and val is not None and self._best_params is not None:
                 self._params = be.xp.asarray(self._best_params, copy=True)
+                if getattr(self, "_best_stats", None) is not None:  # BatchNorm's, of the same epoch
+                    self._opt_state["stats"] = be.xp.asarray(self._best_stats, copy=True)
                 restored = True
             if verbose:
                 extra = "" if score is None else f"  validation score {score:.6f}"
@@ -899,6 +903,8 @@ class NNClassifier(Params):
                         self._params = trainer.params
                     if trainer.state is not None:  # None only once _forget_fit has run
                         self._opt_state = trainer.state
+                        if restored and getattr(self, "_best_stats", None) is not None:
+                            self._opt_state["stats"] = self._best_stats
         return paused
 
     def _augmenter(self, preprocessed_with: Any = None) -> Any:
@@ -928,7 +934,7 @@ class NNClassifier(Params):
         """Back to unfitted: drop every learned attribute."""
         for name in ("_params", "_opt_state", "_opt", "_mlp", "classes_", "n_features_in_",
                      "loss_curve_", "n_iter_", "random_seed_", "backend_", "tf32_", "preprocessor_",
-                     "class_names_", "feature_names_in_", "_stopping", "_best_params",
+                     "class_names_", "feature_names_in_", "_stopping", "_best_params", "_best_stats",
                      "validation_scores_", "best_validation_score_", "best_loss_", "image_shape_",
                      "input_shape_",
                      "input_range_"):
@@ -971,6 +977,8 @@ class NNClassifier(Params):
                                                  self.init)
             self._opt = self._make_optimizer()
             self._opt_state = self._opt.init(self._params)
+            if self._mlp.has_state:  # BatchNorm's running statistics
+                self._opt_state["stats"] = self._mlp.init_state(backend)
         self.loss_curve_: list[float] = []
         self.n_iter_ = 0
         self._reset_stopping()
@@ -1117,7 +1125,7 @@ class NNClassifier(Params):
 
     def _proba_of_prepared(self, X: Any) -> Any:
         """Class probabilities of preprocessed inputs on the model's device."""
-        p = self._mlp.predict_proba(self._params, X)
+        p = self._mlp.predict_proba(self._params, X, self._opt_state.get("stats"))
         if self.output == "sigmoid":
             p = p / self.backend_.xp.sum(p, axis=1, keepdims=True)
         return p
@@ -1128,7 +1136,7 @@ class NNClassifier(Params):
         ``sigmoid(z_k) / sum_j sigmoid(z_j)``, ``log_softmax(log_sigmoid(z))`` with
         ``log_sigmoid(z) = -softplus(-z)``. Finite where the probabilities underflow."""
         xp = self.backend_.xp
-        z = self._mlp.forward(self._params, X)
+        z = self._mlp.forward(self._params, X, self._opt_state.get("stats"))
         if self.output == "sigmoid":
             z = -softplus(-z, xp)
         return log_softmax(z, xp)
@@ -1221,8 +1229,9 @@ class NNClassifier(Params):
             state["_params"] = be.to_numpy(self._params)
             state["_opt_state"] = {k: be.to_numpy(v) if hasattr(v, "shape") else v
                                    for k, v in self._opt_state.items() if not k.startswith("_")}
-            if state.get("_best_params") is not None:
-                state["_best_params"] = be.to_numpy(self._best_params)
+            for key in ("_best_params", "_best_stats"):
+                if state.get(key) is not None:
+                    state[key] = be.to_numpy(state[key])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -1234,8 +1243,9 @@ class NNClassifier(Params):
             self._params = be.asarray(state["_params"], dtype=be.dtype)
             self._opt_state = {k: be.asarray(v, dtype=be.dtype) if hasattr(v, "shape") else v
                                for k, v in state["_opt_state"].items()}
-            if state.get("_best_params") is not None:
-                self._best_params = be.asarray(state["_best_params"], dtype=be.dtype)
+            for key in ("_best_params", "_best_stats"):
+                if state.get(key) is not None:
+                    setattr(self, key, be.asarray(state[key], dtype=be.dtype))
 
     # ------------------------------------------------------------------------------
     # Saving and loading (arraynn.model_io: .npz holding arrays plus JSON, no pickle)

@@ -32,7 +32,8 @@ to ``MatMul`` (and ``Add`` with a bias), the hidden activations to ``Relu``,
 ``Div``); a network of images starts with a ``Reshape`` of the (preprocessed) rows to
 ``(N, channels, height, width)``, and its convolutions map to ``Conv`` (the kernels in
 the same ``(filters, channels, kh, kw)`` layout, the explicit padding), pooling to
-``MaxPool``, ``AveragePool`` and ``GlobalAveragePool`` (with a ``Flatten``), and
+``MaxPool``, ``AveragePool`` and ``GlobalAveragePool`` (with a ``Flatten``), batch
+normalisation to ``BatchNormalization`` with its running statistics, and
 ``Flatten`` to ``Flatten``; dropout is the identity at prediction and has no node. A layer without a
 mapping is an :class:`ExportError` that names it. The weights are stored as float32
 (a float64 model is rounded once).
@@ -162,10 +163,21 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
     n_classes = len(est.classes_)
     nodes, inits, a, scheme = _preprocessing_nodes(getattr(est, "preprocessor_", None), "input", helper,
                                                    numpy_helper)
-    from .nn.layers import Activation, AvgPool2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D
+    from .nn.layers import (
+        Activation,
+        AvgPool2D,
+        BatchNorm,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        GlobalAvgPool2D,
+        MaxPool2D,
+    )
 
     net = est._mlp
     views = net.layout.views(np.asarray(be.to_numpy(est._params)))
+    stats = net.state_layout.views(np.asarray(be.to_numpy(est._opt_state["stats"]))) if net.has_state else []
     if len(net.input_shape) > 1:  # flat rows to images (n, c, h, w), C order as the network reads them
         shape = numpy_helper.from_array(np.array([-1, *net.input_shape], dtype=np.int64), "input_image_shape")
         inits.append(shape)
@@ -212,6 +224,14 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
             nodes += [helper.make_node("GlobalAveragePool", [a], [out + "_nc11"], name=out),
                       helper.make_node("Flatten", [out + "_nc11"], [out], axis=1, name=out + "_flatten")]
             a = out
+        elif isinstance(layer, BatchNorm):
+            names = [f"layer_{i}_{n}" for n in ("scale", "bias", "running_mean", "running_var")]
+            values = own + [np.ascontiguousarray(stats[k], dtype=np.float32) for k in net.state_slots[i]]
+            inits += [numpy_helper.from_array(v, n) for v, n in zip(values, names)]
+            out = f"layer_{i}_batchnorm"
+            nodes.append(helper.make_node("BatchNormalization", [a, *names], [out], name=out,
+                                          epsilon=layer.epsilon))
+            a = out
         elif isinstance(layer, Dropout):
             continue  # the identity at prediction
         elif isinstance(layer, Flatten):
@@ -223,7 +243,7 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
         else:
             raise ExportError(f"the layer {layer!r} (layer {i}) has no ONNX mapping in arraynn.export; "
                               "mapped: Dense, ReLU, Sigmoid, Tanh, Dropout, Flatten, Conv2D, MaxPool2D, "
-                              "AvgPool2D, GlobalAvgPool2D")
+                              "AvgPool2D, GlobalAvgPool2D, BatchNorm")
     if est.output == "softmax":
         nodes.append(helper.make_node("Softmax", [a], ["probabilities"], axis=1, name="output_softmax"))
     else:  # the article's: sigmoids normalised to sum to 1, as predict_proba does

@@ -23,6 +23,7 @@ these layers.
 from .nn.layers import (
     Activation,
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
@@ -36,5 +37,5 @@ from .nn.layers import (
     layer_from_config,
 )
 
-__all__ = ["Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "Layer",
-           "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config"]
+__all__ = ["Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
+           "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config"]

@@ -187,6 +187,11 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     if best is not None:
         for i, a in enumerate(layout.views(be.to_numpy(best))):
             arrays[f"best_param_{i}"] = a
+    if clf._mlp.has_state:  # BatchNorm's running statistics (and those of the best epoch)
+        arrays["state_stats"] = be.to_numpy(clf._opt_state["stats"])
+        best_stats = getattr(clf, "_best_stats", None)
+        if best is not None and best_stats is not None:
+            arrays["best_state_stats"] = be.to_numpy(best_stats)
     classes = clf.classes_
     arrays["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
     params = clf.get_params()
@@ -380,6 +385,11 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
         raise ModelFileError(f"{path}: the {clf.optimizer!r} optimizer's buffers {missing} are "
                              "missing; the file is incomplete")
     state["t"] = int(meta["optimizer_step"])
+    clf._best_stats = None
+    if clf._mlp.has_state:
+        state["stats"] = _stats(path, arrays, "state_stats", clf._mlp.state_layout.size, be)
+        if "best_state_stats" in arrays:
+            clf._best_stats = _stats(path, arrays, "best_state_stats", clf._mlp.state_layout.size, be)
     clf._opt_state = state
     clf.n_iter_ = int(meta["n_iter"])
     clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
@@ -388,6 +398,16 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     clf.input_range_ = _input_range(path, meta) if clf.preprocessor_ is not None else None
     _load_training_state(path, arrays, meta, clf, be, layout)
     return clf
+
+
+def _stats(path: Path, arrays: dict[str, np.ndarray], key: str, size: int, be: Any) -> Any:
+    """The saved state buffer ``key`` (BatchNorm's running statistics), checked."""
+    a = arrays.get(key)
+    if a is None or a.ndim != 1 or a.size != size or a.dtype.kind != "f" or not np.isfinite(a).all():
+        raise ModelFileError(f"{path}: its network has BatchNorm layers, whose running statistics "
+                             f"{key!r} ({size} finite numbers) are missing or damaged; the file is damaged, "
+                             "incomplete or was edited")
+    return be.asarray(a, dtype=be.dtype)
 
 
 def _input_range(path: Path, meta: dict[str, Any]) -> tuple[float, float] | None:

@@ -159,7 +159,7 @@ class Conv2D(Layer):
         W = params[0]
         n = shape[0]
         W2 = xp.reshape(W, (self.filters, -1))
-        dy3 = xp.reshape(dy, (n, self.filters, -1))
+        dy3 = xp.reshape(dy, (n, self.filters, math.prod(dy.shape[2:])))  # n may be 0 (a rank's empty slice)
         if self.bias:
             grads[1] = xp.sum(dy3, axis=(0, 2))
         dx = None

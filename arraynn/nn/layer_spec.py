@@ -14,6 +14,7 @@ Layers are separated by commas; each is a name with its numbers run in::
 ``relu``, ``sigmoid``,      the activations
 ``tanh``
 ``dropout<R>``              ``Dropout(R)``
+``bn[<M>]``                 ``BatchNorm(momentum=M)`` (default 0.9)
 ``flatten``                 ``Flatten()``
 ==========================  =============================================================
 
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 
 from .layers import (
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
@@ -43,7 +45,7 @@ __all__ = ["SYNTAX", "format_layers", "parse_layers"]
 
 #: One line on the syntax, for error messages and ``--help``.
 SYNTAX = ("comma-separated layers: conv<F>k<K>[s<S>][same|valid|p<P>][nobias], maxpool<P>[s<S>], "
-          "avgpool<P>[s<S>], gap, dense<N>[nobias], relu, sigmoid, tanh, dropout<R>, flatten "
+          "avgpool<P>[s<S>], gap, dense<N>[nobias], relu, sigmoid, tanh, dropout<R>, bn[<M>], flatten "
           "(e.g. conv32k3same,relu,maxpool2,flatten,dense128,relu,dropout0.3)")
 
 _N = r"\d+(?:x\d+)?"
@@ -51,6 +53,7 @@ _CONV = re.compile(rf"conv(\d+)k({_N})(?:s({_N}))?(same|valid|p{_N})?(nobias)?")
 _POOL = re.compile(rf"(maxpool|avgpool)({_N})(?:s({_N}))?")
 _DENSE = re.compile(r"dense(\d+)(nobias)?")
 _DROPOUT = re.compile(r"dropout(\d*\.?\d+(?:e-?\d+)?)")
+_BN = re.compile(r"bn(\d*\.?\d+)?")
 _PLAIN = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "flatten": Flatten, "gap": GlobalAvgPool2D}
 
 
@@ -84,6 +87,9 @@ def _one(item: str) -> Layer:
     m = _DROPOUT.fullmatch(item)
     if m:
         return Dropout(float(m.group(1)))
+    m = _BN.fullmatch(item)
+    if m:
+        return BatchNorm(float(m.group(1))) if m.group(1) else BatchNorm()
     raise ValueError(f"unknown layer {item!r}; {SYNTAX}")
 
 
@@ -132,6 +138,8 @@ def format_layers(layers: Sequence[Layer]) -> str:
             out.append(f"dropout{layer.rate:g}")
         elif isinstance(layer, GlobalAvgPool2D):
             out.append("gap")
+        elif isinstance(layer, BatchNorm) and layer.epsilon == BatchNorm().epsilon:
+            out.append("bn" if layer.momentum == BatchNorm().momentum else f"bn{layer.momentum:g}")
         elif type(layer).kind in _PLAIN:
             out.append(type(layer).kind)
         elif (name := getattr(layer, "name", None)) in _PLAIN:

@@ -43,8 +43,9 @@ from typing import Any
 
 from ..ops import ACTIVATIONS, Ops
 
-__all__ = ["LAYERS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
-           "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config", "windowed"]
+__all__ = ["LAYERS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Flatten",
+           "GlobalAvgPool2D", "Layer", "MaxPool2D", "ReLU", "Sigmoid", "Tanh", "layer_from_config",
+           "windowed"]
 
 Shape = tuple[int, ...]
 
@@ -84,6 +85,24 @@ class Layer:
         return tuple(input_shape)
 
     def param_shapes(self, input_shape: Shape) -> list[Shape]:
+        return []
+
+    def initial_params(self, input_shape: Shape) -> list[float | None]:
+        """Constant starting values of the parameters, in order (None: drawn by the
+        initializer if a weight matrix, else 0); empty: the same for every parameter."""
+        return []
+
+    def state_shapes(self, input_shape: Shape) -> list[Shape]:
+        """The shapes of the layer's state (kept across steps, not trained: BatchNorm's
+        running statistics), in the network's state buffer."""
+        return []
+
+    def initial_state(self, input_shape: Shape) -> list[float]:
+        """The state's starting values, one constant per state array."""
+        return []
+
+    def updated_state(self, ops: Ops, stats: list[Any], cache: Any) -> list[Any]:
+        """The state after a training step whose forward pass made ``cache``."""
         return []
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
@@ -248,7 +267,7 @@ class Flatten(Layer):
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
         if x.ndim == 2:
             return x, None
-        return ops.xp.reshape(x, (x.shape[0], -1)), tuple(x.shape)
+        return ops.xp.reshape(x, (x.shape[0], math.prod(x.shape[1:]))), tuple(x.shape)
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
@@ -258,10 +277,11 @@ class Flatten(Layer):
 
 
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D  # noqa: E402  (they build on Layer)
+from .norm import BatchNorm  # noqa: E402
 
 #: The layers a model file may name, by ``kind``.
 _KINDS: tuple[type[Layer], ...] = (Dense, Activation, ReLU, Sigmoid, Tanh, Dropout, Flatten, Conv2D,
-                                   MaxPool2D, AvgPool2D, GlobalAvgPool2D)
+                                   MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm)
 LAYERS: dict[str, type[Layer]] = {c.kind: c for c in _KINDS}
 
 

@@ -166,20 +166,28 @@ class Trainer:
         grad_buffer = xp.empty_like(params)
         root = comm.rank == 0
         seed = self.noise_seed
+        stateful = bool(getattr(mlp, "has_state", False))
+
+        def reduce(a: Any) -> Any:  # BatchNorm's sums over the ranks
+            return comm.allreduce(a, be)
 
         def step(params: Any, opt: Any, state: dict[str, Any], X: Any, Y: Any, lr: float,
                  l1: float, l2: float, sample_weight: Any = None,
                  first_row: int = 0) -> tuple[Any, dict[str, Any], Any]:
-            if X.shape[0]:
-                # the global minibatch's masks, the rows of this rank's slice
+            stats = state.get("stats") if stateful else None
+            if X.shape[0] or stateful:
+                # the global minibatch's masks, the rows of this rank's slice; a network with
+                # BatchNorm runs even on no rows, to take part in its statistics' allreduces
                 masks = None if seed is None else mlp.dropout_masks(X, seed, state["t"], first_row)
-                loss, grads = mlp.loss_and_grad(params, X, Y, l1 if root else 0.0,
-                                                l2 if root else 0.0, grad_buffer,
-                                                sample_weight=sample_weight, masks=masks)
+                loss, grads, stats = mlp.loss_grad_and_state(
+                    params, X, Y, l1 if root else 0.0, l2 if root else 0.0, grad_buffer,
+                    sample_weight=sample_weight, masks=masks, stats=stats, reduce=reduce)
             else:  # an uneven last batch left this rank no rows
                 loss, grads = xp.zeros((), dtype=params.dtype, device=be.device), xp.zeros_like(params)
             grads = comm.allreduce(grads, be)
             params, state = opt.update(params, grads, state, lr)
+            if stats is not None:
+                state["stats"] = stats
             return params, state, loss
 
         return step

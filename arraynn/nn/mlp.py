@@ -212,10 +212,12 @@ class MLP(Sequential):
         activations = [c for layer, c in zip(self.layers, caches) if isinstance(layer, Activation)]
         return z, inputs, activations
 
-    def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
-                      grad_buffer: Any = None, sample_weight: Any = None,
-                      masks: list[Any] | None = None) -> tuple[Any, Any]:
-        """:meth:`Sequential.loss_and_grad`, with ``masks`` one per layer input, as
-        :meth:`dropout_masks` gives them."""
-        return super().loss_and_grad(params, X, Y, l1, l2, grad_buffer, sample_weight,
-                                     self._per_layer(masks))
+    def loss_grad_and_state(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
+                            grad_buffer: Any = None, sample_weight: Any = None,
+                            masks: list[Any] | None = None, stats: Any = None, reduce: Any = None
+                            ) -> tuple[Any, Any, Any]:
+        """:meth:`Sequential.loss_grad_and_state` (and so ``loss_and_grad`` and
+        ``train_step``), with ``masks`` one per layer input, as :meth:`dropout_masks`
+        gives them."""
+        return super().loss_grad_and_state(params, X, Y, l1, l2, grad_buffer, sample_weight,
+                                           self._per_layer(masks), stats, reduce)

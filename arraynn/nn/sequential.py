@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from ..ops import OUTPUTS, ops_of
 from . import random
@@ -66,8 +67,11 @@ class Sequential:
         self.output = output
         self.input_shape = tuple(int(d) for d in input_shape)
         shapes: list[tuple[int, ...]] = []
+        state_shapes: list[tuple[int, ...]] = []
         #: Per layer: the indices of its parameters in the flat layout.
         self.slots: list[list[int]] = []
+        #: Per layer: the indices of its state (running statistics) in the state layout.
+        self.state_slots: list[list[int]] = []
         #: Per layer: the shape of one sample of its input.
         self.input_shapes: list[tuple[int, ...]] = []
         self._weights: list[int] = []
@@ -81,6 +85,9 @@ class Sequential:
             self.slots.append(list(range(first, first + len(own))))
             self._weights += [first + w for w in layer.weight_params]
             shapes += own
+            kept = [tuple(int(d) for d in s) for s in layer.state_shapes(shape)]
+            self.state_slots.append(list(range(len(state_shapes), len(state_shapes) + len(kept))))
+            state_shapes += kept
             stream = None
             if isinstance(layer, Dropout):
                 stream = random.STREAMS["dropout"] + seen_params - 1
@@ -98,6 +105,8 @@ class Sequential:
         self.n_outputs = int(shape[0])
         #: The parameter layout of the flat buffer.
         self.layout = ParamLayout(shapes)
+        #: The layout of the state buffer (running statistics; empty for most networks).
+        self.state_layout = ParamLayout(state_shapes)
         # whether a layer's input gradient is needed: some layer before it has parameters
         self._need_dx = [any(self.slots[j] for j in range(i)) for i in range(len(self.layers))]
 
@@ -131,7 +140,39 @@ class Sequential:
     def init_params(self, backend: Any, rng: Any, init: str = "uniform") -> Any:
         """Draw the weight matrices on the host with ``rng`` (in layer order; biases start
         at zero) and copy the whole flat buffer to ``backend`` in one transfer."""
-        return backend.asarray(draw_flat(rng, self.layout.shapes, self._weights, init))
+        flat = draw_flat(rng, self.layout.shapes, self._weights, init)
+        lay = self.layout
+        for layer, slots, shape in zip(self.layers, self.slots, self.input_shapes):
+            for k, value in zip(slots, layer.initial_params(shape)):
+                if value is not None:
+                    flat[lay.offsets[k]:lay.offsets[k] + lay.sizes[k]] = value
+        return backend.asarray(flat)
+
+    # ---- state --------------------------------------------------------------------
+    @property
+    def has_state(self) -> bool:
+        """Whether the network keeps state besides its parameters (BatchNorm's running
+        statistics): then a training step reads and returns ``state["stats"]``, and
+        prediction needs it."""
+        return self.state_layout.size > 0
+
+    def init_state(self, backend: Any) -> Any:
+        """The starting state buffer (running means 0, variances 1), on ``backend``."""
+        flat = np.zeros(self.state_layout.size, dtype=np.float64)
+        lay = self.state_layout
+        for layer, slots, shape in zip(self.layers, self.state_slots, self.input_shapes):
+            for k, value in zip(slots, layer.initial_state(shape)):
+                flat[lay.offsets[k]:lay.offsets[k] + lay.sizes[k]] = value
+        return backend.asarray(flat)
+
+    def _state_views(self, stats: Any, xp: Any) -> list[list[Any]] | None:
+        if not self.has_state:
+            return None
+        if stats is None:
+            raise ValueError("this network has BatchNorm layers: give it its running statistics "
+                             "(stats=, the training state's 'stats')")
+        views = self.state_layout.views(stats, xp)
+        return [[views[k] for k in slots] for slots in self.state_slots]
 
     # ---- dropout ------------------------------------------------------------------
     @property
@@ -164,30 +205,34 @@ class Sequential:
     def _layer_views(self, views: list[Any]) -> list[list[Any]]:
         return [[views[k] for k in slots] for slots in self.slots]
 
-    def _run(self, ops: Any, per_layer: list[list[Any]], X: Any, masks: list[Any] | None = None
+    def _run(self, ops: Any, per_layer: list[list[Any]], X: Any, masks: list[Any] | None = None,
+             stats: list[list[Any]] | None = None, training: bool = True, reduce: Any = None
              ) -> tuple[Any, list[Any]]:
-        """The logits and each layer's cache (``per_layer``: :meth:`_layer_views`)."""
+        """The logits and each layer's cache (``per_layer``: :meth:`_layer_views`;
+        ``stats``: :meth:`_state_views`; ``training``: batch statistics rather than the
+        running ones; ``reduce``: the sum over data-parallel ranks)."""
         caches = []
         a = X
         if len(self.input_shape) > 1 and X.ndim == 2:  # flat rows of images
             a = ops.xp.reshape(X, (X.shape[0], *self.input_shape))
         for i, layer in enumerate(self.layers):
             mask = None if masks is None else masks[i]
-            a, cache = layer.forward(ops, per_layer[i], a, mask=mask)
+            a, cache = layer.forward(ops, per_layer[i], a, mask=mask, training=training, reduce=reduce,
+                                     stats=None if stats is None or not stats[i] else stats[i])
             caches.append(cache)
         return a, caches
 
-    def forward(self, params: Any, X: Any) -> Any:
-        """The logits of ``X``."""
+    def forward(self, params: Any, X: Any, stats: Any = None) -> Any:
+        """The logits of ``X`` (at prediction: dropout off, BatchNorm on the running
+        statistics ``stats``, the state buffer, which a network with BatchNorm needs)."""
         ops = ops_of(X)
-        z, _ = self._run(ops, self._layer_views(self.layout.views(params, ops.xp)), X)
+        z, _ = self._run(ops, self._layer_views(self.layout.views(params, ops.xp)), X,
+                         stats=self._state_views(stats, ops.xp), training=False)
         return z
 
-    def predict_proba(self, params: Any, X: Any) -> Any:
-        """The output head's probabilities for ``X``."""
-        ops = ops_of(X)
-        z, _ = self._run(ops, self._layer_views(self.layout.views(params, ops.xp)), X)
-        return ops.probabilities(self.output, z)
+    def predict_proba(self, params: Any, X: Any, stats: Any = None) -> Any:
+        """The output head's probabilities for ``X`` (``stats`` as in :meth:`forward`)."""
+        return ops_of(X).probabilities(self.output, self.forward(params, X, stats))
 
     def penalty(self, params: Any, l1: float, l2: float) -> Any:
         """The L1/L2 penalty of the weight matrices (0-d array)."""
@@ -195,7 +240,8 @@ class Sequential:
 
     def loss_and_grad(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
                       grad_buffer: Any = None, sample_weight: Any = None,
-                      masks: list[Any] | None = None) -> tuple[Any, Any]:
+                      masks: list[Any] | None = None, stats: Any = None, reduce: Any = None
+                      ) -> tuple[Any, Any]:
         """The summed data loss of ``(X, Y)`` (0-d) and the flat gradient of the loss
         plus the penalty.
 
@@ -204,12 +250,32 @@ class Sequential:
         without it, or on the generic path, the gradient is a new array.
         ``sample_weight``, a 1-D array of ``X``'s dtype and device, weights each row's
         loss and error term. ``masks``, from :meth:`dropout_masks`, are the step's
-        dropout (None: no dropout).
+        dropout (None: no dropout). BatchNorm normalises with the batch's statistics
+        (shifted by the running means of ``stats``, the state buffer, when given);
+        ``reduce`` sums them over data-parallel ranks. :meth:`loss_grad_and_state` also
+        returns the updated running statistics.
         """
+        loss, grads, _ = self.loss_grad_and_state(params, X, Y, l1, l2, grad_buffer, sample_weight, masks,
+                                                  stats, reduce)
+        return loss, grads
+
+    def loss_grad_and_state(self, params: Any, X: Any, Y: Any, l1: float = 0.0, l2: float = 0.0,
+                            grad_buffer: Any = None, sample_weight: Any = None,
+                            masks: list[Any] | None = None, stats: Any = None, reduce: Any = None
+                            ) -> tuple[Any, Any, Any]:
+        """:meth:`loss_and_grad` and the state buffer after the step (the running
+        statistics updated from this batch's; None when the network keeps no state or
+        ``stats`` is None)."""
         ops = ops_of(X)
         views = self.layout.views(params, ops.xp)
         per_layer = self._layer_views(views)
-        z, caches = self._run(ops, per_layer, X, masks)
+        state_views = self._state_views(stats, ops.xp) if stats is not None else None
+        z, caches = self._run(ops, per_layer, X, masks, state_views, True, reduce)
+        new_stats = None
+        if state_views is not None:
+            updated = [a for i, layer in enumerate(self.layers) if state_views[i]
+                       for a in layer.updated_state(ops, state_views[i], caches[i])]
+            new_stats = ops.xp.concat([ops.xp.reshape(a, (-1,)) for a in updated])
         if sample_weight is None:
             loss, delta = ops.loss_and_delta(self.output, z, Y)
         else:
@@ -225,7 +291,7 @@ class Sequential:
                                             need_dx=self._need_dx[i], l1=l1, l2=l2)
             for k, g in zip(slots, layer_grads):
                 grads[k] = g
-        return loss, ops.pack(grads, out, grad_buffer)
+        return loss, ops.pack(grads, out, grad_buffer), new_stats
 
     def train_step(self, params: Any, optimizer: Any, state: dict[str, Any], X: Any, Y: Any,
                    learning_rate: Any, l1: float = 0.0, l2: float = 0.0,
@@ -234,9 +300,15 @@ class Sequential:
         """One minibatch: forward, backward, update; returns ``(params, state, loss)``
         (see :meth:`arraynn.nn.MLP.train_step`). With dropout, ``seed`` turns it on."""
         masks = None if seed is None else self.dropout_masks(X, seed, state["t"])
-        loss, grads = self.loss_and_grad(params, X, Y, l1, l2, grad_buffer,
-                                         sample_weight=sample_weight, masks=masks)
+        stats = state.get("stats") if self.has_state else None
+        if self.has_state and stats is None:
+            raise ValueError("this network has BatchNorm layers: its training state needs their running "
+                             "statistics, state['stats'] = net.init_state(backend)")
+        loss, grads, stats = self.loss_grad_and_state(params, X, Y, l1, l2, grad_buffer,
+                                                      sample_weight=sample_weight, masks=masks, stats=stats)
         params, state = optimizer.update(params, grads, state, learning_rate)
+        if stats is not None:
+            state["stats"] = stats
         return params, state, loss
 
     def one_hot(self, labels: Any, dtype: Any) -> Any:

@@ -148,7 +148,7 @@ class JitTrainStep:
         counter = state.get(_COUNTER)
         if counter is None or state.get(_COUNTER_AT) != t:
             counter = self._device_scalar(params, t, "int32")
-        buffers = {k: state[k] for k in optimizer.buffers}
+        buffers = {k: state[k] for k in (*optimizer.buffers, *(("stats",) if "stats" in state else ()))}
         lr = self._learning_rate(params, learning_rate)
         params, new_buffers, counter, loss = self._step(params, buffers, counter, lr, X, Y,
                                                       sample_weight)

@@ -397,7 +397,8 @@ def _add_training_flags(g: Any) -> None:
                         "--dropout and --input-dropout (the output layer is added): "
                         "comma-separated conv<F>k<K>[s<S>][same|valid|p<P>][nobias], "
                         "maxpool<P>[s<S>], avgpool<P>[s<S>], gap (global average pooling), "
-                        "dense<N>[nobias], relu, sigmoid, tanh, dropout<R>, flatten; e.g. "
+                        "dense<N>[nobias], relu, sigmoid, tanh, dropout<R>, bn[<M>] (batch "
+                        "normalisation, momentum M), flatten; e.g. "
                         "conv32k3same,relu,maxpool2,flatten,dense128,relu,dropout0.3 (images "
                         "enter as 1x28x28)")
     g.add_argument("--activation", choices=CHOICES["activation"], default=None,

@@ -321,3 +321,23 @@ def test_each_gpu_rank_gets_its_own_device(monkeypatch):
     assert distributed.rank_backend(gpu, SingleProcess(), device_given=False) is gpu
     cpu = arraynn.get_backend("numpy")
     assert distributed.rank_backend(cpu, rank3, device_given=False) is cpu
+
+
+def test_ranks_of_threads_train_batchnorm_with_the_global_batch_statistics(backend64):
+    # the sums of BatchNorm's statistics and of its input gradient go over the ranks, so
+    # 3 ranks train what one process trains; the last batch of 2 rows leaves a rank none
+    from arraynn import layers
+
+    rng = np.random.default_rng(5)
+    y = np.arange(34) % 3
+    X = (rng.normal(size=(34, 16)) + y[:, None]).reshape(34, 1, 4, 4)
+    body = [layers.Conv2D(3, 3, padding="same", bias=False), layers.BatchNorm(), layers.ReLU(),
+            layers.Flatten(), layers.Dense(5, bias=False), layers.BatchNorm(0.8), layers.Tanh()]
+    params = dict(layers=body, epochs=2, batch_size=8, random_seed=2, optimizer="adam", learning_rate=0.02,
+                  output="softmax", backend=backend64, dtype=backend64.dtype_name)
+    ref = NNClassifier(**params).fit(X, y)
+    be = ref.backend_
+    for model in _fit_on_ranks(3, params, X, y):
+        pairs = [(model._params, ref._params), (model._opt_state["stats"], ref._opt_state["stats"])]
+        for mine, want in pairs:
+            np.testing.assert_allclose(be.to_numpy(mine), be.to_numpy(want), rtol=1e-9, atol=1e-12)

@@ -211,3 +211,14 @@ def test_bad_layers_flags(flags, fragment, tmp_path, capsys):
     code, _, err = main_in_process(capsys, *flags)
     assert code == 2
     assert_one_line_error(err, fragment)
+
+
+def test_the_layers_spec_knows_batchnorm():
+    from arraynn import layers
+    from arraynn.nn.layer_spec import format_layers, parse_layers
+
+    got = parse_layers("conv8k3samenobias,bn,relu,flatten,dense16nobias,bn0.99,relu")
+    assert got[1] == layers.BatchNorm() and got[5] == layers.BatchNorm(momentum=0.99)
+    assert format_layers(got) == "conv8k3samenobias,bn,relu,flatten,dense16nobias,bn0.99,relu"
+    with pytest.raises(ValueError, match="no word"):
+        format_layers([layers.BatchNorm(epsilon=1e-3)])

@@ -1,0 +1,147 @@
+"""Batch normalisation with a hand-written backward pass, in Array API code.
+
+:class:`BatchNorm` normalises each channel (after a convolution: over the batch, height
+and width) or each feature (after a dense layer: over the batch) to zero mean and unit
+variance with the minibatch's statistics in a training step, then scales and shifts by
+its parameters ``gamma`` (starting at 1) and ``beta`` (at 0), which the optimizer trains
+and L1/L2 leave alone. At prediction it uses running statistics, which are *state*, not
+parameters: the network keeps them in a flat buffer of their own (``state["stats"]`` of
+the training state, saved in checkpoints and model files), and a training step returns
+them updated, ``running = momentum * running + (1 - momentum) * batch`` (the variance
+unbiased, ``m / (m - 1)`` times the batch's, as PyTorch keeps it).
+
+The batch statistics are sums: per channel ``sum(x - s)`` and ``sum((x - s)**2)`` and
+the count, shifted by the running mean ``s`` (the same on every rank) so the variance
+``E[(x - s)**2] - E[x - s]**2`` does not cancel once ``s`` is near the mean. Under
+data-parallel training the step passes ``reduce``, which sums an array over the ranks:
+the forward pass reduces the sums once, the backward pass the two sums its input
+gradient needs (of ``dy`` and ``dy * xhat``) once, so N ranks normalise with the global
+minibatch's statistics and train what one process trains (to rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..ops import Ops
+from .layers import Layer, Shape
+
+__all__ = ["BatchNorm"]
+
+
+class BatchNorm(Layer):
+    """Batch normalisation per channel (images) or per feature (rows).
+
+    Parameters
+    ----------
+    momentum : float in [0, 1), default 0.9
+        The share of the running statistics kept at each training step (Keras's
+        convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here).
+    epsilon : float > 0, default 1e-5
+        Added to the variance before its square root.
+    """
+
+    kind = "batchnorm"
+
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5) -> None:
+        try:
+            m, e = float(momentum), float(epsilon)
+        except (TypeError, ValueError):
+            raise ValueError(f"BatchNorm needs numbers, got momentum={momentum!r}, "
+                             f"epsilon={epsilon!r}") from None
+        if isinstance(momentum, bool) or not 0.0 <= m < 1.0:
+            raise ValueError(f"BatchNorm(momentum) needs a number in [0, 1), got {momentum!r}")
+        if isinstance(epsilon, bool) or not e > 0.0:
+            raise ValueError(f"BatchNorm(epsilon) needs a positive number, got {epsilon!r}")
+        self.momentum, self.epsilon = m, e
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "epsilon": self.epsilon}
+
+    def _channels(self, input_shape: Shape) -> int:
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"BatchNorm takes flat features or images (channels, height, width), got "
+                             f"samples of shape {tuple(input_shape)}")
+        return int(input_shape[0])
+
+    def param_shapes(self, input_shape: Shape) -> list[Shape]:
+        c = self._channels(input_shape)
+        return [(c,), (c,)]  # gamma, beta
+
+    def initial_params(self, input_shape: Shape) -> list[float | None]:
+        """The parameters' starting values: gamma 1, beta 0."""
+        return [1.0, 0.0]
+
+    def state_shapes(self, input_shape: Shape) -> list[Shape]:
+        c = self._channels(input_shape)
+        return [(c,), (c,)]  # running mean, running variance
+
+    def initial_state(self, input_shape: Shape) -> list[float]:
+        """The running statistics' starting values: mean 0, variance 1."""
+        return [0.0, 1.0]
+
+    @staticmethod
+    def _axes(x: Any) -> tuple[int, ...]:
+        return (0,) if x.ndim == 2 else (0, 2, 3)
+
+    @staticmethod
+    def _per_channel(xp: Any, v: Any, ndim: int) -> Any:
+        return v if ndim == 2 else xp.reshape(v, (1, -1, 1, 1))
+
+    def forward(self, ops: Ops, params: list[Any], x: Any, stats: list[Any] | None = None,
+                training: bool = True, reduce: Any = None, **step: Any) -> tuple[Any, Any]:
+        xp = ops.xp
+        gamma, beta = (self._per_channel(xp, p, x.ndim) for p in params)
+        if not training:
+            if stats is None:
+                raise ValueError("BatchNorm at prediction needs the running statistics (stats=)")
+            mean, var = (self._per_channel(xp, s, x.ndim) for s in stats)
+            return (x - mean) * (gamma / xp.sqrt(var + self.epsilon)) + beta, None
+        axes = self._axes(x)
+        c = params[0].shape[0]
+        shift = stats[0] if stats is not None else xp.zeros_like(params[0])
+        xs = x - self._per_channel(xp, shift, x.ndim)
+        count = xp.ones((1,), dtype=x.dtype, device=_device(x)) * (math.prod(x.shape) // c)
+        sums = xp.concat([xp.sum(xs, axis=axes), xp.sum(xs * xs, axis=axes), count])
+        if reduce is not None:
+            sums = reduce(sums)
+        m = sums[2 * c:]
+        mean_s = sums[:c] / m
+        var = xp.maximum(sums[c:2 * c] / m - mean_s * mean_s, xp.zeros_like(mean_s))
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        xhat = (xs - self._per_channel(xp, mean_s, x.ndim)) * self._per_channel(xp, inv, x.ndim)
+        return xhat * gamma + beta, (xhat, inv, mean_s + shift, var, m, reduce)
+
+    def updated_state(self, ops: Ops, stats: list[Any], cache: Any) -> list[Any]:
+        """The running statistics after a training step whose forward pass made ``cache``."""
+        xp = ops.xp
+        _, _, mean, var, m, _ = cache
+        unbiased = var * (m / xp.maximum(m - 1.0, xp.ones_like(m)))
+        k = self.momentum
+        return [k * stats[0] + (1.0 - k) * mean, k * stats[1] + (1.0 - k) * unbiased]
+
+    def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
+                 need_dx: bool = True, **step: Any) -> Any:
+        xp = ops.xp
+        xhat, inv, _, _, m, reduce = cache
+        axes = self._axes(dy)
+        c = params[0].shape[0]
+        g_beta = xp.sum(dy, axis=axes)
+        g_gamma = xp.sum(dy * xhat, axis=axes)
+        grads[0], grads[1] = g_gamma, g_beta
+        if not need_dx:
+            return None
+        sums = xp.concat([g_beta, g_gamma])
+        if reduce is not None:  # the global minibatch's sums
+            sums = reduce(sums)
+        pc = self._per_channel
+        scale = params[0] * inv / m
+        return pc(xp, scale, dy.ndim) * (dy * pc(xp, m, dy.ndim) - pc(xp, sums[:c], dy.ndim)
+                                         - xhat * pc(xp, sums[c:], dy.ndim))
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
