@@ -10,10 +10,15 @@ The convolution is im2col and one matrix product: the input's columns
 the kernels as a ``(filters, in_channels * kh * kw)`` matrix. Its backward pass is two
 more products and the columns' adjoint (:meth:`~arraynn.ops.Ops.col2im`), which adds the
 input's gradient back from the columns without scatter-add (the transposed
-convolution). Pooling reduces the same columns, or, where the windows tile the input
-(stride = pool size, the usual case), a reshape of the input; max pooling's backward
-sends each output's gradient to the position of its window's maximum (the first one,
-on ties, as PyTorch does).
+convolution). Pooling reduces the window's ``kh * kw`` strided slices of the input
+elementwise (a running maximum, or a sum), and adds the slices' gradients back the same
+way; max pooling's backward sends each output's gradient to the position of its
+window's maximum (the first one, on ties, as PyTorch does).
+
+The kernels' gradient is ``sum over samples of dy[s] @ cols[s].T``, a batched product
+summed (a ``(n, filters, c*kh*kw)`` temporary, smaller than the copies of the columns a
+single ``tensordot`` would make), and lands in the layer's view of the flat gradient
+buffer where the library can write there (:meth:`arraynn.ops.Ops.keep`).
 
 The columns are kept for the backward pass when they fit
 :data:`WORKSPACE_LIMIT_BYTES`; a larger batch is worked through in chunks of samples,
@@ -161,10 +166,10 @@ class Conv2D(Layer):
         W2 = xp.reshape(W, (self.filters, -1))
         dy3 = xp.reshape(dy, (n, self.filters, math.prod(dy.shape[2:])))  # n may be 0 (a rank's empty slice)
         if self.bias:
-            grads[1] = xp.sum(dy3, axis=(0, 2))
+            grads[1] = ops.keep(xp.sum(dy3, axis=(0, 2)), grads[1])
         dx = None
         if cols is not None:
-            dW = xp.tensordot(dy3, cols, axes=([0, 2], [0, 2]))
+            dW = _kernel_grad(xp, dy3, cols)
             if need_dx:
                 dx = ops.col2im(xp.matmul(W2.T, dy3), shape, win)
         else:
@@ -172,15 +177,20 @@ class Conv2D(Layer):
             dW, parts = None, []
             for s in range(0, n, chunk):
                 part = dy3[s:s + chunk]
-                g = xp.tensordot(part, ops.im2col(x[s:s + chunk], win), axes=([0, 2], [0, 2]))
+                g = _kernel_grad(xp, part, ops.im2col(x[s:s + chunk], win))
                 dW = g if dW is None else dW + g
                 if need_dx:
                     parts.append(ops.col2im(xp.matmul(W2.T, part), (int(part.shape[0]), *shape[1:]), win))
             if need_dx:
                 dx = xp.concat(parts, axis=0)
-        dW = xp.reshape(dW, tuple(W.shape))
+        dW = ops.keep(xp.reshape(dW, tuple(W.shape)), grads[0])
         grads[0] = ops.penalize(W, dW, l1, l2) if (l1 or l2) else dW
         return dx
+
+
+def _kernel_grad(xp: Any, dy3: Any, cols: Any) -> Any:
+    """``sum_s dy3[s] @ cols[s].T``: (n, f, P) and (n, K, P) to (f, K)."""
+    return xp.sum(xp.matmul(dy3, xp.permute_dims(cols, (0, 2, 1))), axis=0)
 
 
 def _itemsize(x: Any) -> int:

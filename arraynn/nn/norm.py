@@ -129,7 +129,7 @@ class BatchNorm(Layer):
         c = params[0].shape[0]
         g_beta = xp.sum(dy, axis=axes)
         g_gamma = xp.sum(dy * xhat, axis=axes)
-        grads[0], grads[1] = g_gamma, g_beta
+        grads[0], grads[1] = ops.keep(g_gamma, grads[0]), ops.keep(g_beta, grads[1])
         if not need_dx:
             return None
         sums = xp.concat([g_beta, g_gamma])

@@ -82,6 +82,12 @@ class CupyOps(Ops):
 
         return col2im_inplace(cols, shape, win, cupy)
 
+    def keep(self, value: Any, out: Any = None) -> Any:
+        if isinstance(out, cupy.ndarray) and out.shape == value.shape and out.dtype == value.dtype:
+            out[...] = value
+            return out
+        return value
+
     def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
         if not isinstance(parts[0], cupy.ndarray):
             return super().add_windows(parts, shape, win)

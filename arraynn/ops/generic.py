@@ -192,6 +192,12 @@ class Ops:
             g = g + l1 * sign(w, self.xp)
         return g
 
+    def keep(self, value: Any, out: Any = None) -> Any:
+        """``value`` (a layer's parameter gradient), copied into ``out`` (its view of the
+        flat gradient buffer) where the library can write there, so :meth:`pack` need
+        not copy the whole buffer; the generic path returns ``value``."""
+        return value
+
     def pack(self, grads: list[Any], out: list[Any] | None, flat: Any) -> Any:
         """The per-parameter ``grads`` as one flat buffer.
 

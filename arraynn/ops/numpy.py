@@ -120,6 +120,12 @@ class NumpyOps(Ops):
 
         return col2im_inplace(cols, shape, win, np)
 
+    def keep(self, value: Any, out: Any = None) -> Any:
+        if isinstance(out, np.ndarray) and out.shape == value.shape and out.dtype == value.dtype:
+            out[...] = value
+            return out
+        return value
+
     def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
         from .windows import add_windows_inplace
 

@@ -64,6 +64,11 @@ class TorchOps(Ops):
         return torch.nn.functional.fold(cols, (h, w), (win.kh, win.kw), padding=(t, l_),
                                         stride=(win.sh, win.sw))
 
+    def keep(self, value: Any, out: Any = None) -> Any:
+        if out is not None and _writable_into(out, value) and out.shape == value.shape:
+            return out.copy_(value)
+        return value
+
     def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
         if not isinstance(parts[0], torch.Tensor):
             return super().add_windows(parts, shape, win)

@@ -53,12 +53,6 @@ class Window:
                              + "; use a smaller kernel or pool, or padding")
         return (hp - self.kh) // self.sh + 1, (wp - self.kw) // self.sw + 1
 
-    @property
-    def tiles(self) -> bool:
-        """Whether the windows tile the input exactly once each (stride = size, no padding)
-        once the input is cut to whole windows."""
-        return self.sh == self.kh and self.sw == self.kw and not any(self.pad)
-
 
 def pad2d(x: Any, pad: tuple[int, int, int, int], xp: Any) -> Any:
     """``x`` (…, h, w) with zeros added: ``pad`` = (top, bottom, left, right)."""

@@ -248,3 +248,21 @@ def test_window_layers_describe_themselves_as_json():
 def test_bad_window_layers_are_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_a_convolutional_networks_gradient_lands_in_the_callers_buffer():
+    # every layer's gradient in its view of the flat buffer: no copy of the whole gradient
+    net = Sequential([layers.Conv2D(3, 3), layers.BatchNorm(), layers.ReLU(), layers.Flatten(),
+                      layers.Dense(2)], input_shape=(1, 5, 5))
+    for spec in ("numpy", "torch"):
+        if spec == "torch":
+            pytest.importorskip("torch")
+        be = arraynn.get_backend(spec)
+        p = net.init_params(be, np.random.default_rng(0), "he")
+        X = be.asarray(np.random.default_rng(1).normal(size=(4, 25)).astype(np.float32))
+        Y = net.one_hot(be.asarray(np.array([0, 1, 1, 0]), dtype=be.index_dtype), be.dtype)
+        buf = be.xp.zeros_like(p)
+        _, g = net.loss_and_grad(p, X, Y, 0.0, 0.1, grad_buffer=buf, stats=net.init_state(be))
+        assert g is buf, spec
+        _, generic = net.loss_and_grad(p, X, Y, 0.0, 0.1, stats=net.init_state(be))
+        np.testing.assert_allclose(be.to_numpy(g), be.to_numpy(generic), rtol=1e-6, atol=1e-7)
