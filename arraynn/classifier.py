@@ -597,8 +597,8 @@ class NNClassifier(Params):
                 if not resume:
                     self._forget_fit()  # refused before any training
                 raise
-        if not resume:
-            self._fit_preprocessing(X)
+        if not resume:  # the training rows go to the device once, for this and for training
+            X = self._fit_preprocessing(X)
         paused = self._train(X, y_idx, self.epochs, callback, comm, batch_callback, w, val,
                              preprocessed_with)
         if not paused and (comm is None or comm.rank == 0):
@@ -696,7 +696,7 @@ class NNClassifier(Params):
             comm = check_ranks(comm, X, classes, self)
             check_feature_names(self, names_from, reset=True)
             self._initialize(X.shape[1], classes, self._compute_backend(X), comm, images, sample)
-            self._fit_preprocessing(X)
+            X = self._fit_preprocessing(X)
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting "
                              f"{self.n_features_in_} features as input")
@@ -997,15 +997,20 @@ class NNClassifier(Params):
         X = be.asarray(X)
         return X if X.dtype == be.dtype else be.xp.astype(X, be.dtype)
 
-    def _fit_preprocessing(self, X: Any) -> None:
-        """Fit ``preprocessing`` on the (raw) training inputs ``X``: ``preprocessor_``."""
+    def _fit_preprocessing(self, X: Any) -> Any:
+        """Fit ``preprocessing`` on the (raw) training inputs ``X``: ``preprocessor_``.
+        Returns ``X`` on the model's device in its float dtype, which training then takes
+        as it is (one copy of the training data to the device, not two); ``X`` itself
+        without preprocessing."""
         if self.preprocessing is None:
-            return
+            return X
         from .data.preprocessing import Preprocessor
 
         with self.backend_.device_context():
-            self.preprocessor_ = Preprocessor(self.preprocessing).fit(self._to_float_on_model(X))
-        self.input_range_ = _value_range(X)
+            Xd = self._to_float_on_model(X)
+            self.preprocessor_ = Preprocessor(self.preprocessing).fit(Xd)
+            self.input_range_ = _value_range(Xd)
+        return Xd
 
     def _attach_preprocessor(self, preprocessor: Any, X_preprocessed: Any = None) -> None:
         """Make the fitted model take raw inputs: the fitted ``preprocessor`` (which made
