@@ -13,6 +13,9 @@ the page with nothing else to edit. Every directive takes paths relative to
     ``python -m benchmarks.reference``: arraynn's best preset next to PyTorch's reference.
 ``benchmark-onnx FILE``
     ``python -m benchmarks.onnx_check``: ONNX graphs against their models.
+``benchmark-recorded FILE runs|reference-seeds``
+    Figures recorded by hand from the commands' output (``recorded.json``: each with its
+    CPU), one row per command or per seed.
 """
 
 from __future__ import annotations
@@ -150,6 +153,40 @@ def onnx_table(rows_in: list[dict]) -> list[str]:
                   ["---", "---"] + ["---:"] * 7)
 
 
+def _seconds(v: float | list[float]) -> str:
+    return f"{v[0]:.1f}-{v[1]:.1f} s" if isinstance(v, list) else f"{v:.1f} s"
+
+
+def recorded_runs_table(doc: dict) -> list[str]:
+    """``recorded.json``'s runs: accuracy and training time per CPU."""
+    rows = []
+    for run in doc["runs"]:
+        acc = ", ".join(f"{100 * a:.2f} % ({cpu})" for cpu, a in run["accuracy"].items())
+        if "article" in run:
+            acc += f"; article: {100 * run['article']:.2f} %"
+        secs = ", ".join(f"{_seconds(s)} ({cpu})" for cpu, s in run["seconds"].items())
+        rows.append([run["command"], acc, secs])
+    cpus = "; ".join(f"**{name}**: {what}" for name, what in doc["cpus"].items())
+    return [f"{doc['conditions']}. {cpus}.", ""] + _table(["command", "test accuracy", "training time"], rows)
+
+
+def recorded_seeds_table(doc: dict) -> list[str]:
+    """``recorded.json``'s reference runs over seeds, with their mean."""
+    ref = doc["reference_seeds"]
+    rows = [[seed, f"{100 * a[0]:.2f} % in {a[1]:.1f} s", f"{100 * r[0]:.2f} % in {r[1]:.1f} s"]
+            for seed, a, r in ref["rows"]]
+    first = [row for row in ref["rows"] if row[0].isdigit()]
+    if len(first) > 1:
+        mean = [statistics.mean(v) for v in zip(*(row[1] for row in first))]
+        mean_ref = [statistics.mean(v) for v in zip(*(row[2] for row in first))]
+        rows.insert(len(first), [f"mean of seeds {first[0][0]}-{first[-1][0]}",
+                                 f"{100 * mean[0]:.2f} % in {mean[1]:.1f} s",
+                                 f"{100 * mean_ref[0]:.2f} % in {mean_ref[1]:.1f} s"])
+    head = f"`{ref['command']}` on the {ref['cpu']} ({ref['versions']}):"
+    return [head, ""] + _table(["seed", "`arraynn --preset best`", "PyTorch reference"], rows,
+                               ["---", "---:", "---:"])
+
+
 class _BenchmarkDirective(SphinxDirective):
     has_content = False
     optional_arguments = 0
@@ -201,6 +238,15 @@ class BenchmarkOnnx(_BenchmarkDirective):
         return onnx_table(self._load(self.arguments[0]))
 
 
+class BenchmarkRecorded(_BenchmarkDirective):
+    required_arguments = 2
+
+    def lines(self) -> list[str]:
+        doc = self._load(self.arguments[0])
+        table = {"runs": recorded_runs_table, "reference-seeds": recorded_seeds_table}[self.arguments[1]]
+        return table(doc)
+
+
 def _included_readme(app, relative_path, parent_docname, content) -> None:
     """benchmarks/README.md links its JSON files, which are not pages: show them as paths."""
     if Path(relative_path).as_posix().endswith("benchmarks/README.md"):
@@ -213,4 +259,5 @@ def setup(app):
     app.add_directive("benchmark-longrun", BenchmarkLongrun)
     app.add_directive("benchmark-reference", BenchmarkReference)
     app.add_directive("benchmark-onnx", BenchmarkOnnx)
+    app.add_directive("benchmark-recorded", BenchmarkRecorded)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
