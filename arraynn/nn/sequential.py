@@ -12,6 +12,13 @@ into their views of the flat gradient buffer. Its step signatures are
 data-parallel training run it unchanged; :class:`~arraynn.nn.MLP` *is* the dense stack
 of this class, and trains to the weights it always has.
 
+State: a layer may keep arrays across steps that are not parameters (BatchNorm's running
+statistics, :mod:`arraynn.nn.norm`). They live in a flat buffer of their own
+(:attr:`Sequential.state_layout`, :meth:`Sequential.init_state`), which the training state
+holds as ``state["stats"]``: :meth:`Sequential.train_step` reads it and puts the updated one
+back, :meth:`Sequential.loss_grad_and_state` returns it, and prediction takes it as
+``stats=``. Networks without such layers have an empty state and ignore it.
+
 Dropout masks: a :class:`~arraynn.nn.layers.Dropout` placed after the ``j``-th layer
 with parameters (``j = 0``: on the inputs) draws from stream
 ``STREAMS["dropout"] + j - 1``, keyed by the seed and the optimizer's step counter, as
