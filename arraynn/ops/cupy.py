@@ -73,14 +73,30 @@ class CupyOps(Ops):
             return super().bias_grad(delta, out)
         return cupy.sum(delta, axis=0, out=out)
 
-    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
-        """In-place strided sums (one elementwise kernel per kernel offset), the generic
-        sums in the generic order."""
-        if not isinstance(cols, cupy.ndarray):
-            return super().col2im(cols, shape, win)
-        from .windows import col2im_inplace
+    def _window_args(self, shape: tuple[int, int, int, int], win: Any) -> tuple[int, ...]:
+        n, c, h, w = shape
+        oh, ow = win.output_hw(h, w)
+        return (c, h, w, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow)
 
-        return col2im_inplace(cols, shape, win, cupy)
+    def im2col(self, x: Any, win: Any) -> Any:
+        """One kernel: a thread per column element reads its pixel (zero in the padding)."""
+        if not _fusable(x) or x.ndim != 4:
+            return super().im2col(x, win)
+        args = self._window_args(tuple(x.shape), win)
+        n, c = x.shape[0], x.shape[1]
+        cols = cupy.empty((n, c * win.kh * win.kw, args[-2] * args[-1]), dtype=x.dtype)
+        compiled("arraynn_im2col")(cupy.ascontiguousarray(x).reshape(-1), *args, cols)
+        return cols
+
+    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        """One kernel: a thread per pixel adds the column elements that read it, in the
+        generic sums' order (no atomics)."""
+        if not _fusable(cols):
+            return super().col2im(cols, shape, win)
+        dx = cupy.empty(shape, dtype=cols.dtype)
+        args = self._window_args(shape, win)
+        compiled("arraynn_col2im")(cupy.ascontiguousarray(cols).reshape(-1), *args, dx)
+        return dx
 
     def keep(self, value: Any, out: Any = None) -> Any:
         if isinstance(out, cupy.ndarray) and out.shape == value.shape and out.dtype == value.dtype:

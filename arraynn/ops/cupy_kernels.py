@@ -22,6 +22,10 @@ operation                   fused kernel                                 generic
 ``momentum``                ``v`` and ``p`` (classical or Nesterov),     10 / 13
                             one launch
 ``adam``                    ``m``, ``v`` and ``p``, one launch           21
+``im2col``                  one thread per column element, reading the   ``kh*kw``
+                            input (zero outside it)                      + stack
+``col2im``                  one thread per input element, gathering the  ``kh*kw``
+                            columns that read it (no atomics)            adds
 ==========================  ===========================================  ==========
 
 The matrix products and the bias gradient (a column sum) stay with cuBLAS and CuPy's
@@ -244,6 +248,28 @@ def _softmax_loss_delta_twin(xp, z, y, k, d, row_loss):
     return (xp.stack(e, axis=1), row_loss)
 
 
+def _window(h, w, kh, kw, sh, sw, pt, pl, oh, ow):
+    from .windows import Window
+
+    pb = max(0, (oh - 1) * sh + kh - h - pt)
+    pr = max(0, (ow - 1) * sw + kw - w - pl)
+    return Window(kh, kw, sh, sw, (pt, pb, pl, pr))
+
+
+def _im2col_twin(xp, x, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, cols):
+    # x: the images (n, c, h, w); cols: the output (n, c*kh*kw, oh*ow)
+    from .windows import im2col
+
+    return (im2col(x, _window(h, w, kh, kw, sh, sw, pt, pl, oh, ow), xp),)
+
+
+def _col2im_twin(xp, cols, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow, dx):
+    # cols: (n, c*kh*kw, oh*ow); dx: the output images (n, c, h, w)
+    from .windows import col2im
+
+    return (col2im(cols, tuple(dx.shape), _window(h, w, kh, kw, sh, sw, pt, pl, oh, ow), xp),)
+
+
 def _one_hot_twin(xp, labels, k, out):
     # i runs over the elements of out (n rows of k), as the kernel's index does.
     i = xp.arange(out.shape[0] * k, dtype=labels.dtype, device=_device(labels))
@@ -255,6 +281,46 @@ def _one_hot_twin(xp, labels, k, out):
 # --------------------------------------------------------------------------------------
 # The CUDA sources
 # --------------------------------------------------------------------------------------
+# i runs over the columns (n, c*kh*kw, oh*ow) in C order; x is the images, raveled.
+_IM2COL = r"""
+const ptrdiff_t P = (ptrdiff_t)oh * ow;
+const ptrdiff_t K = (ptrdiff_t)c * kh * kw;
+const ptrdiff_t p = i % P;
+const ptrdiff_t k = (i / P) % K;
+const ptrdiff_t s = i / (P * K);
+const int j = (int)(k % kw);
+const int r = (int)((k / kw) % kh);
+const ptrdiff_t ch = k / ((ptrdiff_t)kw * kh);
+const int y = (int)(p / ow) * sh + r - pt;
+const int x_ = (int)(p % ow) * sw + j - pl;
+cols = (y >= 0 && y < h && x_ >= 0 && x_ < w) ? x[((s * c + ch) * h + y) * w + x_] : (T)0.0;
+"""
+
+# i runs over the images (n, c, h, w) in C order; every column element that read this
+# pixel is added, in the kernel offsets' order (the generic sums' order).
+_COL2IM = r"""
+const int x_ = (int)(i % w);
+const int y = (int)((i / w) % h);
+const ptrdiff_t ch = (i / ((ptrdiff_t)w * h)) % c;
+const ptrdiff_t s = i / ((ptrdiff_t)w * h * c);
+const ptrdiff_t P = (ptrdiff_t)oh * ow;
+T acc = (T)0.0;
+for (int r = 0; r < kh; ++r) {
+  const int ty = y + pt - r;
+  if (ty < 0 || ty % sh != 0 || ty / sh >= oh) continue;
+  for (int j = 0; j < kw; ++j) {
+    const int tx = x_ + pl - j;
+    if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;
+    const ptrdiff_t row = (s * c + ch) * kh * kw + (ptrdiff_t)r * kw + j;
+    acc = acc + cols[row * P + (ptrdiff_t)(ty / sh) * ow + tx / sw];
+  }
+}
+dx = acc;
+"""
+
+_WINDOW_PARAMS = ("int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, int32 pt, int32 pl, "
+                  "int32 oh, int32 ow")
+
 _SOFTMAX_ROW_MAX_AND_EXP = r"""
 const ptrdiff_t r = i * k;
 T m = z[r];
@@ -316,6 +382,10 @@ for (int j = 0; j < k; ++j) {
 }
 row_loss = -acc;
 """, _softmax_loss_delta_twin, launch="raw2 raw2 s raw2 a", straight=False),
+    FusedKernel("arraynn_im2col", "raw T x, " + _WINDOW_PARAMS, "T cols", _IM2COL, _im2col_twin,
+                launch="raw1" + " s" * 11 + " a", straight=False),
+    FusedKernel("arraynn_col2im", "raw T cols, " + _WINDOW_PARAMS, "T dx", _COL2IM, _col2im_twin,
+                launch="raw1" + " s" * 11 + " a", straight=False),
     FusedKernel("arraynn_one_hot", "raw I labels, int32 k", "T out",
                 "out = (labels[i / k] == (I)(i % k)) ? (T)1 : (T)0;", _one_hot_twin, launch="raw1 s a",
                 straight=False),

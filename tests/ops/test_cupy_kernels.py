@@ -92,6 +92,17 @@ def _check_twins_equal_generic(be):
     (oh,) = _twin("arraynn_one_hot")(xp, idx, 7, xp.zeros((9, 7), dtype=be.dtype, device=be.device))
     _equal(be, oh, K.one_hot(idx, 7, be.dtype))
 
+    # the windows of a convolution: im2col and its adjoint, with padding on two sides
+    from arraynn.ops.windows import Window
+
+    x = be.asarray(_host(rng, 2, 3, 7, 6, dtype=dt))
+    win = Window(3, 2, 2, 1, (1, 1, 0, 1))
+    args = (3, 7, 6, 3, 2, 2, 1, 1, 0, *win.output_hw(7, 6))
+    cols = K.im2col(x, win)
+    _equal(be, _twin("arraynn_im2col")(xp, x, *args, None)[0], cols)
+    c = be.asarray(_host(rng, *cols.shape, dtype=dt))
+    _equal(be, _twin("arraynn_col2im")(xp, c, *args, xp.zeros_like(x))[0], K.col2im(c, (2, 3, 7, 6), win))
+
     # parameter updates over a whole flat buffer: the generic updates against the twins
     host = {k: _host(rng, 41, dtype=dt) for k in "pgmv"}
     host["v"] = np.abs(host["v"])
@@ -192,7 +203,7 @@ def test_kernel_parameters_parse_and_match_the_twin(name):
         assert t in _placeholders(spec), f"{name}: cast to undeclared type {t}"
     declared = set(re.findall(r"(?:\bT|\bint|ptrdiff_t)\s+(\w+)\s*=", body))
     known = (set(names) | declared | set(ck.CUDA_TO_ARRAY_API) | _placeholders(spec)
-             | {"i", "int", "ptrdiff_t", "const", "for"})
+             | {"i", "int", "ptrdiff_t", "const", "for", "if", "continue"})
     unknown = set(re.findall(r"\b[A-Za-z_]\w*\b", body)) - known
     assert not unknown, f"{name}: unknown identifiers {sorted(unknown)}"
 
@@ -501,3 +512,27 @@ def test_training_steps_with_fused_kernels_equal_the_generic_path(cupy_backend, 
     params, losses = train(False)
     np.testing.assert_allclose(fast_losses, losses, rtol=1e-5)
     _close(be, fast_params, params, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,win", [((2, 3, 7, 6), (3, 2, 2, 1, (1, 1, 0, 1))),
+                                       ((1, 2, 5, 5), (3, 3, 1, 1, (1, 1, 1, 1))),
+                                       ((2, 1, 6, 6), (2, 2, 2, 2, (0, 0, 0, 0)))])
+def test_the_window_kernels_compute_the_generic_windows_on_the_host(host_kernels, dtype, shape, win):
+    # the CUDA im2col and col2im, compiled for the host, against the generic Array API code:
+    # im2col moves values (equal), col2im adds them in the generic order (equal too)
+    from arraynn.ops.windows import Window, col2im, im2col
+
+    xp = arraynn.get_backend("numpy").xp
+    rng = np.random.default_rng(3)
+    w = Window(*win)
+    x = _host(rng, *shape, dtype=dtype)
+    oh, ow = w.output_hw(*shape[2:])
+    args = [shape[1], *shape[2:], w.kh, w.kw, w.sh, w.sw, w.pad[0], w.pad[2], oh, ow]
+    cols = np.zeros((shape[0], shape[1] * w.kh * w.kw, oh * ow), dtype=dtype)
+    _run_host(host_kernels, "arraynn_im2col", dtype, [x, cols], args, cols.size)
+    np.testing.assert_array_equal(cols, im2col(x, w, xp))
+    c = _host(rng, *cols.shape, dtype=dtype)
+    dx = np.zeros(shape, dtype=dtype)
+    _run_host(host_kernels, "arraynn_col2im", dtype, [c, dx], args, dx.size)
+    np.testing.assert_array_equal(dx, col2im(c, shape, w, xp))
