@@ -13,6 +13,7 @@ import importlib.util
 import math
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from .errors import CLIError, UsageError
 from .options import (
     LEGACY_DEFAULTS,
     PRESET_HEADERS,
+    PRESETS,
     backend_from,
     check_evaluate_args,
     check_resume_args,
@@ -254,12 +256,19 @@ def _versions(be: Any) -> dict[str, str]:
 
 def _print_header(cfg: dict[str, Any], be: Any, versions: dict[str, str], comm: Any,
                   reason: str | None = None) -> None:
-    print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
+    own = PRESETS.get(cfg["preset"], {}).get("layers")
+    if cfg.get("layers") and cfg["layers"] != own:  # the preset's figures are of another network
+        print(f"arraynn.train: preset {cfg['preset']!r}'s training with the network of --layers")
+    else:
+        print(f"arraynn.train: preset {cfg['preset']!r}: {PRESET_HEADERS.get(cfg['preset'], '')}")
     print(f"  backend: {be.describe()}" + (f" (auto: {reason})" if reason else ""))
     if comm.size > 1:
         batch = (f"global batch {cfg['batch_size']}" if cfg.get("batch_size")
                  else f"{cfg['n_batches']} global batches")
-        print(f"  distributed: {comm.size} ranks, one {comm.name} allreduce of the gradient per step, "
+        norms = sum(1 for item in str(cfg.get("layers") or "").split(",") if re.fullmatch(r"bn[\d.]*", item))
+        extra = (f" (and two per BatchNorm layer, {2 * norms} in all, for the batch statistics)"
+                 if norms else "")
+        print(f"  distributed: {comm.size} ranks, one {comm.name} allreduce of the gradient per step{extra}, "
               f"{batch}" + (f"; {comm.threads_note}" if getattr(comm, "threads_note", "") else ""))
     print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 

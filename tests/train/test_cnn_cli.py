@@ -36,6 +36,7 @@ def test_a_cnn_run_killed_and_resumed_ends_with_the_weights_of_an_uninterrupted_
     proc = run_cli(*args, "--out", str(full), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert f"784 -> {SPEC} -> dense10" in proc.stdout
+    assert "preset 'default''s training with the network of --layers" in proc.stdout  # not its figures
     killed = tmp_path / "killed"
     p = subprocess.Popen([sys.executable, "-m", "arraynn.train", *args, "--out", str(killed)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
