@@ -204,3 +204,37 @@ def test_bad_image_shapes_are_clear_errors_before_any_work(make, match):
     X, y = _images(32)
     with pytest.raises(ValueError, match=match):
         make(X, y)
+
+
+BN_CNN = [layers.Conv2D(3, 3, padding="same", bias=False), layers.BatchNorm(), layers.ReLU(),
+          layers.MaxPool2D(2), layers.Conv2D(4, (2, 3), stride=2, padding=1), layers.Tanh(), layers.Flatten(),
+          layers.Dropout(0.2), layers.Dense(6), layers.ReLU()]
+
+
+def test_a_small_cnn_trained_two_epochs_gives_the_same_probabilities_on_every_backend(backend64):
+    X, y = _images(64)
+    kw = dict(layers=BN_CNN, epochs=2, batch_size=16, random_seed=3, optimizer="adam", learning_rate=1e-2,
+              preprocessing="standardize", dtype="float64")
+    want = NNClassifier(**kw, backend="numpy").fit(X, y).predict_proba(X)
+    clf = NNClassifier(**kw, backend=backend64).fit(X, y)
+    np.testing.assert_allclose(backend64.to_numpy(clf.predict_proba(backend64.asarray(X))), want,
+                               rtol=1e-9, atol=1e-11)
+
+
+def test_a_trained_cnn_predicts_what_pytorchs_functional_layers_compute_with_its_weights():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, y = _images(64)
+    body = [layers.Conv2D(4, 3, padding="same"), layers.ReLU(), layers.MaxPool2D(2),
+            layers.Conv2D(5, 3, stride=2), layers.ReLU(), layers.AvgPool2D(1), layers.Flatten(),
+            layers.Dense(7), layers.Tanh()]
+    clf = NNClassifier(layers=body, epochs=3, batch_size=16, random_seed=4, optimizer="adam",
+                       learning_rate=1e-2, bias=True, output="softmax", dtype="float64").fit(X, y)
+    W = [torch.tensor(np.asarray(w)) for w in clf.coefs_]
+    b = [torch.tensor(np.asarray(v)) for v in clf.intercepts_]
+    a = torch.tensor(X.astype(np.float64))[:, None]
+    a = F.max_pool2d(F.relu(F.conv2d(a, W[0], b[0], padding=1)), 2)
+    a = F.relu(F.conv2d(a, W[1], b[1], stride=2)).flatten(1)
+    a = torch.tanh(F.linear(a, W[2].T, b[2]))
+    proba = torch.softmax(F.linear(a, W[3].T, b[3]), dim=1)
+    np.testing.assert_allclose(clf.predict_proba(X), proba.numpy(), rtol=1e-10, atol=1e-12)

@@ -31,6 +31,15 @@ def weights(n: int) -> np.ndarray:
     return 1.0 + (np.arange(n) % 4) / 2.0
 
 
+def layers_from_spec(cfg: dict) -> None:
+    """A configuration's ``"layers_spec"`` (JSON has no layer objects) as ``layers``."""
+    spec = cfg.pop("layers_spec", None)
+    if spec is not None:
+        from arraynn.nn.layer_spec import parse_layers
+
+        cfg["layers"] = parse_layers(spec)
+
+
 def main() -> None:
     configs = json.loads(open(sys.argv[1]).read())
     fail_rank = int(sys.argv[3]) if len(sys.argv) > 3 else None
@@ -39,6 +48,7 @@ def main() -> None:
     world = comm
     for i, cfg in enumerate(configs):
         X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
+        layers_from_spec(cfg)
         w = weights(len(y)) if cfg.pop("weighted", False) else None
         kind = cfg.pop("comm", None)
         if kind is not None:  # e.g. NCCL: each rank on its own GPU, the gradients summed there
@@ -54,6 +64,8 @@ def main() -> None:
         clf = NNClassifier(**cfg).fit(X, y, w, comm=comm, callback=callback)
         out[f"params{i}"] = clf.backend_.to_numpy(clf._params)
         out[f"loss{i}"] = np.array(clf.loss_curve_)
+        if "stats" in clf._opt_state:  # BatchNorm's running statistics
+            out[f"stats{i}"] = clf.backend_.to_numpy(clf._opt_state["stats"])
     if world.rank == 0:
         np.savez(sys.argv[2], **out)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _mpi import HERE, TIMEOUT, run_ranks
-from _mpi_fit import data, weights
+from _mpi_fit import data, layers_from_spec, weights
 
 from arraynn import NNClassifier
 
@@ -45,6 +45,7 @@ UNEVEN = [
 def _fit_one(cfg: dict) -> NNClassifier:
     cfg = dict(cfg)
     X, y = data(cfg.pop("n"), cfg.pop("n_features", 5))
+    layers_from_spec(cfg)
     w = weights(len(y)) if cfg.pop("weighted", False) else None
     return NNClassifier(**cfg).fit(X, y, w)
 
@@ -63,6 +64,9 @@ def _check_same(out: np.lib.npyio.NpzFile, configs: list[dict]) -> None:
         np.testing.assert_allclose(out[f"params{i}"], ref.backend_.to_numpy(ref._params), rtol=rtol,
                                    atol=atol, err_msg=str(cfg))
         np.testing.assert_allclose(out[f"loss{i}"], ref.loss_curve_, rtol=rtol, err_msg=str(cfg))
+        if f"stats{i}" in out.files:
+            np.testing.assert_allclose(out[f"stats{i}"], ref.backend_.to_numpy(ref._opt_state["stats"]),
+                                       rtol=rtol, atol=atol, err_msg=str(cfg))
 
 
 def test_two_ranks_train_what_one_process_trains(tmp_path):
@@ -79,6 +83,23 @@ def test_three_ranks_with_an_uneven_last_batch(tmp_path):
     out = np.load(tmp_path / "out.npz")
     assert int(out["world_size"]) == 3
     _check_same(out, UNEVEN)
+
+
+# A convolutional network with BatchNorm on 4x4 images: its statistics are the global
+# minibatch's on every rank (one allreduce of their sums, one of the input gradient's)
+BATCHNORM = [
+    {"n": 26, "n_features": 16, "layers_spec": "conv3k3samenobias,bn,relu,flatten,dense5nobias,bn0.8,tanh",
+     "input_shape": [1, 4, 4], "epochs": 2, "batch_size": 8, "random_seed": 2, "optimizer": "adam",
+     "learning_rate": 0.02, "dtype": "float64"},
+]
+
+
+def test_batchnorm_on_two_ranks_trains_and_keeps_the_statistics_one_process_does(tmp_path):
+    proc = _ranks(tmp_path, 2, BATCHNORM)
+    assert proc.returncode == 0, proc.stderr
+    out = np.load(tmp_path / "out.npz")
+    assert int(out["world_size"]) == 2 and "stats0" in out.files
+    _check_same(out, BATCHNORM)
 
 
 def test_a_rank_that_raises_ends_the_job(tmp_path):
