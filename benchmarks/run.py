@@ -1,8 +1,10 @@
-"""Benchmark arraynn against PyTorch and scikit-learn on the two workloads.
+"""Benchmark arraynn against PyTorch and scikit-learn on the benchmark workloads.
 
-    python -m benchmarks.run                      # both workloads, every CPU backend
+    python -m benchmarks.run                      # seed and modern, every CPU backend
     python -m benchmarks.run --workloads modern --backends numpy
+    python -m benchmarks.run --workloads cnn      # the small CNN (about half an hour)
     python -m benchmarks.run --quick              # a few seconds on synthetic data
+    python -m benchmarks.run --quick --workloads cnn --limit 64   # the CNN on 64 synthetic samples
 
 For each workload (see :mod:`benchmarks.workloads`) it times, each in a fresh
 process so that no thread pool or cache of one run disturbs another:
@@ -14,6 +16,12 @@ process so that no thread pool or cache of one run disturbs another:
   the Array API layer);
 * PyTorch on the CPU, and scikit-learn's ``MLPClassifier`` (``modern`` only);
 * the GEMM roofline: the epoch's matrix products alone, with NumPy and with torch.
+
+``cnn`` (PyTorch's usual small CNN, see :mod:`benchmarks.workloads`) is not in the
+default run; it runs on arraynn and PyTorch only (plain NumPy and scikit-learn have no
+convolutional network), and its table also gives the im2col matrix products of one
+batch-128 step, each one's throughput and its share of the library's peak (a large
+square product).
 
 Every implementation trains ``--warmup`` untimed epochs, then ``--repeats`` timed
 ones; the table gives the median epoch time, samples per second, the ratios to the
@@ -48,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .workloads import WORKLOADS, Data, load_data, synthetic_data
+from .workloads import DEFAULT_WORKLOADS, WORKLOADS, Data, load_data, synthetic_data
 
 #: Where a run writes its JSON unless told otherwise (ignored by git); a run is recorded in
 #: the repository only on purpose: ``--output benchmarks/results/latest.json``.
@@ -204,7 +212,7 @@ def plan(workloads: list[str], backends: list[str], peers: list[str], warmup: in
                 tasks.append({"kind": "train", "impl": "arraynn", "backend": be,
                               "kernels": "generic", **common})
         for peer in peers:
-            if peer in wl.peers or peer == "numpy":
+            if peer in wl.all_peers:
                 tasks.append({"kind": "train", "impl": peer, **common})
     return tasks
 
@@ -228,6 +236,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
                 r["roofline_share"] = gemm[lib]["median_s"] / r["median_s"]
         wl = WORKLOADS[name]
         out[name] = {"description": wl.describe(), "gemm": gemm, "results": train}
+        if wl.not_compared:
+            out[name]["not_compared"] = wl.not_compared
     return out
 
 
@@ -263,10 +273,14 @@ def table(summary: dict[str, Any], data_source: str) -> str:
                 f"{'' if share is None else ' % (' + r['gemm_lib'] + ')'} "
                 f"| {100 * r['accuracy']:.2f} % |")
         lines.append("")
+        if s.get("not_compared"):
+            lines.append(f"Not compared: {s['not_compared']}.")
+            lines.append("")
         for lib, g in s["gemm"].items():
             lines.append(f"GEMM roofline ({lib}): the epoch's matrix products alone take "
                          f"{g['median_s']:.3f} s, {g['flops'] / 1e9:.1f} GFLOP at "
                          f"{g['gflops']:.1f} GFLOP/s.")
+        lines += _step_shapes_table(s["gemm"])
         busy = [r for r in s["results"] + list(s["gemm"].values()) if r.get("other_load", 0) > BUSY]
         if busy:
             worst = max(r["other_load"] for r in busy)
@@ -274,6 +288,32 @@ def table(summary: dict[str, Any], data_source: str) -> str:
                          "machine during this workload; its times are not reliable.")
         lines.append("")
     return "\n".join(lines)
+
+
+def _step_shapes_table(gemm: dict[str, Any]) -> list[str]:
+    """For a network of layers: each matrix product of one step, its throughput per library
+    and its share of that library's peak (see :func:`benchmarks.roofline.peak_gflops`)."""
+    libs = [lib for lib, g in gemm.items() if "peak" in g]
+    if not libs:
+        return []
+    first = gemm[libs[0]]
+    peaks = ", ".join(f"{lib} {gemm[lib]['peak']['gflops']:.1f} GFLOP/s" for lib in libs)
+    side = first["peak"]["m"]
+    lines = ["", f"The im2col matrix products of one batch-{first['step_batch']} step (as arraynn makes "
+             f"them: a convolution's per sample, `batch` of them in one matmul call), and their share "
+             f"of the peak, the float32 {side}x{side} @ {side}x{side} product ({peaks}):", "",
+             "| layer | product | batch x (m, k) @ (k, n) | GFLOP per step | "
+             + " | ".join(f"{lib} GFLOP/s | {lib} share of peak" for lib in libs) + " |",
+             "| --- | --- | --- | ---: | " + " | ".join("---: | ---:" for _ in libs) + " |"]
+    for i, g in enumerate(first["per_shape"]):
+        cells = []
+        for lib in libs:
+            row = gemm[lib]["per_shape"][i]
+            cells.append(f"{row['gflops']:.1f} | {100 * row['share_of_peak']:.0f} %")
+        lines.append(f"| {g['layer']} | {g['kind']} | {g['batch']} x ({g['m']}, {g['k']}) @ "
+                     f"({g['k']}, {g['n']}) | {2 * g['batch'] * g['m'] * g['k'] * g['n'] / 1e9:.3f} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def machine_info() -> dict[str, Any]:
@@ -317,8 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run",
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", type=_csv, default=list(WORKLOADS),
-                   help="comma-separated: seed,modern (default both)")
+    p.add_argument("--workloads", type=_csv, default=list(DEFAULT_WORKLOADS),
+                   help=f"comma-separated, of {','.join(WORKLOADS)} (default "
+                        f"{','.join(DEFAULT_WORKLOADS)}; cnn, a small convolutional network, takes "
+                        "1-3 minutes per epoch and implementation on all 60,000 images on two cores, "
+                        "about half an hour in all)")
     p.add_argument("--backends", type=_csv, default=None,
                    help="arraynn backends, comma-separated (default: those of numpy,torch "
                         "installed; array_api_strict and jax are allowed but slow)")
@@ -336,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
                    help="directory of the Fashion-MNIST files (default: $ARRAYNN_DATA, else the "
                         "cache ~/.cache/arraynn; never downloaded)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N training images (with --quick: N synthetic training "
+                        "samples and at most N test samples instead of 768 and 256)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: small synthetic data, 1 warm-up and 2 timed epochs, in-process")
     p.add_argument("--in-process", action="store_true",
@@ -345,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the JSON (default .benchmarks/latest.json, or "
                         ".benchmarks/quick.json with --quick, both ignored by git; record a run "
                         "with --output benchmarks/results/latest.json)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per measurement (default per workload: "
+                        + ", ".join(f"{n} {wl.timeout:.0f}" for n, wl in WORKLOADS.items()) + ")")
     p.add_argument("--retries", type=int, default=2,
                    help="measure again (up to N times) when other processes used more than "
                         f"{100 * BUSY:.0f} %% of the CPUs meanwhile; the quietest attempt is kept")
@@ -380,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.output = SCRATCH / ("quick.json" if args.quick else "latest.json")
 
     if args.quick:
-        data = synthetic_data()
+        data = synthetic_data() if not args.limit else synthetic_data(args.limit, min(256, args.limit))
     else:
         data = load_data(args.data_dir, limit=args.limit)
 
@@ -398,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if args.wait_quiet:
                     wait_for_quiet(args.wait_quiet)
                 print(f"[{task['workload']}] {task['kind']}: {what} ...", end=" ", flush=True)
-                r = _run_task(task, data, data_dir, in_process, args.timeout)
+                timeout = args.timeout or WORKLOADS[task["workload"]].timeout
+                r = _run_task(task, data, data_dir, in_process, timeout)
                 load = r.get("other_load", 0.0)
                 print("failed" if "error" in r else
                       f"{r['median_s']:.3f} s (other processes: {100 * load:.0f} % of the CPUs)",

@@ -5,6 +5,9 @@ same initial weights (scikit-learn draws its own), and returns the wall time of
 every epoch and the final test accuracy. An epoch's time covers the whole epoch as
 the user sees it: drawing the permutation, cutting the minibatches, forward,
 backward, update, and fetching the epoch's summed loss to the host once.
+
+A workload of layers (``cnn``) runs on arraynn and PyTorch only: the hand-written
+NumPy trainer and scikit-learn's ``MLPClassifier`` know dense networks alone.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .workloads import Data, Workload, batch_bounds, initial_weights
+from .workloads import Data, Workload, batch_bounds, initial_network_params, initial_weights
 
 __all__ = ["TRAINERS", "train_arraynn", "train_numpy", "train_torch", "train_sklearn"]
 
@@ -60,8 +63,11 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
         clf.fit(data.X_train, data.y_train, callback=lambda c, info: times.append(info["seconds"]))
         accuracy = clf.score(data.X_test, data.y_test)
         used = type(ops.ops_for(clf.backend_.xp)).__name__
-        sizes = _sizes(wl, data)
-        n_params = sum(a * b + (b if wl.bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+        if wl.layers:
+            n_params = int(clf._mlp.layout.size)
+        else:
+            sizes = _sizes(wl, data)
+            n_params = sum(a * b + (b if wl.bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
         compiled = (backend == "numpy" and kernels == "auto" and wl.optimizer in ("adam", "momentum")
                     and n_params >= numba_kernels.MIN_SIZE and numba_kernels.available())
         return {"epoch_seconds": times, "accuracy": accuracy, "final_loss": clf.loss_curve_[-1],
@@ -82,6 +88,8 @@ def train_numpy(wl: Workload, data: Data, epochs: int, **_: Any) -> dict[str, An
     hyperparameters), optimizer buffers are updated in place, and the namespace is
     NumPy itself. It is the reference for the cost of arraynn's Array API layer.
     """
+    if wl.layers:
+        raise ValueError(f"the plain NumPy trainer knows dense networks only, not the {wl.name!r} workload")
     X, y = data.X_train, data.y_train
     n, n_classes = X.shape[0], data.n_classes
     sizes = _sizes(wl, data)
@@ -187,13 +195,17 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
     over the minibatch; the seed workload's sigmoid output with binary cross-entropy
     on logits (gradient ``sigmoid(z) - y``) and L2 as SGD's ``weight_decay`` (adds
     ``l2 * w`` to the summed gradient, as arraynn does). Adam is torch's default
-    implementation.
+    implementation. A workload of layers (``cnn``) is the same network in ``torch.nn``
+    (``Conv2d``, ``MaxPool2d``, ``Linear``, ``Dropout``, ...) with arraynn's initial
+    weights (:func:`_torch_network`).
     """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(SEED)
+    if wl.layers:
+        return _train_torch_network(wl, data, epochs)
     sizes = _sizes(wl, data)
     host = initial_weights(wl, sizes, SEED)
     step = 2 if wl.bias else 1
@@ -248,6 +260,58 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
             "device": "cpu", "torch_threads": torch.get_num_threads()}
 
 
+def _torch_network(wl: Workload, n_classes: int) -> Any:
+    """The network of a workload of layers in ``torch.nn``, from arraynn's initial weights."""
+    from .conv_step import torch_model
+
+    net, flat = initial_network_params(wl, n_classes, SEED)
+    return torch_model(net, flat)
+
+
+def _train_torch_network(wl: Workload, data: Data, epochs: int) -> dict[str, Any]:
+    """:func:`train_torch` for a workload of layers: images of ``wl.input_shape``, summed
+    cross-entropy, ``torch.optim.Adam``, dropout on while training and off to predict."""
+    import torch
+
+    if wl.optimizer != "adam" or wl.output != "softmax" or wl.l2:
+        raise ValueError(f"the PyTorch trainer of networks of layers runs Adam on softmax without a "
+                         f"penalty, not the {wl.name!r} workload")
+    shape = tuple(wl.input_shape or ())
+    model = _torch_network(wl, data.n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
+    n = data.X_train.shape[0]
+    X = torch.from_numpy(data.X_train).reshape(n, *shape)
+    y = torch.from_numpy(data.y_train)
+    bounds = batch_bounds(wl, n)
+    times = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.from_numpy(_permutation(SEED, epoch, n)) if wl.batch_size else None
+        total = torch.zeros(())
+        for s, e in bounds:
+            if perm is None:
+                Xb, yb = X[s:e], y[s:e]
+            else:
+                idx = perm[s:e]
+                Xb, yb = X[idx], y[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(Xb), yb, reduction="sum")
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        total.item()
+        times.append(time.perf_counter() - start)
+    model.eval()
+    X_test = torch.from_numpy(data.X_test).reshape(data.X_test.shape[0], *shape)
+    with torch.no_grad():  # in chunks: the first convolution's output of 10,000 images is 1 GB
+        pred = torch.cat([model(X_test[s:s + 1000]).argmax(dim=1) for s in range(0, X_test.shape[0], 1000)])
+    conv = next(m for m in model if isinstance(m, torch.nn.Conv2d))
+    return {"epoch_seconds": times, "accuracy": float(np.mean(pred.numpy() == data.y_test)),
+            "final_loss": float(total) / n, "dtype": str(conv.weight.dtype).replace("torch.", ""),
+            "device": "cpu", "torch_threads": torch.get_num_threads()}
+
+
 # --------------------------------------------------------------------------------------
 # scikit-learn
 # --------------------------------------------------------------------------------------
@@ -262,7 +326,7 @@ def train_sklearn(wl: Workload, data: Data, epochs: int, **_: Any) -> dict[str, 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    if wl.optimizer != "adam" or wl.output != "softmax":
+    if wl.optimizer != "adam" or wl.output != "softmax" or wl.layers:
         raise ValueError(f"scikit-learn's MLPClassifier cannot run the {wl.name!r} workload")
     clf = MLPClassifier(hidden_layer_sizes=wl.hidden, activation=wl.activation, solver="adam",
                         alpha=0.0, batch_size=wl.batch_size, learning_rate_init=wl.learning_rate,
