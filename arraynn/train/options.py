@@ -98,6 +98,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # L2 0.5, 300 epochs, each set standardized with its own statistics. Like the
     # article it trains on all 60,000 training images, so it has no validation split
     # unless --val-size is given.
+    # A convolutional network: two 3x3 convolutions of 32 and 64 filters, each with batch
+    # normalisation, ReLU and 2x2 max pooling, then dropout 0.3, a 128-unit dense layer with
+    # batch normalisation, ReLU and dropout 0.3 (no biases before a BatchNorm), random
+    # left-right flips, the default's Adam with cosine decay over 24 epochs, batch 128, L2 0.05,
+    # standardized inputs, 5,000 images held out. Chosen on that validation set (seed 0,
+    # 2 vCPUs of an AMD EPYC Zen 3): without batch normalisation, 18 epochs, 92.94 % validation
+    # (92.74 % test); with it, 24 epochs, 93.68 % validation at the last epoch (93.70 % at the
+    # best), 93.41 % test accuracy in 2,814 s of training (the target, 93.5 %, is not
+    # reached yet).
+    "cnn": {
+        **_DEFAULT,
+        "layers": ("conv32k3samenobias,bn,relu,maxpool2,conv64k3samenobias,bn,relu,maxpool2,flatten,"
+                   "dropout0.3,dense128nobias,bn,relu,dropout0.3"),
+        "flip": True,
+        "epochs": 24,
+    },
     "article": {
         **_DEFAULT,
         "hidden": [50],
@@ -137,6 +153,7 @@ PRESET_HEADERS: dict[str, str] = {
     "best": "the best Fashion-MNIST classifier of arraynn (about 91.6 % test accuracy, "
             "91.50-91.75 % over seeds 0-2, 50 epochs; PyTorch's reference dropout MLP gets "
             "91.2-91.5 %: python -m benchmarks.reference trains both and times them)",
+    "cnn": "a convolutional network with batch normalisation (about 93.4 % test accuracy, 24 epochs)",
     "article": "the article's experiment (the article reports 87.03 % test accuracy; "
                "with --no-scale, its raw-pixel failure)",
 }
@@ -358,8 +375,8 @@ def _add_training_flags(g: Any) -> None:
 
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="default: a good classifier in under a minute; best: the best one in the "
-                        "time PyTorch's reference dropout MLP needs; article: the article's "
-                        "experiment (default: default)")
+                        "time PyTorch's reference dropout MLP needs; cnn: a convolutional network "
+                        "(slower, more accurate); article: the article's experiment (default: default)")
     g.add_argument("--hidden", "--n-hidden-units", dest="hidden", type=_hidden_sizes, default=None,
                    metavar="N[,N...]",
                    help="hidden layer sizes, e.g. 256,128 (default 256,128; article 50)")

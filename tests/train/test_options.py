@@ -222,3 +222,16 @@ def test_the_layers_spec_knows_batchnorm():
     assert format_layers(got) == "conv8k3samenobias,bn,relu,flatten,dense16nobias,bn0.99,relu"
     with pytest.raises(ValueError, match="no word"):
         format_layers([layers.BatchNorm(epsilon=1e-3)])
+
+
+def test_the_cnn_preset_is_a_layers_spec_over_the_default_training():
+    from arraynn.nn.layer_spec import format_layers, parse_layers
+    from arraynn.train.options import PRESET_HEADERS
+
+    cnn = PRESETS["cnn"]
+    assert format_layers(parse_layers(cnn["layers"])) == cnn["layers"]  # in the parser's own words
+    assert cnn["flip"] and cnn["epochs"] > PRESETS["default"]["epochs"] and "cnn" in PRESET_HEADERS
+    differs = {k for k in cnn if cnn[k] != PRESETS["default"][k]}
+    assert differs == {"layers", "flip", "epochs"}
+    cfg = resolve_config(_args("--preset", "cnn"))
+    assert describe_config(cfg).startswith(f"784 -> {cnn['layers']} -> dense10 softmax output")
