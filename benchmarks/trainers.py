@@ -235,7 +235,23 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
     else:
         def loss_fn(z: Any, yb: Any) -> Any:
             return torch.nn.functional.binary_cross_entropy_with_logits(z, eye[yb], reduction="sum")
-    times = []
+    times, total = _torch_epochs(model, opt, loss_fn, X, y, bounds, wl, epochs)
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
+    return {"epoch_seconds": times, "accuracy": float(np.mean(pred == data.y_test)),
+            "final_loss": float(total) / n, "dtype": str(model[0].weight.dtype).replace("torch.", ""),
+            "device": "cpu", "torch_threads": torch.get_num_threads()}
+
+
+def _torch_epochs(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any, bounds: list[tuple[int, int]],
+                  wl: Workload, epochs: int) -> tuple[list[float], Any]:
+    """``epochs`` timed epochs of PyTorch's training loop over ``bounds`` (the minibatches
+    reshuffled with the permutation every peer uses); the epoch times and the last epoch's
+    summed loss."""
+    import torch
+
+    n = X.shape[0]
+    times, total = [], torch.zeros(())
     for epoch in range(epochs):
         start = time.perf_counter()
         perm = torch.from_numpy(_permutation(SEED, epoch, n)) if wl.batch_size else None
@@ -253,11 +269,7 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
             total += loss.detach()
         total.item()
         times.append(time.perf_counter() - start)
-    with torch.no_grad():
-        pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
-    return {"epoch_seconds": times, "accuracy": float(np.mean(pred == data.y_test)),
-            "final_loss": float(total) / n, "dtype": str(model[0].weight.dtype).replace("torch.", ""),
-            "device": "cpu", "torch_threads": torch.get_num_threads()}
+    return times, total
 
 
 def _torch_network(wl: Workload, n_classes: int) -> Any:
@@ -283,25 +295,12 @@ def _train_torch_network(wl: Workload, data: Data, epochs: int) -> dict[str, Any
     X = torch.from_numpy(data.X_train).reshape(n, *shape)
     y = torch.from_numpy(data.y_train)
     bounds = batch_bounds(wl, n)
-    times = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        perm = torch.from_numpy(_permutation(SEED, epoch, n)) if wl.batch_size else None
-        total = torch.zeros(())
-        for s, e in bounds:
-            if perm is None:
-                Xb, yb = X[s:e], y[s:e]
-            else:
-                idx = perm[s:e]
-                Xb, yb = X[idx], y[idx]
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(Xb), yb, reduction="sum")
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        total.item()
-        times.append(time.perf_counter() - start)
+    model.train()
+
+    def loss_fn(z: Any, yb: Any) -> Any:
+        return torch.nn.functional.cross_entropy(z, yb, reduction="sum")
+
+    times, total = _torch_epochs(model, opt, loss_fn, X, y, bounds, wl, epochs)
     model.eval()
     X_test = torch.from_numpy(data.X_test).reshape(data.X_test.shape[0], *shape)
     with torch.no_grad():  # in chunks: the first convolution's output of 10,000 images is 1 GB

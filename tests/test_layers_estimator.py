@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _steps import bar_images
 
 from arraynn import NNClassifier, layers
 from arraynn.model_io import read_model
@@ -136,14 +137,7 @@ def test_a_layers_model_exports_to_onnx():
     np.testing.assert_array_equal(label, clf.predict(X))
 
 
-def _images(n=96, seed=0):
-    """uint8 one-channel 8x8 images whose class is a bright row, learnable by a convolution."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, size=n)
-    X = rng.integers(0, 60, size=(n, 8, 8))
-    for i, k in enumerate(y):
-        X[i, 2 * k + 1] += 150
-    return X.astype(np.uint8), y
+_images = bar_images
 
 
 CNN = [layers.Conv2D(4, 3, padding="same"), layers.ReLU(), layers.MaxPool2D(2), layers.Flatten(),

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _gradcheck import directional_check
+from _steps import jax_jit_against_generic
 
 import arraynn
 from arraynn import layers
-from arraynn.nn import Sequential, conv, make_optimizer
+from arraynn.nn import Sequential, conv
 from arraynn.ops import Ops, ops_for, ops_of
 from arraynn.ops.windows import Window, col2im, im2col
 
@@ -202,28 +203,9 @@ def test_a_convolutional_network_gradient_matches_a_finite_difference(backend64)
 
 
 def test_the_jax_compiled_step_trains_a_convolutional_network_as_the_generic_step():
-    pytest.importorskip("jax")
-    from arraynn.ops import jax as _jax
-
-    try:
-        be = arraynn.get_backend("jax")
-    except arraynn.BackendError as exc:
-        pytest.skip(f"JAX cannot run here: {exc}")
-    net = _cnn()
     rng = np.random.default_rng(12)
-    X = rng.normal(size=(3, 8, 64)).astype(np.float32)
-    lab = rng.integers(0, 3, size=(3, 8))
-    out = []
-    for jit in (True, False):
-        opt = make_optimizer("adam")
-        p = net.init_params(be, np.random.default_rng(1), "he")
-        state = opt.init(p)
-        step = _jax.jit_train_step(net, opt, 0.0, 0.01, seed=3) if jit else net.train_step
-        for s in range(3):
-            Y = net.one_hot(be.asarray(lab[s], dtype=be.index_dtype), be.dtype)
-            p, state, _ = step(p, opt, state, be.asarray(X[s]), Y, 1e-2, 0.0, 0.01, seed=3)
-        out.append(be.to_numpy(p))
-    np.testing.assert_allclose(out[0], out[1], rtol=2e-5, atol=1e-6)
+    jax_jit_against_generic(_cnn(), rng.normal(size=(3, 8, 64)).astype(np.float32),
+                            rng.integers(0, 3, size=(3, 8)), 0.01, seed=3)
 
 
 def test_window_layers_describe_themselves_as_json():

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 from _gradcheck import directional_check
+from _steps import jax_jit_against_generic
 
 import arraynn
 from arraynn import layers
@@ -158,28 +159,9 @@ def test_a_dense_stack_of_layers_trains_as_mlp(backend, act, bias, drop, idrop, 
 
 
 def test_the_jax_compiled_step_runs_any_sequential():
-    pytest.importorskip("jax")
-    from arraynn.ops import jax as _jax
-
-    try:
-        be = arraynn.get_backend("jax")
-    except arraynn.BackendError as exc:
-        pytest.skip(f"JAX cannot run here: {exc}")
-    net = _image_net()
     rng = np.random.default_rng(2)
-    X = rng.normal(size=(4, 16, 2, 3, 2)).astype(np.float32)
-    lab = rng.integers(0, 3, size=(4, 16))
-    out = []
-    for jit in (True, False):
-        opt = make_optimizer("adam")
-        p = net.init_params(be, np.random.default_rng(1), "he")
-        state = opt.init(p)
-        step = _jax.jit_train_step(net, opt, 0.0, 0.1, seed=3) if jit else net.train_step
-        for s in range(4):
-            Y = net.one_hot(be.asarray(lab[s], dtype=be.index_dtype), be.dtype)
-            p, state, _ = step(p, opt, state, be.asarray(X[s]), Y, 1e-2, 0.0, 0.1, seed=3)
-        out.append(be.to_numpy(p))
-    np.testing.assert_allclose(out[0], out[1], rtol=2e-5, atol=1e-6)
+    jax_jit_against_generic(_image_net(), rng.normal(size=(4, 16, 2, 3, 2)).astype(np.float32),
+                            rng.integers(0, 3, size=(4, 16)), 0.1, seed=3)
 
 
 def test_layers_describe_themselves_as_json_and_copy_as_equal_specs():

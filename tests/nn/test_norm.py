@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _gradcheck import directional_check
+from _steps import bar_images
 
 import arraynn
 from arraynn import NNClassifier, layers
@@ -159,15 +160,6 @@ def test_the_jax_compiled_step_updates_the_running_statistics_as_the_generic_ste
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
 
 
-def _images(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, size=n)
-    X = rng.integers(0, 60, size=(n, 8, 8))
-    for i, k in enumerate(y):
-        X[i, 2 * k + 1] += 150
-    return X.astype(np.uint8), y
-
-
 BN_CNN = [layers.Conv2D(4, 3, padding="same", bias=False), layers.BatchNorm(), layers.ReLU(),
           layers.MaxPool2D(2), layers.Flatten(), layers.Dense(8), layers.BatchNorm(), layers.ReLU()]
 
@@ -175,7 +167,7 @@ BN_CNN = [layers.Conv2D(4, 3, padding="same", bias=False), layers.BatchNorm(), l
 def test_an_estimator_with_batchnorm_saves_loads_pickles_and_stops_early(tmp_path):
     import pickle
 
-    X, y = _images()
+    X, y = bar_images()
     kw = dict(layers=BN_CNN, epochs=6, batch_size=16, random_seed=1, optimizer="adam", learning_rate=1e-2,
               preprocessing="standardize")
     clf = NNClassifier(**kw).fit(X, y)
@@ -214,7 +206,7 @@ def test_a_batchnorm_network_exports_to_onnx():
     pytest.importorskip("onnx")
     from arraynn.export import to_onnx
 
-    X, y = _images()
+    X, y = bar_images()
     clf = NNClassifier(layers=BN_CNN, epochs=3, batch_size=16, random_seed=1, optimizer="adam",
                        learning_rate=1e-2, preprocessing="standardize").fit(X, y)
     model = to_onnx(clf)
