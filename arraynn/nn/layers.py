@@ -24,6 +24,13 @@ order), and runs them:
     when the slot holds one: fast paths write into it). Returns the input's gradient,
     or ``None`` when ``need_dx`` is false (the first layer's).
 
+``initial_params``, ``state_shapes``, ``initial_state``, ``updated_state``
+    Optional: constant starting values of non-weight parameters (BatchNorm's gamma is
+    1), and state kept across steps that is not trained (BatchNorm's running
+    statistics): its shapes and starting values in the network's state buffer, and its
+    value after a training step. ``forward`` then also receives ``stats`` (the layer's
+    state views) and ``training`` (False at prediction).
+
 Every elementwise operation goes through the ``ops`` seam (:mod:`arraynn.ops`), the
 matrix products are written here, and no library's autograd is used. The operations
 and their order are the ones :class:`arraynn.nn.MLP` has always run, so a dense stack
