@@ -38,17 +38,21 @@ through threadpoolctl where it is installed, the BLAS threads.
 **Memory.** Each peer's memory is measured in a fresh process (``python -m
 benchmarks.conv_step --memory-of PEER ...``, which the command starts itself), the same
 way for every peer: after ``--warmup`` steps (at least 2, so PyTorch's Adam has made its
-state), a thread samples the process's resident set size (``/proc/self/statm``) every
-0.5 ms while one training step runs (``sys.setswitchinterval(1e-4)`` so it gets the
-GIL); the step's peak is the largest sample minus the RSS just before the step: the
-memory the step needs beyond what persists between steps (parameters, optimizer state,
-the minibatch, arraynn's flat gradient buffer, which its epoch loop allocates once;
-PyTorch's ``.grad`` tensors are made inside the step). The figure is the largest of 3
-such steps. Those processes run with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
-``MALLOC_TRIM_THRESHOLD_`` fixed at 128 KiB: otherwise glibc raises its mmap threshold
-after the first large frees and keeps freed arrays in its heap, and the RSS of a warm
-process no longer shows a step's temporaries. (The timed process keeps glibc's defaults.)
-A 0.5 ms sampler can miss a peak shorter than that, so the figure is a lower bound.
+state), the kernel's peak resident set size of the process is reset just before one
+training step (``5`` written to ``/proc/self/clear_refs``) and read just after it
+(``VmHWM`` in ``/proc/self/status``); the step's peak is that high-water mark minus the
+RSS just before the step: the memory the step needs beyond what persists between steps
+(parameters, optimizer state, the minibatch, arraynn's flat gradient buffer, which its
+epoch loop allocates once; PyTorch's ``.grad`` tensors are made inside the step). The
+kernel keeps the mark at every page fault, so no peak is missed, however short. The
+figure is the largest of 3 such steps. Where the kernel does not allow the reset (Linux
+before 4.0, or no ``/proc``), a thread samples ``/proc/self/statm`` every 0.5 ms instead
+(``sys.setswitchinterval(1e-4)`` so it gets the GIL), which gives a lower bound; each
+peer's ``memory.method`` says which was used. Those processes run with glibc's
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` fixed at 128 KiB: otherwise
+glibc raises its mmap threshold after the first large frees and keeps freed arrays in its
+heap, and the RSS of a warm process no longer shows a step's temporaries. (The timed
+process keeps glibc's defaults.)
 
 ``--breakdown [PEERS]`` (default ``numpy``) also times each layer's ``forward`` and
 ``backward`` (called directly, as :meth:`arraynn.nn.Sequential.loss_and_grad` calls
@@ -120,9 +124,10 @@ TIME_METHOD = ("all peers in one process; per round (order rotated every round) 
                "warm-up step(s), then {steps} steps timed one by one (time.perf_counter); median and min "
                "of the {n} timed steps")
 MEMORY_METHOD = ("peak RSS growth during one training step after {warmup} warm-up steps, in a fresh process "
-                 "per peer: a thread samples /proc/self/statm every 0.5 ms; largest sample minus the RSS "
-                 "just before the step, the largest of 3 steps; glibc MALLOC_MMAP_THRESHOLD_ and "
-                 "MALLOC_TRIM_THRESHOLD_ fixed at 128 KiB so freed arrays leave the RSS")
+                 "per peer: the kernel's high-water mark (VmHWM) reset before the step "
+                 "(/proc/self/clear_refs) and read after it, minus the RSS just before the step, the "
+                 "largest of 3 steps; glibc MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ fixed at "
+                 "128 KiB so freed arrays leave the RSS")
 
 
 # --------------------------------------------------------------------------------------
@@ -386,7 +391,8 @@ def time_peers(peers: list[Any], steps: int, warmup: int, repeats: int) -> dict[
 # Memory (in a fresh process per peer)
 # --------------------------------------------------------------------------------------
 class RssSampler(threading.Thread):
-    """Samples this process's resident set size every ``interval`` seconds; keeps the peak."""
+    """Where the kernel's peak cannot be reset: samples this process's resident set size
+    every ``interval`` seconds; keeps the peak."""
 
     def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
         super().__init__(daemon=True)
@@ -418,36 +424,84 @@ class RssSampler(threading.Thread):
         os.close(self._fd)
 
 
+class KernelPeak:
+    """The kernel's own peak RSS of this process (``VmHWM``), which it raises at every page
+    fault; :meth:`reset` sets it back to the RSS now (Linux 4.0 and later)."""
+
+    def __init__(self) -> None:
+        self.reset()  # raises OSError where the kernel has no reset
+
+    @staticmethod
+    def _status(field: str) -> int:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(field.encode() + b":"):
+                    return int(line.split()[1]) * 1024
+        raise OSError(f"/proc/self/status has no {field}")
+
+    def read(self) -> int:
+        """The RSS now, in bytes."""
+        return self._status("VmRSS")
+
+    def reset(self) -> None:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    @property
+    def peak(self) -> int:
+        """The largest RSS since the last :meth:`reset`, in bytes."""
+        return self._status("VmHWM")
+
+
+def _one_step(base: int, peak: int, end: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    peak = max(peak, end)
+    return {"rss_before": base, "rss_peak": peak, "rss_after": end, "growth": peak - base,
+            "seconds": seconds, **extra}
+
+
 def measure_memory(peer: Any, warmup: int, steps: int = MEMORY_STEPS) -> dict[str, Any]:
-    """One step's peak RSS growth after ``warmup`` steps (the largest of ``steps`` steps)."""
+    """One step's peak RSS growth after ``warmup`` steps (the largest of ``steps`` steps):
+    the kernel's high-water mark where it can be reset, else a sampling thread's peak."""
+    try:
+        kernel: KernelPeak | None = KernelPeak()
+    except OSError:
+        kernel = None
     peer.enter()
     try:
         for _ in range(max(2, warmup)):
             peer.step()
-        sys.setswitchinterval(1e-4)
-        sampler = RssSampler()
-        sampler.start()
         rows = []
-        try:
+        if kernel is not None:
             for _ in range(steps):
                 gc.collect()
-                time.sleep(0.01)
-                base = sampler.read()
-                sampler.reset(base)
+                base = kernel.read()
+                kernel.reset()
                 t0 = time.perf_counter()
                 peer.step()
                 seconds = time.perf_counter() - t0
-                end = sampler.read()
-                peak = max(sampler.peak, end)
-                rows.append({"rss_before": base, "rss_peak": peak, "rss_after": end, "growth": peak - base,
-                             "samples": sampler.samples, "seconds": seconds})
-        finally:
-            sampler.stop()
+                rows.append(_one_step(base, kernel.peak, kernel.read(), seconds))
+        else:
+            sys.setswitchinterval(1e-4)
+            sampler = RssSampler()
+            sampler.start()
+            try:
+                for _ in range(steps):
+                    gc.collect()
+                    time.sleep(0.01)
+                    base = sampler.read()
+                    sampler.reset(base)
+                    t0 = time.perf_counter()
+                    peer.step()
+                    seconds = time.perf_counter() - t0
+                    rows.append(_one_step(base, sampler.peak, sampler.read(), seconds,
+                                          samples=sampler.samples))
+            finally:
+                sampler.stop()
     finally:
         peer.leave()
     worst = max(rows, key=lambda r: r["growth"])
     return {"peak_growth_mib": worst["growth"] / 2**20, "rss_before_mib": worst["rss_before"] / 2**20,
-            "samples": [r["samples"] for r in rows], "steps": rows,
+            "method": "VmHWM" if kernel is not None else "statm sampler", "steps": rows,
             "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}}
 
 
@@ -461,6 +515,12 @@ def _memory_worker(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def _fallback_note(rows: list[dict[str, Any]]) -> str:
+    sampled = [r["peer"] for r in rows if (r.get("memory") or {}).get("method") == "statm sampler"]
+    return (f" (for {', '.join(sampled)}: the kernel's mark could not be reset, a thread sampled "
+            "/proc/self/statm every 0.5 ms instead, a lower bound)") if sampled else ""
 
 
 def memory_in_subprocess(peer: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -748,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         "other_load": timing["other_load"], "timing_wall_seconds": timing["wall_seconds"],
         "time_method": TIME_METHOD.format(warmup=args.warmup, steps=args.steps, n=n_timed),
         "memory": bool(args.memory),
-        "memory_method": MEMORY_METHOD.format(warmup=max(2, args.warmup)),
+        "memory_method": MEMORY_METHOD.format(warmup=max(2, args.warmup)) + _fallback_note(rows),
         "peers": rows,
     }
     if details:
