@@ -238,31 +238,15 @@ class MaxPool2D(_Pool):
     kind = "maxpool2d"
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
-        # a running maximum over the windows' kh*kw strided slices; ``arg`` keeps the
-        # offset of the first maximum (a strictly greater value moves it)
-        xp = ops.xp
-        parts = self._pieces(ops, x)
-        best = parts[0]
-        arg = xp.zeros(tuple(best.shape), dtype=xp.int8 if len(parts) <= 127 else xp.int32,
-                       device=array_api_compat.device(best))
-        for k, part in enumerate(parts[1:], start=1):
-            better = part > best
-            best = xp.where(better, part, best)
-            arg = xp.where(better, xp.asarray(k, dtype=arg.dtype, device=array_api_compat.device(arg)), arg)
-        if best is parts[0]:  # a 1x1 pool: the slice is a view of x, which is not ours to give out
-            best = best + 0
-        return best, (arg, tuple(x.shape))
+        y, arg = ops.max_pool(x, self.window())
+        return y, (arg, tuple(x.shape))
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
         if not need_dx:
             return None
-        xp = ops.xp
         arg, shape = cache
-        k = self.pool_size[0] * self.pool_size[1]
-        parts = [dy * xp.astype(arg == xp.asarray(o, dtype=arg.dtype, device=array_api_compat.device(arg)),
-                                dy.dtype) for o in range(k)]
-        return ops.add_windows(parts, shape, self.window())
+        return ops.max_pool_grad(dy, arg, shape, self.window())
 
 
 class AvgPool2D(_Pool):

@@ -244,6 +244,36 @@ class Ops:
 
         return add_windows(parts, shape, win, self.xp)
 
+    def max_pool(self, x: Any, win: Any) -> tuple[Any, Any]:
+        """The maximum of every window of the images ``x`` (n, c, h, w) and where it is:
+        ``(y, arg)``, ``y`` (n, c, oh, ow) and ``arg`` the offset ``i * kw + j`` within
+        its window of the first maximum in C order (a strictly greater value moves it),
+        in whatever form :meth:`max_pool_grad` reads back. ``x`` is not changed."""
+        from .windows import pieces
+
+        xp = self.xp
+        parts = pieces(x, win, xp)
+        best = parts[0]
+        arg = xp.zeros(tuple(best.shape), dtype=xp.int8 if len(parts) <= 127 else xp.int32,
+                       device=array_api_compat.device(best))
+        for k, part in enumerate(parts[1:], start=1):
+            better = part > best
+            best = xp.where(better, part, best)
+            arg = xp.where(better, xp.asarray(k, dtype=arg.dtype, device=array_api_compat.device(arg)), arg)
+        if best is parts[0]:  # a 1x1 pool: the slice is a view of x, which is not ours to give out
+            best = best + 0
+        return best, arg
+
+    def max_pool_grad(self, dy: Any, arg: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        """The gradient of :meth:`max_pool` with respect to its images of ``shape``:
+        each ``dy`` (n, c, oh, ow) value onto its window's maximum, summed where windows
+        overlap (in offset order)."""
+        xp = self.xp
+        dev = array_api_compat.device(arg)
+        parts = [dy * xp.astype(arg == xp.asarray(o, dtype=arg.dtype, device=dev), dy.dtype)
+                 for o in range(win.kh * win.kw)]
+        return self.add_windows(parts, shape, win)
+
     # ---- output layer ---------------------------------------------------------------
     def probabilities(self, output: str, z: Any) -> Any:
         """The output layer's activation of the logits ``z``. ``z`` is not changed."""

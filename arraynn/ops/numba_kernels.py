@@ -13,8 +13,11 @@ masks of :meth:`arraynn.ops.numpy.NumpyOps.dropout_mask` are one compiled pass t
 the counter-based hash of :mod:`arraynn.nn.random` per element, compared with the
 integer threshold, written as the mask's float (integer arithmetic, so the same bits).
 So is the L2 term of a large weight matrix's gradient (``g + l2 * w``: two roundings,
-as in NumPy's two passes). The updates flush every value they write of subnormal
-numbers (:func:`arraynn.ops.generic.flush_subnormal`) in the same pass, for free.
+as in NumPy's two passes), and max pooling: one pass over the windows for the maximum
+and its offset, one for the gradient (NumPy's strided slices make ``kh * kw`` passes
+of three operations each, and its gradient as many window sums). The updates flush
+every value they write of subnormal numbers (:func:`arraynn.ops.generic.flush_subnormal`)
+in the same pass, for free.
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype, with the scalars cast to that dtype
@@ -66,8 +69,8 @@ def available() -> bool:
 
 
 def kernels() -> Any:
-    """The compiled kernels (a namespace with ``momentum``, ``adam``, ``dropout_mask``
-    and ``add_scaled``), or
+    """The compiled kernels (a namespace with ``momentum``, ``adam``, ``dropout_mask``,
+    ``add_scaled``, ``max_pool`` and ``max_pool_grad``), or
     ``None`` when they are switched off or Numba is missing."""
     if not _enabled:
         return None
@@ -155,8 +158,54 @@ def _build() -> Any:
             x = _mix(_mix((first + i) ^ key_a) ^ key_b)
             out[i] = scale if x >= limit else 0.0
 
+    # Max pooling without padding, one pass over the windows: the generic running maximum
+    # (a strictly greater value moves the arg-max, offsets in C order), and its adjoint,
+    # offset by offset so that overlapping windows add up in the generic code's order.
+    @jit
+    def max_pool(x, kh, kw, sh, sw, y, arg):  # pragma: no cover - compiled
+        n, c, oh, ow = y.shape
+        for a in range(n):
+            for b in range(c):
+                for i in range(oh):
+                    r0 = i * sh
+                    for j in range(ow):
+                        c0 = j * sw
+                        best = x[a, b, r0, c0]
+                        at = 0
+                        for di in range(kh):
+                            for dj in range(kw):
+                                v = x[a, b, r0 + di, c0 + dj]
+                                if v > best:
+                                    best = v
+                                    at = di * kw + dj
+                        y[a, b, i, j] = best
+                        arg[a, b, i, j] = at
+
+    @jit
+    def max_pool_grad(dy, arg, kh, kw, sh, sw, dx):  # pragma: no cover - compiled
+        n, c, oh, ow = dy.shape
+        if sh >= kh and sw >= kw:  # windows apart: each image element gets one value at most
+            h, w = dx.shape[2], dx.shape[3]
+            dyf = dy.reshape(n * c, oh * ow)
+            argf = arg.reshape(n * c, oh * ow)
+            dxf = dx.reshape(n * c, h * w)
+            for q in range(n * c):
+                for i in range(oh):
+                    for j in range(ow):
+                        at = argf[q, i * ow + j]
+                        dxf[q, (i * sh + at // kw) * w + j * sw + at % kw] += dyf[q, i * ow + j]
+            return
+        for a in range(n):
+            for b in range(c):
+                for k in range(kh * kw):
+                    di, dj = k // kw, k % kw
+                    for i in range(oh):
+                        for j in range(ow):
+                            if arg[a, b, i, j] == k:
+                                dx[a, b, i * sh + di, j * sw + dj] += dy[a, b, i, j]
+
     return types.SimpleNamespace(momentum=momentum, adam=adam, dropout_mask=dropout_mask,
-                                 add_scaled=add_scaled,
+                                 add_scaled=add_scaled, max_pool=max_pool, max_pool_grad=max_pool_grad,
                                  numba_version=numba.__version__)
 
 

@@ -15,6 +15,11 @@ code (:func:`arraynn.ops.generic.flush_subnormal`): ``x *= |x| >= tiny; x += 0.0
 ``where(|x| < tiny, 0, x)`` bit for bit (the addition turns the ``-0.0`` that a negative
 value times ``False`` gives into ``+0.0``, and changes no other value).
 
+Max pooling, with Numba, is one compiled pass over the windows for the maximum and its
+offset, and one for the gradient; the generic values (in the gradient a non-finite
+``dy`` reaches only its window's maximum, where the generic ``dy * mask`` spreads NaN
+over the window, as the ReLU derivative's mask does).
+
 The dropout masks keep an element when its 32 bits are at least twice the generic
 code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
 Numba, else in-place ufuncs over two reused ``uint32`` buffers; the generic masks bit
@@ -130,6 +135,36 @@ class NumpyOps(Ops):
         from .windows import add_windows_inplace
 
         return add_windows_inplace(parts, shape, win, np)
+
+    def max_pool(self, x: Any, win: Any) -> tuple[Any, Any]:
+        kernels = self._pool_kernels(x, win)
+        if kernels is None:
+            return super().max_pool(x, win)
+        n, c, h, w = x.shape
+        oh, ow = win.output_hw(h, w)
+        k = win.kh * win.kw
+        y = np.empty((n, c, oh, ow), x.dtype)
+        arg = np.empty((n, c, oh, ow), np.int8 if k <= 127 else np.int32)
+        kernels.max_pool(x, win.kh, win.kw, win.sh, win.sw, y, arg)
+        return y, arg
+
+    def max_pool_grad(self, dy: Any, arg: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        kernels = self._pool_kernels(dy, win)
+        if kernels is None or not isinstance(arg, np.ndarray):
+            return super().max_pool_grad(dy, arg, shape, win)
+        dx = np.zeros(shape, dy.dtype)
+        kernels.max_pool_grad(np.ascontiguousarray(dy), np.ascontiguousarray(arg), win.kh, win.kw,
+                              win.sh, win.sw, dx)
+        return dx
+
+    @staticmethod
+    def _pool_kernels(x: Any, win: Any) -> Any:
+        """The compiled pooling kernels for NumPy images ``x`` under an unpadded window, or
+        ``None`` (no Numba, switched off, too small to pay for the call, or padding)."""
+        if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype.char in "fd"
+                and x.size >= 4096 and not any(win.pad)):
+            return None
+        return numba_kernels.kernels()
 
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:

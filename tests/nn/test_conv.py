@@ -15,7 +15,7 @@ import arraynn
 from arraynn import layers
 from arraynn.nn import Sequential, conv
 from arraynn.ops import Ops, ops_for, ops_of
-from arraynn.ops.windows import Window, col2im, im2col
+from arraynn.ops.windows import Window, col2im, im2col, pieces
 
 # (layer, one sample's input shape)
 CASES = {
@@ -138,6 +138,45 @@ def test_fast_windows_match_the_generic_array_api_ones(backend, shape, win):
     # col2im is im2col's adjoint: <im2col(x), c> = <x, col2im(c)>
     xh = be.to_numpy(x).astype(np.float64)
     assert np.sum(be.to_numpy(cols).astype(np.float64) * c) == pytest.approx(np.sum(xh * want), rel=1e-5)
+
+
+POOLS = [((3, 2, 11, 9), Window(2, 2, 2, 2)),   # windows side by side, a row and column left over
+         ((2, 3, 9, 10), Window(3, 2, 2, 1)),   # overlapping windows: sums in offset order
+         ((2, 2, 9, 9), Window(3, 3, 1, 1)),
+         ((2, 2, 11, 11), Window(2, 3, 3, 4)),  # gaps between windows
+         ((40, 8, 8, 8), Window(2, 2, 2, 2))]   # large enough for the compiled kernels
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,win", POOLS)
+def test_fast_max_pooling_matches_the_generic_array_api_code(shape, win, dtype):
+    from arraynn.ops import numba_kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype(dtype)
+    x[0, 0] = 0.0  # ties everywhere in one plane: the first maximum wins
+    x[-1, -1, :4, :4] = np.maximum(x[-1, -1, :4, :4], 0.0)  # ties with ReLU's zeros
+    generic, fast = Ops(np), ops_of(x)
+    y, arg = generic.max_pool(x, win)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    want = generic.max_pool_grad(dy, arg, shape, win)
+    for numba_on in (True, False):
+        numba_kernels.set_enabled(numba_on)
+        try:
+            y2, arg2 = fast.max_pool(x, win)
+            dx2 = fast.max_pool_grad(np.asfortranarray(dy), arg2, shape, win)  # dy need not be C order
+        finally:
+            numba_kernels.set_enabled(True)
+        assert y2.dtype == x.dtype and arg2.dtype == arg.dtype == np.int8
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(arg2, arg)
+        np.testing.assert_array_equal(dx2, want)
+        assert dx2.dtype == x.dtype and dx2.shape == shape
+    parts = np.stack(pieces(x, win, np))
+    np.testing.assert_array_equal(y, np.max(parts, axis=0))
+    np.testing.assert_array_equal(arg, np.argmax(parts, axis=0))  # NumPy's argmax: the first maximum
+    # the compiled kernels take the large case when Numba is there
+    assert (fast._pool_kernels(x, win) is not None) == (numba_kernels.available() and shape[0] == 40)
 
 
 def test_im2col_reads_the_pixels_the_kernel_meets():
