@@ -15,10 +15,11 @@ code (:func:`arraynn.ops.generic.flush_subnormal`): ``x *= |x| >= tiny; x += 0.0
 ``where(|x| < tiny, 0, x)`` bit for bit (the addition turns the ``-0.0`` that a negative
 value times ``False`` gives into ``+0.0``, and changes no other value).
 
-Max pooling, with Numba, is one compiled pass over the windows for the maximum and its
-offset, and one for the gradient; the generic values (in the gradient a non-finite
-``dy`` reaches only its window's maximum, where the generic ``dy * mask`` spreads NaN
-over the window, as the ReLU derivative's mask does).
+With Numba, a convolution's col2im is one compiled pass (the generic code's sums in its
+order), and max pooling one pass over the windows for the maximum and its offset and one
+for the gradient, the generic values (in the gradient a non-finite ``dy`` reaches only
+its window's maximum, where the generic ``dy * mask`` spreads NaN over the window, as
+the ReLU derivative's mask does).
 
 The dropout masks keep an element when its 32 bits are at least twice the generic
 code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
@@ -121,9 +122,23 @@ class NumpyOps(Ops):
         return _numpy_im2col(x, win)
 
     def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
-        from .windows import col2im_inplace
+        kernels = self._window_kernels(cols)
+        if kernels is None or cols.ndim != 3:
+            from .windows import col2im_inplace
 
-        return col2im_inplace(cols, shape, win, np)
+            return col2im_inplace(cols, shape, win, np)
+        oh, ow = win.output_hw(*shape[2:])
+        dx = np.zeros(shape, cols.dtype)
+        kernels.col2im(cols, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow, dx)
+        return dx
+
+    @staticmethod
+    def _window_kernels(x: Any) -> Any:
+        """The compiled window kernels for the NumPy array ``x``, or ``None`` (no Numba,
+        switched off, or too small to pay for the call)."""
+        if not (isinstance(x, np.ndarray) and x.dtype.char in "fd" and x.size >= 4096):
+            return None
+        return numba_kernels.kernels()
 
     def keep(self, value: Any, out: Any = None) -> Any:
         if isinstance(out, np.ndarray) and out.shape == value.shape and out.dtype == value.dtype:
@@ -157,14 +172,12 @@ class NumpyOps(Ops):
                               win.sh, win.sw, dx)
         return dx
 
-    @staticmethod
-    def _pool_kernels(x: Any, win: Any) -> Any:
+    def _pool_kernels(self, x: Any, win: Any) -> Any:
         """The compiled pooling kernels for NumPy images ``x`` under an unpadded window, or
-        ``None`` (no Numba, switched off, too small to pay for the call, or padding)."""
-        if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype.char in "fd"
-                and x.size >= 4096 and not any(win.pad)):
+        ``None``."""
+        if x.ndim != 4 or any(win.pad):
             return None
-        return numba_kernels.kernels()
+        return self._window_kernels(x)
 
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:

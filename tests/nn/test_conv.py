@@ -114,7 +114,11 @@ GEOMETRIES = [((2, 3, 7, 8), Window(3, 3, 1, 1, (1, 1, 1, 1))),
               ((2, 3, 7, 8), Window(2, 3, 2, 1, (0, 1, 1, 0))),
               ((1, 2, 9, 9), Window(3, 3, 2, 2, (1, 1, 1, 1))),
               ((3, 1, 6, 6), Window(2, 2, 2, 2)),
-              ((2, 2, 5, 4), Window(5, 4))]
+              ((2, 2, 5, 4), Window(5, 4)),
+              # large enough for NumPy's compiled kernels (Numba)
+              ((40, 3, 9, 8), Window(3, 3, 1, 1, (1, 1, 1, 1))),
+              ((30, 2, 11, 10), Window(2, 3, 2, 1, (0, 1, 1, 0))),
+              ((20, 3, 12, 12), Window(3, 2, 2, 3, (2, 0, 1, 1)))]
 
 
 @pytest.mark.parametrize("shape,win", GEOMETRIES)
@@ -138,6 +142,16 @@ def test_fast_windows_match_the_generic_array_api_ones(backend, shape, win):
     # col2im is im2col's adjoint: <im2col(x), c> = <x, col2im(c)>
     xh = be.to_numpy(x).astype(np.float64)
     assert np.sum(be.to_numpy(cols).astype(np.float64) * c) == pytest.approx(np.sum(xh * want), rel=1e-5)
+    if be.name == "numpy":  # the compiled kernels where Numba is there, NumPy's own code where not
+        from arraynn.ops import numba_kernels
+
+        assert (fast._window_kernels(x) is not None) == (numba_kernels.available() and shape[0] >= 20)
+        numba_kernels.set_enabled(False)
+        try:
+            np.testing.assert_array_equal(fast.im2col(x, win), cols)
+            np.testing.assert_array_equal(fast.col2im(c.copy(), shape, win), want)
+        finally:
+            numba_kernels.set_enabled(True)
 
 
 POOLS = [((3, 2, 11, 9), Window(2, 2, 2, 2)),   # windows side by side, a row and column left over
