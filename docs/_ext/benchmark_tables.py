@@ -13,6 +13,9 @@ the page with nothing else to edit. Every directive takes paths relative to
     ``python -m benchmarks.reference``: arraynn's best preset next to PyTorch's reference.
 ``benchmark-onnx FILE``
     ``python -m benchmarks.onnx_check``: ONNX graphs against their models.
+``benchmark-conv-step FILE``
+    ``python -m benchmarks.conv_step``: one training step of a convolutional network, arraynn
+    next to ``torch.nn`` (time and peak memory).
 ``benchmark-recorded FILE runs|reference-seeds``
     Figures recorded by hand from the commands' output (``recorded.json``: each with its
     CPU), one row per command or per seed.
@@ -153,6 +156,23 @@ def onnx_table(rows_in: list[dict]) -> list[str]:
                   ["---", "---"] + ["---:"] * 7)
 
 
+def conv_step_table(doc: dict) -> list[str]:
+    m = doc["machine"]
+    head = (f"**CPU:** {m['cpu_count']} vCPUs of an {m['cpu_model']}, {doc['threads']} threads "
+            f"({_blas(doc.get('threadpools', {}))}); recorded {doc['date'][:10]} by `{doc['command']}`. "
+            f"Network `{doc['network']}` on {'x'.join(map(str, doc['input_shape']))} images, "
+            f"{doc['n_params']:,} parameters, batch {doc['batch_size']}, {doc['dtype']}, "
+            f"{doc['optimizer']}. Time: {doc['time_method']}. Memory: {doc['memory_method']}.")
+    rows = []
+    for r in doc["peers"]:
+        mem = r.get("memory") or {}
+        peak = mem.get("peak_growth_mib")
+        rows.append([r["label"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}",
+                     "–" if peak is None else f"{peak:.1f}",
+                     "–" if r.get("vs_pytorch") is None else f"{r['vs_pytorch']:.2f}x"])
+    return [head, ""] + _table(["peer", "ms/step (median)", "min", "peak MiB of one step", "vs PyTorch"], rows)
+
+
 def _seconds(v: float | list[float]) -> str:
     return f"{v[0]:.1f}-{v[1]:.1f} s" if isinstance(v, list) else f"{v:.1f} s"
 
@@ -238,6 +258,13 @@ class BenchmarkOnnx(_BenchmarkDirective):
         return onnx_table(self._load(self.arguments[0]))
 
 
+class BenchmarkConvStep(_BenchmarkDirective):
+    required_arguments = 1
+
+    def lines(self) -> list[str]:
+        return conv_step_table(self._load(self.arguments[0]))
+
+
 class BenchmarkRecorded(_BenchmarkDirective):
     required_arguments = 2
 
@@ -259,5 +286,6 @@ def setup(app):
     app.add_directive("benchmark-longrun", BenchmarkLongrun)
     app.add_directive("benchmark-reference", BenchmarkReference)
     app.add_directive("benchmark-onnx", BenchmarkOnnx)
+    app.add_directive("benchmark-conv-step", BenchmarkConvStep)
     app.add_directive("benchmark-recorded", BenchmarkRecorded)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
