@@ -5,8 +5,11 @@ copy the gradients into one buffer. A convolution's columns and their adjoint ar
 ``torch.nn.functional.unfold`` and ``fold`` (plain tensor functions, no autograd: the
 tensors here never require gradients), the generic layout exactly; ``fold`` may add the
 overlapping windows in another order, so its values match the generic ones to rounding.
-Everything else is the generic code, which updates torch tensors in place through
-augmented assignment already. The values are the generic path's.
+Max pooling over windows that neither overlap nor need padding is ``max_pool2d`` with its
+indices and, for the gradient, one ``scatter_add_`` of ``dy`` onto them (one value per
+image element at most, so the generic values). Everything else is the generic code,
+which updates torch tensors in place through augmented assignment already. The values
+are the generic path's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def _writable_into(out: Any, *arrays: Any) -> bool:
     return (isinstance(out, torch.Tensor) and not out.requires_grad
             and all(isinstance(a, torch.Tensor) and a.dtype == out.dtype and a.device == out.device
                     for a in arrays))
+
+
+def _apart(win: Any) -> bool:
+    """Whether the windows of ``win`` neither overlap nor need padding."""
+    return win.sh >= win.kh and win.sw >= win.kw and not any(win.pad)
 
 
 class TorchOps(Ops):
@@ -75,6 +83,23 @@ class TorchOps(Ops):
         from .windows import add_windows_inplace
 
         return add_windows_inplace(parts, shape, win, torch)
+
+    def max_pool(self, x: Any, win: Any) -> tuple[Any, Any]:
+        # torch's own pooling where the windows do not overlap and need no padding: the same
+        # maximum (its scan, like the generic one, keeps the first of equal values), and
+        # the arg-max as torch's flat index into the image plane (int64)
+        if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()
+                and _apart(win)):
+            return super().max_pool(x, win)
+        return torch.nn.functional.max_pool2d(x, (win.kh, win.kw), (win.sh, win.sw), return_indices=True)
+
+    def max_pool_grad(self, dy: Any, arg: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
+        if not (isinstance(arg, torch.Tensor) and arg.dtype == torch.int64):
+            return super().max_pool_grad(dy, arg, shape, win)
+        n, c, h, w = shape
+        dx = dy.new_zeros((n, c, h * w))  # windows apart: one value at most per element, so exact
+        dx.scatter_add_(2, arg.reshape(n, c, -1), dy.reshape(n, c, -1))
+        return dx.reshape(shape)
 
     def penalize(self, w: Any, g: Any, l1: float, l2: float) -> Any:
         if not _writable_into(g, w):

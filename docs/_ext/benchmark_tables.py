@@ -170,7 +170,8 @@ def conv_step_table(doc: dict) -> list[str]:
         rows.append([r["label"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}",
                      "–" if peak is None else f"{peak:.1f}",
                      "–" if r.get("vs_pytorch") is None else f"{r['vs_pytorch']:.2f}x"])
-    return [head, ""] + _table(["peer", "ms/step (median)", "min", "peak MiB of one step", "vs PyTorch"], rows)
+    header = ["peer", "ms/step (median)", "min", "peak MiB of one step", "vs PyTorch"]
+    return [head, ""] + _table(header, rows)
 
 
 def _seconds(v: float | list[float]) -> str:

@@ -193,6 +193,26 @@ def test_fast_max_pooling_matches_the_generic_array_api_code(shape, win, dtype):
     assert (fast._pool_kernels(x, win) is not None) == (numba_kernels.available() and shape[0] == 40)
 
 
+@pytest.mark.parametrize("shape,win", POOLS)
+def test_max_pooling_on_every_backend_matches_the_generic_code(backend, shape, win):
+    # the backend's fast path (torch's max_pool2d and scatter_add_ where the windows are
+    # apart, NumPy's compiled kernels) against the generic Array API code on its arrays
+    be = backend
+    rng = np.random.default_rng(5)
+    xh = rng.normal(size=shape).astype(np.float32)
+    xh[0, 0] = 0.0
+    xh[-1, -1, :4, :4] = np.maximum(xh[-1, -1, :4, :4], 0.0)
+    x = be.asarray(xh)
+    fast = ops_of(x)
+    generic = Ops(fast.xp)
+    y, arg = generic.max_pool(x, win)
+    dy = be.asarray(rng.normal(size=tuple(y.shape)).astype(np.float32))
+    y2, arg2 = fast.max_pool(x, win)
+    np.testing.assert_array_equal(be.to_numpy(y2), be.to_numpy(y))
+    np.testing.assert_array_equal(be.to_numpy(fast.max_pool_grad(dy, arg2, shape, win)),
+                                  be.to_numpy(generic.max_pool_grad(dy, arg, shape, win)))
+
+
 def test_im2col_reads_the_pixels_the_kernel_meets():
     x = np.arange(2 * 4 * 5, dtype=np.float64).reshape(1, 2, 4, 5)
     win = Window(2, 3, 2, 1, (1, 0, 0, 1))  # one zero row on top, one zero column on the right
