@@ -54,16 +54,23 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
     return lines + [""]
 
 
-def _blas(threadpools: dict) -> str:
-    """OpenBLAS's kernel architecture and threads, as threadpoolctl saw them in NumPy's worker."""
+def _blas_pool(pool: dict) -> str:
+    arch = pool.get("architecture")
+    return (f"{pool.get('internal_api')} {(pool.get('version') or '').split('.188')[0]}"
+            + (f" with its `{arch}` kernels" if arch else "") + f", {pool.get('num_threads')} threads")
+
+
+def _blas(threadpools: dict | list) -> str:
+    """OpenBLAS's kernel architecture and threads, as threadpoolctl saw them: in NumPy's
+    worker (a dict of processes' pools), or in the one process (a list: its first BLAS)."""
+    if isinstance(threadpools, list):
+        pools = [p for p in threadpools if p.get("user_api") == "blas"]
+        return _blas_pool(pools[0]) if pools else "BLAS not recorded"
     for name, pools in threadpools.items():
         if name.startswith("numpy"):
             for pool in pools:
                 if pool.get("user_api") == "blas":
-                    arch = pool.get("architecture")
-                    return (f"{pool.get('internal_api')} {pool.get('version', '').split('.188')[0]}"
-                            + (f" with its `{arch}` kernels" if arch else "")
-                            + f", {pool.get('num_threads')} threads")
+                    return _blas_pool(pool)
     return "BLAS not recorded"
 
 
