@@ -16,9 +16,9 @@ the page with nothing else to edit. Every directive takes paths relative to
 ``benchmark-conv-step FILE``
     ``python -m benchmarks.conv_step``: one training step of a convolutional network, arraynn
     next to ``torch.nn`` (time and peak memory).
-``benchmark-recorded FILE runs|reference-seeds``
+``benchmark-recorded FILE runs|reference-seeds|timings``
     Figures recorded by hand from the commands' output (``recorded.json``: each with its
-    CPU), one row per command or per seed.
+    CPU), one row per command, per seed, or per timed case.
 """
 
 from __future__ import annotations
@@ -215,6 +215,17 @@ def recorded_seeds_table(doc: dict) -> list[str]:
                                ["---", "---:", "---:"])
 
 
+def recorded_timings_table(doc: dict) -> list[str]:
+    """``recorded.json``'s other timings: one row per figure, grouped by what was compared."""
+    rows = []
+    for group in doc["timings"]["rows"]:
+        cpu = group["cpu"] + (f": {doc['cpus'][group['cpu']]}" if group["cpu"] in doc["cpus"] else "")
+        for i, (what, figure) in enumerate(group["figures"]):
+            rows.append([f"{group['what']} ({cpu}); {group['command']}" if i == 0 else "",
+                         what, figure])
+    return _table(["measurement", "case", "time"], rows, ["---", "---", "---:"])
+
+
 class _BenchmarkDirective(SphinxDirective):
     has_content = False
     optional_arguments = 0
@@ -278,7 +289,8 @@ class BenchmarkRecorded(_BenchmarkDirective):
 
     def lines(self) -> list[str]:
         doc = self._load(self.arguments[0])
-        table = {"runs": recorded_runs_table, "reference-seeds": recorded_seeds_table}[self.arguments[1]]
+        table = {"runs": recorded_runs_table, "reference-seeds": recorded_seeds_table,
+                 "timings": recorded_timings_table}[self.arguments[1]]
         return table(doc)
 
 
