@@ -407,8 +407,10 @@ class RssSampler(threading.Thread):
         """The RSS now, in bytes."""
         return int(os.pread(self._fd, 128, 0).split()[1]) * self._page
 
-    def reset(self, value: int) -> None:
-        self.peak, self.samples = value, 0
+    method = "statm sampler"
+
+    def reset(self) -> None:
+        self.peak, self.samples = self.read(), 0
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -428,8 +430,16 @@ class KernelPeak:
     """The kernel's own peak RSS of this process (``VmHWM``), which it raises at every page
     fault; :meth:`reset` sets it back to the RSS now (Linux 4.0 and later)."""
 
+    method = "VmHWM"
+
     def __init__(self) -> None:
         self.reset()  # raises OSError where the kernel has no reset
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
     @staticmethod
     def _status(field: str) -> int:
@@ -453,55 +463,44 @@ class KernelPeak:
         return self._status("VmHWM")
 
 
-def _one_step(base: int, peak: int, end: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    peak = max(peak, end)
-    return {"rss_before": base, "rss_peak": peak, "rss_after": end, "growth": peak - base,
-            "seconds": seconds, **extra}
-
-
 def measure_memory(peer: Any, warmup: int, steps: int = MEMORY_STEPS) -> dict[str, Any]:
     """One step's peak RSS growth after ``warmup`` steps (the largest of ``steps`` steps):
     the kernel's high-water mark where it can be reset, else a sampling thread's peak."""
+    probe: KernelPeak | RssSampler
     try:
-        kernel: KernelPeak | None = KernelPeak()
+        probe = KernelPeak()
     except OSError:
-        kernel = None
+        sys.setswitchinterval(1e-4)
+        probe = RssSampler()
     peer.enter()
     try:
         for _ in range(max(2, warmup)):
             peer.step()
         rows = []
-        if kernel is not None:
+        probe.start()
+        try:
             for _ in range(steps):
                 gc.collect()
-                base = kernel.read()
-                kernel.reset()
+                time.sleep(0.01)
+                base = probe.read()
+                probe.reset()
                 t0 = time.perf_counter()
                 peer.step()
                 seconds = time.perf_counter() - t0
-                rows.append(_one_step(base, kernel.peak, kernel.read(), seconds))
-        else:
-            sys.setswitchinterval(1e-4)
-            sampler = RssSampler()
-            sampler.start()
-            try:
-                for _ in range(steps):
-                    gc.collect()
-                    time.sleep(0.01)
-                    base = sampler.read()
-                    sampler.reset(base)
-                    t0 = time.perf_counter()
-                    peer.step()
-                    seconds = time.perf_counter() - t0
-                    rows.append(_one_step(base, sampler.peak, sampler.read(), seconds,
-                                          samples=sampler.samples))
-            finally:
-                sampler.stop()
+                end = probe.read()
+                peak = max(probe.peak, end)
+                row = {"rss_before": base, "rss_peak": peak, "rss_after": end, "growth": peak - base,
+                       "seconds": seconds}
+                if isinstance(probe, RssSampler):
+                    row["samples"] = probe.samples
+                rows.append(row)
+        finally:
+            probe.stop()
     finally:
         peer.leave()
     worst = max(rows, key=lambda r: r["growth"])
     return {"peak_growth_mib": worst["growth"] / 2**20, "rss_before_mib": worst["rss_before"] / 2**20,
-            "method": "VmHWM" if kernel is not None else "statm sampler", "steps": rows,
+            "method": probe.method, "steps": rows,
             "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}}
 
 
