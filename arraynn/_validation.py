@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from .backends import to_host
 
 __all__ = ["check_array", "check_blas_threads", "check_feature_names", "check_input_shape", "check_layers",
-           "check_sample_weight", "encode_labels", "encode_with", "feature_names", "labels_to_host",
-           "unique_labels"]
+           "check_sample_weight", "encode_labels", "encode_with", "feature_names", "hidden_sizes",
+           "labels_to_host", "unique_labels"]
 
 
 class ComplexDataError(TypeError, ValueError):
@@ -132,17 +133,12 @@ def feature_names(X: Any) -> np.ndarray | None:
     return None
 
 
-def check_feature_names(est: Any, X: Any, reset: bool) -> None:
-    """Set (``reset``) or check ``est.feature_names_in_`` against the column names of
-    ``X``, with scikit-learn's warnings and errors: names at predict time that differ
-    from those seen at fit are a ValueError, names on one side only a UserWarning."""
+def check_feature_names(est: Any, X: Any) -> None:
+    """Check the column names of ``X`` against the fitted ``est.feature_names_in_``, with
+    scikit-learn's warnings and errors: names at predict time that differ from those
+    seen at fit are a ValueError, names on one side only a UserWarning. (``fit`` takes
+    its names from :func:`feature_names`.)"""
     names = feature_names(X)
-    if reset:
-        if names is not None:
-            est.feature_names_in_ = names
-        else:
-            est.__dict__.pop("feature_names_in_", None)
-        return
     fitted = getattr(est, "feature_names_in_", None)
     cls = type(est).__name__
     if fitted is None and names is None:
@@ -277,6 +273,19 @@ def encode_with(y: Any, classes: np.ndarray, n: int) -> np.ndarray:
     return idx.astype(np.int64)
 
 
+def hidden_sizes(h: Any) -> tuple[int, ...]:
+    """``n_hidden_units`` as a tuple of layer sizes (an int is one hidden layer)."""
+    if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
+        return (int(h),)
+    if isinstance(h, Sequence) and not isinstance(h, str):
+        return tuple(h)
+    raise ValueError(f"n_hidden_units must be an int or a sequence of ints, got {h!r}")
+
+
+#: The choice parameters that also take None.
+OPTIONAL_CHOICES = ("preprocessing",)
+
+
 def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     """The constructor parameters of the estimator ``est``: every one checked before any
     work, with a ValueError that names the parameter, its valid values and what it got.
@@ -299,7 +308,7 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     check_layers(est)
     if getattr(est, "input_shape", None) is not None:
         check_input_shape(est.input_shape)
-    for h in est._hidden_sizes():
+    for h in hidden_sizes(est.n_hidden_units):
         positive_int("n_hidden_units", h)
     _check_number("learning_rate", est.learning_rate, low=0.0, low_open=True)
     _check_number("l1", est.l1, low=0.0)
@@ -325,15 +334,18 @@ def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
         raise ValueError(f"augment_shift must be an integer 0 .. 127 (pixels), got {shift!r}")
     from .nn.mlp import dropout_rates
 
-    dropout_rates(getattr(est, "dropout", 0.0), len(est._hidden_sizes()))
+    dropout_rates(getattr(est, "dropout", 0.0), len(hidden_sizes(est.n_hidden_units)))
     inp = getattr(est, "input_dropout", 0.0)
     if not isinstance(inp, (int, float, np.integer, np.floating)) or isinstance(inp, bool):
         raise ValueError(f"input_dropout must be a number in [0, 1), got {inp!r}")
     dropout_rates(float(inp), 1)
     for name, valid in choices.items():
         value = getattr(est, name)
+        if value is None and name in OPTIONAL_CHOICES:
+            continue
         if not isinstance(value, str) or value not in valid:
-            raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
+            none = "None or " if name in OPTIONAL_CHOICES else ""
+            raise ValueError(f"{name} must be {none}one of {list(valid)}, got {value!r}")
 
 
 #: The parameters ``layers`` replaces (giving one at other than its default is an error).

@@ -140,7 +140,7 @@ def _metadata(est: Any, scheme: str) -> dict[str, str]:
         "class_names": json.dumps([str(n) for n in names] if names else [str(c) for c in classes]),
         "preprocessing": scheme,
         "output": est.output,
-        "network": est._mlp.spec,
+        "network": est._state.net.spec,
         "input": "float32 (N, features), raw values as NNClassifier.predict takes them",
     }
 
@@ -175,9 +175,10 @@ def build_model(est: Any, opset: int = OPSET) -> Any:
         MaxPool2D,
     )
 
-    net = est._mlp
-    views = net.layout.views(np.asarray(be.to_numpy(est._params)))
-    stats = net.state_layout.views(np.asarray(be.to_numpy(est._opt_state["stats"]))) if net.has_state else []
+    state = est._state
+    net = state.net
+    views = net.layout.views(np.asarray(be.to_numpy(state.params)))
+    stats = net.state_layout.views(np.asarray(be.to_numpy(state.opt["stats"]))) if net.has_state else []
     if len(net.input_shape) > 1:  # flat rows to images (n, c, h, w), C order as the network reads them
         shape = numpy_helper.from_array(np.array([-1, *net.input_shape], dtype=np.int64), "input_image_shape")
         inits.append(shape)

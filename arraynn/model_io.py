@@ -44,7 +44,6 @@ estimator keeps its parameters in one flat buffer and cuts and packs them here.
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
 import zlib
@@ -172,28 +171,13 @@ def _pack(path: Path, arrays: dict[str, np.ndarray], prefix: str, layout: Any) -
 # NNClassifier <-> file
 # ----------------------------------------------------------------------------------
 def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
-    """Write the fitted :class:`arraynn.NNClassifier` ``clf`` to ``path`` (see the
-    module docstring for the layout)."""
+    """Write the fitted :class:`arraynn.NNClassifier` ``clf`` to ``path``: its
+    ``state_dict()`` (the arrays as the file's arrays, the JSON values in ``meta.json``)
+    with its constructor's parameters (see the module docstring for the layout)."""
     from .backends import Backend
 
-    be, layout = clf.backend_, clf._mlp.layout
-    arrays: dict[str, np.ndarray] = {}
-    for i, p in enumerate(layout.views(be.to_numpy(clf._params))):
-        arrays[f"param_{i}"] = p
-    for key in clf._opt.buffers:
-        for i, a in enumerate(layout.views(be.to_numpy(clf._opt_state[key]))):
-            arrays[f"opt_{key}_{i}"] = a
-    best = getattr(clf, "_best_params", None)
-    if best is not None:
-        for i, a in enumerate(layout.views(be.to_numpy(best))):
-            arrays[f"best_param_{i}"] = a
-    if clf._mlp.has_state:  # BatchNorm's running statistics (and those of the best epoch)
-        arrays["state_stats"] = be.to_numpy(clf._opt_state["stats"])
-        best_stats = getattr(clf, "_best_stats", None)
-        if best is not None and best_stats is not None:
-            arrays["best_state_stats"] = be.to_numpy(best_stats)
-    classes = clf.classes_
-    arrays["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
+    state = clf.state_dict()
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
     params = clf.get_params()
     if params.get("blas_threads") is None:
         # at its default it is left out, so readers of format 2 that predate it read the file
@@ -207,48 +191,10 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     params["device"] = None if params["device"] is None else str(params["device"])
     if not isinstance(params["n_hidden_units"], (int, np.integer)):
         params["n_hidden_units"] = [int(h) for h in params["n_hidden_units"]]
-    meta = {
-        "params": _jsonable(params),
-        "layer_sizes": _layer_sizes(clf),
-        "n_features_in": clf.n_features_in_,
-        "n_iter": clf.n_iter_,
-        "loss_curve": clf.loss_curve_,
-        "random_seed": clf.random_seed_,
-        "optimizer_step": int(clf._opt_state["t"]),
-        "optimizer_buffers": sorted(clf._opt.buffers),
-        "n_params": len(layout),
-        "trained_on": {"backend": be.name, "device": be.device_name, "dtype": be.dtype_name},
-    }
-    prep = getattr(clf, "preprocessor_", None)
-    if prep is not None:
-        meta["preprocessing"] = prep.to_dict()
-    names = getattr(clf, "class_names_", None)
-    if names is not None:
-        meta["class_names"] = [str(n) for n in names]
-    stopping = getattr(clf, "_stopping", None)
-    if stopping:
-        meta["stopping"] = {k: _finite_or_none(v) for k, v in stopping.items()}
-        meta["validation_scores"] = getattr(clf, "validation_scores_", None)
-    features = getattr(clf, "feature_names_in_", None)
-    if features is not None:
-        meta["feature_names_in"] = [str(n) for n in features]
-    images = getattr(clf, "image_shape_", None)
-    if images is not None:
-        meta["image_shape"] = [int(s) for s in images]
-    sample = getattr(clf, "input_shape_", None)
-    if sample is not None and len(sample) > 1:
-        meta["input_shape"] = [int(s) for s in sample]
-    bounds = getattr(clf, "input_range_", None)
-    if bounds is not None and prep is not None:
-        meta["input_range"] = [float(b) for b in bounds]
+    meta = {"params": _jsonable(params), **{k: v for k, v in state.items() if k not in arrays}}
     if "layers" in params:
         meta["format_version"] = LAYERS_FORMAT_VERSION
     return write_model(path, arrays, meta)
-
-
-def _finite_or_none(v: Any) -> Any:
-    """JSON has no infinity: a non-finite float is saved as ``None``."""
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def model_path(path: str | os.PathLike) -> Path:
@@ -310,19 +256,31 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
                     dtype: str | None = None) -> Any:
     """An estimator of class ``cls`` from the file at ``path``, on ``backend`` (default
     NumPy), ``device`` and ``dtype`` (default: the saved one), ready to predict or to
-    continue training (``set_params(warm_start=True, epochs=N)``)."""
-    from .backends import get_backend
-    from .nn import MLP
+    continue training (``set_params(warm_start=True, epochs=N)``): the file's parameters
+    make the estimator, its arrays and values its ``load_state_dict``."""
+    from ._state import StateError, inference_extras
 
     path = model_path(path)
     arrays, meta = read_model(path)
-    _check_meta(path, arrays, meta)
-    extra: dict[str, Any] = {k: meta[k] for k in ("preprocessing", "class_names") if k in meta}
-    source = path
-    if not extra:
-        extra, source = _sidecar(path), path.with_suffix(".json")
+    if "params" not in meta:
+        raise _damaged(path, "its meta.json lacks the field 'params'")
+    if not isinstance(meta["params"], dict):
+        raise _damaged(path, f"its meta.json field 'params' must be an object of the estimator's "
+                             f"parameters, got {meta['params']!r:.80}")
+    state: dict[str, Any] = {**arrays, **{k: v for k, v in meta.items() if k not in ("params", "format",
+                                                                                     "format_version")}}
+    if "preprocessing" not in meta and "class_names" not in meta:
+        extra = _sidecar(path)  # a 0.1.0 run's model.json holds them
+        if extra:
+            try:
+                n_classes = len(arrays.get("classes", ()))
+                inference_extras(extra, int(meta.get("n_features_in", 0)), n_classes, None)
+            except StateError as exc:
+                raise ModelFileError(f"{path.with_suffix('.json')}: {exc}; the file is damaged or was "
+                                     "edited") from None
+            state.update(extra)
     params = dict(meta["params"])
-    params["backend"], params["device"] = None, None
+    params["backend"], params["device"] = backend, device
     params.setdefault("nesterovs_momentum", False)  # saved before Nesterov's was the default
     if _is_run_model(path):
         params["warm_start"] = False  # a run's own resume setting, saved before it was reset
@@ -340,223 +298,19 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
         params["dtype"] = dtype
     try:
         clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
-        clf._check_params()
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: its saved parameters are invalid ({exc}); the file is damaged "
-                             "or was edited") from None
-    if clf.layers is None and list(clf._hidden_sizes()) != list(meta["layer_sizes"][1:-1]):
-        raise ModelFileError(f"{path}: its layer sizes {meta['layer_sizes']} do not match its "
-                             f"n_hidden_units {params.get('n_hidden_units')!r}")
-    clf.backend, clf.device = backend, device
-    be = get_backend(backend or "numpy", device, clf.dtype)
-    clf.backend_ = be
-    clf.tf32_ = be.set_tf32(bool(clf.tf32))
-    clf.classes_ = arrays["classes"]
-    clf.n_features_in_ = int(meta["n_features_in"])
-    sample = meta.get("input_shape")
-    clf.input_shape_ = (clf.n_features_in_,)
-    if sample is not None:
-        if (not isinstance(sample, list) or len(sample) != 3 or not all(_is_int(s, 1) for s in sample)
-                or int(np.prod(sample)) != clf.n_features_in_):
-            raise ModelFileError(f"{path}: its input_shape must be [channels, height, width] of its "
-                                 f"{clf.n_features_in_} features; the file is damaged or was edited")
-        clf.input_shape_ = tuple(int(s) for s in sample)
-    if clf.layers is not None:
-        clf._mlp = clf._build_mlp(int(meta["layer_sizes"][-1]))
-        if _layer_sizes(clf) != list(meta["layer_sizes"]):
-            raise ModelFileError(f"{path}: its layer sizes {meta['layer_sizes']} do not match its layers")
-    else:
-        clf._mlp = MLP(meta["layer_sizes"], activation=clf.activation, output=clf.output, bias=clf.bias,
-                       dropout=getattr(clf, "dropout", 0.0), input_dropout=getattr(clf, "input_dropout", 0.0))
-    layout = clf._mlp.layout
-    if meta["n_params"] != len(layout):
-        raise ModelFileError(f"{path}: the file holds {meta['n_params']} parameter arrays, "
-                             f"its network needs {len(layout)}")
-    clf._params = be.asarray(_pack(path, arrays, "param_", layout), dtype=be.dtype)
-    clf._opt = clf._make_optimizer()
-    state = clf._opt.init(clf._params)
-    for key in meta["optimizer_buffers"]:
-        if key not in clf._opt.buffers:
-            raise ModelFileError(f"{path}: the optimizer buffer {key!r} does not belong to "
-                                 f"the {clf.optimizer!r} optimizer")
-        state[key] = be.asarray(_pack(path, arrays, f"opt_{key}_", layout), dtype=be.dtype)
-    missing = sorted(set(clf._opt.buffers) - set(meta["optimizer_buffers"]))
-    if missing and meta["optimizer_step"] > 0:
-        raise ModelFileError(f"{path}: the {clf.optimizer!r} optimizer's buffers {missing} are "
-                             "missing; the file is incomplete")
-    state["t"] = int(meta["optimizer_step"])
-    clf._best_stats = None
-    if clf._mlp.has_state:
-        state["stats"] = _stats(path, arrays, "state_stats", clf._mlp.state_layout.size, be)
-        if "best_state_stats" in arrays:
-            clf._best_stats = _stats(path, arrays, "best_state_stats", clf._mlp.state_layout.size, be)
-    clf._opt_state = state
-    clf.n_iter_ = int(meta["n_iter"])
-    clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
-    clf.random_seed_ = int(meta["random_seed"])
-    clf.preprocessor_, clf.class_names_ = _inference_extras(source, extra, clf, be)
-    clf.input_range_ = _input_range(path, meta) if clf.preprocessor_ is not None else None
-    _load_training_state(path, arrays, meta, clf, be, layout)
-    return clf
+    except TypeError as exc:
+        raise _damaged(path, f"its saved parameters are invalid ({exc})") from None
+    try:
+        return clf.load_state_dict(state)
+    except StateError as exc:
+        raise _damaged(path, str(exc)) from None
+    except (TypeError, ValueError) as exc:  # the parameters, checked before the state
+        raise _damaged(path, f"its saved parameters are invalid ({exc})") from None
 
 
-def _stats(path: Path, arrays: dict[str, np.ndarray], key: str, size: int, be: Any) -> Any:
-    """The saved state buffer ``key`` (BatchNorm's running statistics), checked."""
-    a = arrays.get(key)
-    if a is None or a.ndim != 1 or a.size != size or a.dtype.kind != "f" or not np.isfinite(a).all():
-        raise ModelFileError(f"{path}: its network has BatchNorm layers, whose running statistics "
-                             f"{key!r} ({size} finite numbers) are missing or damaged; the file is damaged, "
-                             "incomplete or was edited")
-    return be.asarray(a, dtype=be.dtype)
-
-
-def _input_range(path: Path, meta: dict[str, Any]) -> tuple[float, float] | None:
-    """The saved ``input_range``, checked (None when the file has none)."""
-    bounds = meta.get("input_range")
-    if bounds is None:
-        return None
-    if not (isinstance(bounds, list) and len(bounds) == 2
-            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
-                    for b in bounds) and bounds[0] <= bounds[1]):
-        raise ModelFileError(f"{path}: its input_range must be [min, max], two finite numbers, got "
-                             f"{bounds!r:.80}; the file is damaged or was edited")
-    return float(bounds[0]), float(bounds[1])
-
-
-def _load_training_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], clf: Any,
-                         be: Any, layout: Any) -> None:
-    """The early-stopping / adaptive-rate record, the best epoch's parameters and the
-    feature names, when the file has them (see the module docstring)."""
-    def bad(problem: str) -> ModelFileError:
-        return ModelFileError(f"{path}: {problem}; the file is damaged or was edited")
-
-    features = meta.get("feature_names_in")
-    if features is not None:
-        if (not isinstance(features, list) or len(features) != clf.n_features_in_
-                or not all(isinstance(n, str) for n in features)):
-            raise bad(f"its feature_names_in must be {clf.n_features_in_} strings")
-        clf.feature_names_in_ = np.asarray(features, dtype=object)
-    images = meta.get("image_shape")
-    clf.image_shape_ = None
-    if images is not None:
-        if (not isinstance(images, list) or len(images) != 2 or not all(_is_int(s, 1) for s in images)
-                or images[0] * images[1] != clf.n_features_in_):
-            raise bad(f"its image_shape must be [height, width] of its {clf.n_features_in_} features")
-        clf.image_shape_ = (int(images[0]), int(images[1]))
-    stopping = meta.get("stopping")
-    if stopping is None:
-        clf._reset_stopping()
-        return
-    if not isinstance(stopping, dict) or stopping.get("monitor") not in ("validation_score", "loss"):
-        raise bad("its 'stopping' record is not an object naming what it monitors")
-    for key, low in (("count", 0), ("divisions", 0)):
-        if key in stopping and not _is_int(stopping[key], low):
-            raise bad(f"its stopping {key} must be an integer >= 0, got {stopping[key]!r:.40}")
-    best = stopping.get("best")
-    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
-                             or not math.isfinite(best)):
-        raise bad(f"its stopping best must be a finite number, got {best!r:.40}")
-    scores = meta.get("validation_scores")
-    if scores is not None and not (isinstance(scores, list) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores)):
-        raise bad("its validation_scores must be a list of numbers")
-    clf._stopping = dict(stopping)
-    validation = stopping["monitor"] == "validation_score"
-    clf.validation_scores_ = [float(x) for x in scores] if validation and scores is not None else (
-        [] if validation else None)
-    clf.best_validation_score_ = (-np.inf if best is None else float(best)) if validation else None
-    clf.best_loss_ = None if validation else (np.inf if best is None else float(best))
-    clf._best_params = None
-    if "best_param_0" in arrays:
-        clf._best_params = be.asarray(_pack(path, arrays, "best_param_", layout), dtype=be.dtype)
-
-
-def _inference_extras(path: Path, extra: dict[str, Any], clf: Any, be: Any) -> tuple[Any, Any]:
-    """The fitted preprocessing and the class names of ``extra`` (entries of the file
-    ``path``), checked against the model ``clf``."""
-    from .data.preprocessing import Preprocessor
-
-    prep = names = None
-    if "preprocessing" in extra:
-        try:
-            prep = Preprocessor.from_dict(extra["preprocessing"], backend=be)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: its preprocessing cannot be applied ({exc}); the file is "
-                                 "damaged or was edited") from None
-        n = prep.n_features_in_
-        if n is not None and n != clf.n_features_in_:
-            raise ModelFileError(f"{path}: its preprocessing has statistics of {n} features, the "
-                                 f"network takes {clf.n_features_in_}; the file is damaged or was edited")
-    if "class_names" in extra:
-        names = extra["class_names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ModelFileError(f"{path}: its class names must be a list of strings, got "
-                                 f"{names!r:.80}; the file is damaged or was edited")
-        if len(names) != len(clf.classes_):
-            raise ModelFileError(f"{path} names {len(names)} classes, the model has "
-                                 f"{len(clf.classes_)}; the file is damaged or was edited")
-    return prep, names
-
-
-def _is_int(v: Any, low: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _check_meta(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Every field :func:`load_classifier` reads, present and of the right type and range,
-    and the classes against the outputs; else a :class:`ModelFileError` naming the field."""
-
-    def bad(problem: str) -> ModelFileError:
-        return ModelFileError(f"{path}: {problem}; the file is damaged or was edited (use another "
-                              "checkpoint or train again)")
-
-    fields = {
-        "params": (lambda v: isinstance(v, dict), "an object of the estimator's parameters"),
-        "layer_sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(_is_int(s, 1) for s in v),
-                        "a list of at least two positive integers"),
-        "n_features_in": (lambda v: _is_int(v, 1), "a positive integer"),
-        "n_iter": (lambda v: _is_int(v), "an integer >= 0"),
-        "loss_curve": (lambda v: isinstance(v, list) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
-            "a list of finite numbers"),
-        "random_seed": (lambda v: _is_int(v), "an integer >= 0"),
-        "optimizer_step": (lambda v: _is_int(v), "an integer >= 0"),
-        "optimizer_buffers": (lambda v: isinstance(v, list) and all(isinstance(k, str) for k in v),
-                              "a list of names"),
-        "n_params": (lambda v: _is_int(v, 1), "a positive integer"),
-    }
-    for name, (ok, what) in fields.items():
-        if name not in meta:
-            raise bad(f"its meta.json lacks the field {name!r}")
-        if not ok(meta[name]):
-            raise bad(f"its meta.json field {name!r} must be {what}, got {meta[name]!r:.80}")
-    sizes = meta["layer_sizes"]
-    if sizes[0] != meta["n_features_in"]:
-        raise bad(f"its network takes {sizes[0]} inputs but n_features_in is {meta['n_features_in']}")
-    if "classes" not in arrays:
-        raise bad("the array 'classes' is missing")
-    classes = arrays["classes"]
-    if classes.ndim != 1 or classes.dtype.kind not in "biufU":
-        raise bad(f"'classes' must be a 1-D array of numbers or strings, got {classes.dtype} "
-                  f"of shape {classes.shape}")
-    if len(classes) != sizes[-1]:
-        raise bad(f"it lists {len(classes)} classes but its network has {sizes[-1]} outputs")
-    if len(classes) < 2 or len(np.unique(classes)) != len(classes):
-        raise bad("its classes must be at least two distinct labels")
-    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
-        raise bad("its classes hold NaN or infinity")
-    for key, a in arrays.items():
-        if (key.startswith(("param_", "opt_", "best_param_")) and a.dtype.kind == "f"
-                and not np.isfinite(a).all()):
-            raise bad(f"the array {key!r} holds NaN or infinity")
-
-
-def _layer_sizes(clf: Any) -> list[int]:
-    """``[n_features, units of each dense layer ...]`` of a fitted estimator's network."""
-    net = clf._mlp
-    if hasattr(net, "layer_sizes"):
-        return [int(s) for s in net.layer_sizes]
-    return [int(clf.n_features_in_), *(int(layer.units) for layer in net.layers if hasattr(layer, "units"))]
+def _damaged(path: Path, problem: str) -> ModelFileError:
+    return ModelFileError(f"{path}: {problem}; the file is damaged, incomplete or was edited (use another "
+                          "checkpoint or train again)")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

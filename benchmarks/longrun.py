@@ -57,10 +57,10 @@ def state_report(clf: Any) -> dict[str, Any]:
     for i, W in enumerate(clf.coefs_):
         n, size = subnormal_share(W)
         report[f"W{i} {W.shape[0]}x{W.shape[1]}"] = n / size
-    n, size = subnormal_share(be.to_numpy(clf._params))
+    n, size = subnormal_share(be.to_numpy(clf._state.params))
     report["all parameters"] = n / size
-    for name in clf._opt.buffers:
-        n, size = subnormal_share(be.to_numpy(clf._opt_state[name]))
+    for name in clf._state.optimizer.buffers:
+        n, size = subnormal_share(be.to_numpy(clf._state.opt[name]))
         report[f"optimizer {name}"] = n / size
     return report
 

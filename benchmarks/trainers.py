@@ -64,7 +64,7 @@ def train_arraynn(wl: Workload, data: Data, epochs: int, backend: str = "numpy",
         accuracy = clf.score(data.X_test, data.y_test)
         used = type(ops.ops_for(clf.backend_.xp)).__name__
         if wl.layers:
-            n_params = int(clf._mlp.layout.size)
+            n_params = int(clf._state.net.layout.size)
         else:
             sizes = _sizes(wl, data)
             n_params = sum(a * b + (b if wl.bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))

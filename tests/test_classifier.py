@@ -353,11 +353,11 @@ def test_divergence_keeps_the_weights_of_the_last_good_epoch(backend, tmp_path):
     nn, X, y = _diverging(backend=backend)
     seen = []
     with pytest.raises(arraynn.TrainingDivergedError, match="keeps its weights after epoch 3"):
-        nn.fit(X, y, callback=lambda m, info: seen.append(backend.to_numpy(m._params).copy()))
+        nn.fit(X, y, callback=lambda m, info: seen.append(backend.to_numpy(m._state.params).copy()))
     assert nn.n_iter_ == 3 == len(nn.loss_curve_)
-    np.testing.assert_array_equal(backend.to_numpy(nn._params), seen[-1])
-    assert np.isfinite(backend.to_numpy(nn._params)).all()
-    assert all(np.isfinite(backend.to_numpy(v)).all() for v in nn._opt_state.values()
+    np.testing.assert_array_equal(backend.to_numpy(nn._state.params), seen[-1])
+    assert np.isfinite(backend.to_numpy(nn._state.params)).all()
+    assert all(np.isfinite(backend.to_numpy(v)).all() for v in nn._state.opt.values()
                if hasattr(v, "shape"))
     assert len(np.unique(nn.predict(X))) > 1
     nn.save(tmp_path / "m.npz")
@@ -554,9 +554,10 @@ def test_the_default_estimator_on_scaled_fashion_mnist_says_it_learned_nothing(s
 
 def test_the_class_docstrings_first_example_learns():
     import doctest
+    import inspect
 
-    doc = NNClassifier.__doc__
-    assert doc.index("Examples\n    --------") < doc.index("Parameters\n    ----------")
+    doc = inspect.cleandoc(NNClassifier.__doc__)
+    assert doc.index("Examples\n--------") < doc.index("Parameters\n----------")
     test = doctest.DocTestParser().get_doctest(doc, {}, "NNClassifier", __file__, 0)
     assert any("fit(" in ex.source for ex in test.examples)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

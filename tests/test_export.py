@@ -161,7 +161,7 @@ def _unmappable(clf):
     class Swish(layers.Layer):
         kind = "swish"
 
-    clf._mlp.layers[1] = Swish()
+    clf._state.net.layers[1] = Swish()
 
 
 def test_an_unfitted_estimator_and_a_layer_without_a_mapping_are_errors(tmp_path):

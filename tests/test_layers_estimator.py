@@ -48,7 +48,7 @@ def test_layers_train_to_the_weights_of_the_n_hidden_units_spelling(backend, nam
     a, b = _pair(name, backend)
     a.fit(X, y)
     b.fit(X, y)
-    wa, wb = backend.to_numpy(a._params), backend.to_numpy(b._params)
+    wa, wb = backend.to_numpy(a._state.params), backend.to_numpy(b._state.params)
     if backend.name == "numpy":
         assert wa.tobytes() == wb.tobytes()
     else:
@@ -63,7 +63,7 @@ def test_the_article_network_as_layers_without_biases():
     kw = dict(epochs=3, n_batches=4, random_seed=0, l2=0.5, learning_rate=1e-3)
     a = NNClassifier(n_hidden_units=7, **kw).fit(X, y)
     b = NNClassifier(layers=[layers.Dense(7, bias=False), layers.Sigmoid()], **kw).fit(X, y)
-    assert a._params.tobytes() == b._params.tobytes()
+    assert a._state.params.tobytes() == b._state.params.tobytes()
     assert b.intercepts_ == []
 
 
@@ -92,7 +92,7 @@ def test_clone_pickle_save_and_load_keep_the_layers(tmp_path):
     clf.fit(X, y)
     again = clone(clf)
     assert again.layers == clf.layers and again.layers[0] is not clf.layers[0]
-    assert again.fit(X, y)._params.tobytes() == clf._params.tobytes()
+    assert again.fit(X, y)._state.params.tobytes() == clf._state.params.tobytes()
     back = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     clf.save(tmp_path / "m.npz")
@@ -113,7 +113,7 @@ def test_partial_fit_warm_start_early_stopping_and_sample_weights_with_layers():
     a, b = _pair("relu", **extra)
     a.fit(X, y, sample_weight=w)
     b.fit(X, y, sample_weight=w)
-    assert a._params.tobytes() == b._params.tobytes()
+    assert a._state.params.tobytes() == b._state.params.tobytes()
     assert a.validation_scores_ == b.validation_scores_ and a.n_iter_ == b.n_iter_
     a, b = _pair("tanh")
     for est in (a, b):
@@ -121,7 +121,7 @@ def test_partial_fit_warm_start_early_stopping_and_sample_weights_with_layers():
         est.partial_fit(X, y)
         est.set_params(warm_start=True, epochs=4).fit(X, y)
         assert est.n_iter_ == 4
-    assert a._params.tobytes() == b._params.tobytes()
+    assert a._state.params.tobytes() == b._state.params.tobytes()
 
 
 def test_a_layers_model_exports_to_onnx():
@@ -161,7 +161,7 @@ def test_images_in_every_layout_train_the_same_convolutional_network(tmp_path):
     assert [c.shape for c in first.coefs_] == [(4, 1, 3, 3), (64, 8), (8, 3)]  # kernels (f, c, kh, kw)
     for name, clf in by_shape.items():
         assert clf.input_shape_ == (1, 8, 8), name
-        assert clf._params.tobytes() == first._params.tobytes(), name
+        assert clf._state.params.tobytes() == first._state.params.tobytes(), name
     # a saved model predicts raw uint8 images in any of the layouts
     first.save(tmp_path / "cnn.npz")
     meta = read_model(tmp_path / "cnn.npz")[1]

@@ -34,7 +34,7 @@ def test_a_0_1_0_checkpoint_resumes_and_saves_in_the_same_format(tmp_path):
     X = np.asarray(EXPECTED["X"] * 3)
     y = np.array(["a", "b", "c"] * 10)
     clf.fit(X, y)
-    assert clf.n_iter_ == 7 and clf._opt_state["t"] > 0
+    assert clf.n_iter_ == 7 and clf._state.opt["t"] > 0
     again = clf.save(tmp_path / "again.npz")
     old_arrays, old_meta = read_model(path)
     new_arrays, new_meta = read_model(again)

@@ -41,7 +41,7 @@ def test_fitted_and_unfitted_estimators_survive_pickle(backend):
     full = _small(**kw).fit(X, y)
     half = _small(epochs=2, **kw).fit(X, y)
     restored = pickle.loads(pickle.dumps(half))
-    assert type(restored._params) is type(half._params)
+    assert type(restored._state.params) is type(half._state.params)
     np.testing.assert_array_equal(restored.predict_proba(X), half.predict_proba(X))
     np.testing.assert_array_equal(copy.deepcopy(half).predict(X), half.predict(X))
     restored.set_params(warm_start=True, epochs=4).fit(X, y)  # training continues exactly

@@ -142,7 +142,7 @@ def _params_per_epoch(backend):
     seen = []
 
     def callback(model, info):
-        seen.append(_host(backend, [model._params])[0])
+        seen.append(_host(backend, [model._state.params])[0])
 
     return seen, callback
 
@@ -168,7 +168,7 @@ def test_early_stopping_stops_at_the_plateau_and_restores_the_best_weights(backe
     assert clf.best_validation_score_ == scores[best] == max(scores)
     assert clf.best_loss_ is None
     # the model ends with the weights of the best epoch, which training had moved on from
-    final = _host(backend, [clf._params])[0]
+    final = _host(backend, [clf._state.params])[0]
     np.testing.assert_array_equal(final, seen[best])
     assert not np.array_equal(seen[best], seen[best + 1])
     assert clf.score(Xv, yv) == pytest.approx(scores[best])
@@ -297,7 +297,7 @@ def test_adaptive_divides_the_rate_by_five_on_a_plateau_and_stops_below_1e_6(bac
     # at each fifth; a plateau at 4e-7 <= 1e-6 stops
     expected = [1e-5] * 4 + [2e-6] * 3 + [4e-7] * 3
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
-    assert clf.n_iter_ == 10 and clf._stopping["stopped"] and clf._stopping["divisions"] == 2
+    assert clf.n_iter_ == 10 and clf._state.stopping["stopped"] and clf._state.stopping["divisions"] == 2
     assert clf.learning_rate_at(0) == pytest.approx(4e-7)
 
 
@@ -332,8 +332,8 @@ def test_nesterov_matches_a_hand_computation_and_differs_from_classical_momentum
         _, g = mlp.loss_and_grad(w, X, Y)
         v = mu * v - lr * g
         w = w + mu * v - lr * g
-    np.testing.assert_allclose(backend.to_numpy(nesterov._params), w, rtol=2e-4, atol=2e-5)
-    assert not np.allclose(backend.to_numpy(classical._params), w, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(backend.to_numpy(nesterov._state.params), w, rtol=2e-4, atol=2e-5)
+    assert not np.allclose(backend.to_numpy(classical._state.params), w, rtol=1e-3, atol=1e-4)
 
 
 def _numpy64():
@@ -349,7 +349,7 @@ def test_nesterov_is_only_the_momentum_optimizers():
         a = NNClassifier(**kw, optimizer=opt).fit(X, y)
         b = NNClassifier(**kw, optimizer=opt, nesterovs_momentum=False).fit(X, y)
         np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
-    assert NNClassifier(optimizer="momentum")._make_optimizer().nesterov is True
+    assert NNClassifier(optimizer="momentum", **kw).fit(X, y)._state.optimizer.nesterov is True
 
 
 # --- predict_log_proba ------------------------------------------------------------------

@@ -469,7 +469,7 @@ def _train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: li
 
 def _stopped(clf: Any) -> bool:
     """Whether the classifier's training was ended by early stopping or the adaptive rate."""
-    return bool(hasattr(clf, "_stopping") and clf._stopping_state().get("stopped"))
+    return bool(clf._stopping_state().get("stopped"))
 
 
 def _test_confusion(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,

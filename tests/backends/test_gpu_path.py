@@ -299,7 +299,7 @@ def test_jax_weights_taken_from_coefs_survive_the_next_partial_fit():
     clf.partial_fit(X, y, classes=[0, 1, 2])
     taken = clf.coefs_ + clf.intercepts_
     before = [np.array(a) for a in taken]
-    flat = clf._params
+    flat = clf._state.params
     clf.partial_fit(X, y)
     assert flat.is_deleted()  # the step did donate the buffer the slices came from
     for a, want in zip(taken, before):

@@ -62,10 +62,10 @@ def main() -> None:
                 raise RuntimeError(f"rank {comm.rank} fails on purpose")
 
         clf = NNClassifier(**cfg).fit(X, y, w, comm=comm, callback=callback)
-        out[f"params{i}"] = clf.backend_.to_numpy(clf._params)
+        out[f"params{i}"] = clf.backend_.to_numpy(clf._state.params)
         out[f"loss{i}"] = np.array(clf.loss_curve_)
-        if "stats" in clf._opt_state:  # BatchNorm's running statistics
-            out[f"stats{i}"] = clf.backend_.to_numpy(clf._opt_state["stats"])
+        if "stats" in clf._state.opt:  # BatchNorm's running statistics
+            out[f"stats{i}"] = clf.backend_.to_numpy(clf._state.opt["stats"])
     if world.rank == 0:
         np.savez(sys.argv[2], **out)
 

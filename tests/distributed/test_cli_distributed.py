@@ -34,7 +34,7 @@ def one_process(data, tmp_path_factory) -> Path:
 
 
 def _weights(run: Path) -> np.ndarray:
-    return NNClassifier.load(run / "model.npz")._params
+    return NNClassifier.load(run / "model.npz")._state.params
 
 
 def _cli(n: int, *args: str, fail: tuple[int, int] | None = None) -> subprocess.CompletedProcess:

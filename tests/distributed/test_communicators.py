@@ -124,9 +124,9 @@ def test_ranks_of_threads_train_what_one_process_trains(backend64, optimizer):
                   learning_rate=0.02, bias=True, l1=0.01, l2=0.1, backend=backend64,
                   dtype=backend64.dtype_name)
     ref = NNClassifier(**params).fit(X, y)
-    want = ref.backend_.to_numpy(ref._params)
+    want = ref.backend_.to_numpy(ref._state.params)
     for model in _fit_on_ranks(3, params, X, y):  # the last batch of 3 rows: one each
-        np.testing.assert_allclose(model.backend_.to_numpy(model._params), want, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(model.backend_.to_numpy(model._state.params), want, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(model.loss_curve_, ref.loss_curve_, rtol=1e-10)
 
 
@@ -141,16 +141,16 @@ def test_ranks_of_threads_train_a_network_of_layers_as_one_process(backend64):
                   epochs=2, batch_size=8, random_seed=2, optimizer="adam", learning_rate=0.02, bias=True,
                   l2=0.1, output="softmax", backend=backend64, dtype=backend64.dtype_name)
     ref = NNClassifier(**params).fit(X, y)
-    want = ref.backend_.to_numpy(ref._params)
+    want = ref.backend_.to_numpy(ref._state.params)
     for model in _fit_on_ranks(3, params, X, y):
-        np.testing.assert_allclose(model.backend_.to_numpy(model._params), want, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(model.backend_.to_numpy(model._state.params), want, rtol=1e-10, atol=1e-13)
 
 
 def test_the_seed_drawn_on_rank_0_is_every_rank_s():
     X, y = np.random.default_rng(1).normal(size=(8, 3)), np.arange(8) % 2
     a, b = _fit_on_ranks(2, dict(epochs=1, n_hidden_units=3, batch_size=4), X, y)
     assert a.random_seed_ == b.random_seed_
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a._state.params, b._state.params)
 
 
 def test_one_rank_is_one_process():
@@ -158,7 +158,7 @@ def test_one_rank_is_one_process():
     params = dict(epochs=2, n_hidden_units=3, batch_size=3, random_seed=0, dtype="float64")
     a = NNClassifier(**params).fit(X, y, comm=SingleProcess())
     b = NNClassifier(**params).fit(X, y)
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a._state.params, b._state.params)
 
 
 # ---- the world ---------------------------------------------------------------------------
@@ -338,6 +338,7 @@ def test_ranks_of_threads_train_batchnorm_with_the_global_batch_statistics(backe
     ref = NNClassifier(**params).fit(X, y)
     be = ref.backend_
     for model in _fit_on_ranks(3, params, X, y):
-        pairs = [(model._params, ref._params), (model._opt_state["stats"], ref._opt_state["stats"])]
+        pairs = [(model._state.params, ref._state.params),
+                 (model._state.opt["stats"], ref._state.opt["stats"])]
         for mine, want in pairs:
             np.testing.assert_allclose(be.to_numpy(mine), be.to_numpy(want), rtol=1e-9, atol=1e-12)

@@ -61,11 +61,11 @@ def _check_same(out: np.lib.npyio.NpzFile, configs: list[dict]) -> None:
         ref = _fit_one(cfg)
         rtol = 1e-10 if cfg["dtype"] == "float64" else 2e-4
         atol = 1e-12 if cfg["dtype"] == "float64" else 1e-5
-        np.testing.assert_allclose(out[f"params{i}"], ref.backend_.to_numpy(ref._params), rtol=rtol,
+        np.testing.assert_allclose(out[f"params{i}"], ref.backend_.to_numpy(ref._state.params), rtol=rtol,
                                    atol=atol, err_msg=str(cfg))
         np.testing.assert_allclose(out[f"loss{i}"], ref.loss_curve_, rtol=rtol, err_msg=str(cfg))
         if f"stats{i}" in out.files:
-            np.testing.assert_allclose(out[f"stats{i}"], ref.backend_.to_numpy(ref._opt_state["stats"]),
+            np.testing.assert_allclose(out[f"stats{i}"], ref.backend_.to_numpy(ref._state.opt["stats"]),
                                        rtol=rtol, atol=atol, err_msg=str(cfg))
 
 

@@ -156,9 +156,9 @@ def test_changing_the_rates_between_fits_changes_no_other_model(backend):
               activation="relu", output="softmax", optimizer="adam", bias=True, init="he",
               dropout=0.5, backend=backend.name, device=_device_arg(backend))
     a = NNClassifier(**kw).fit(X, y)
-    first = a._mlp
+    first = a._state.net
     a.set_params(dropout=0.0, warm_start=True, epochs=3).fit(X, y)
-    assert first.dropout == (0.5,) and a._mlp.dropout == (0.0,)
+    assert first.dropout == (0.5,) and a._state.net.dropout == (0.0,)
     # a model with a's first rates and another batch size (a new compiled step on JAX)
     b = NNClassifier(**{**kw, "batch_size": 8}).fit(X, y)
     ref = NNClassifier(**{**kw, "batch_size": 8, "backend": "numpy", "device": None}).fit(X, y)

@@ -185,11 +185,11 @@ def test_an_estimator_with_batchnorm_saves_loads_pickles_and_stops_early(tmp_pat
     # early stopping restores the best epoch's statistics with its weights
     es = NNClassifier(**{**kw, "epochs": 12}, early_stopping=True, validation_fraction=0.25,
                       n_iter_no_change=2).fit(X, y)
-    assert es._best_stats is not None
-    np.testing.assert_array_equal(es._opt_state["stats"], es._best_stats)
+    assert es._state.best_stats is not None
+    np.testing.assert_array_equal(es._state.opt["stats"], es._state.best_stats)
     es.save(tmp_path / "es.npz")
     again = NNClassifier.load(tmp_path / "es.npz")
-    np.testing.assert_array_equal(again._best_stats, es._best_stats)
+    np.testing.assert_array_equal(again._state.best_stats, es._state.best_stats)
     # a file whose statistics are missing is refused with a clear error
     import zipfile
 

@@ -179,7 +179,7 @@ def test_nnclassifier_on_jax_uses_the_jit_step_and_matches_eager(jax_backend, sc
     eager = arraynn.NNClassifier(**params).fit(X, y)
     assert len(calls) == 4 * 7
     np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=1e-4)
-    assert jit._opt_state["t"] == eager._opt_state["t"] == 4 * 7
+    assert jit._state.opt["t"] == eager._state.opt["t"] == 4 * 7
     for a, b in zip(jit.coefs_, eager.coefs_):
         np.testing.assert_allclose(jit.backend_.to_numpy(a), eager.backend_.to_numpy(b), rtol=1e-3,
                                    atol=1e-5)
@@ -191,7 +191,7 @@ def test_nnclassifier_on_jax_uses_the_jit_step_and_matches_eager(jax_backend, sc
     eager.set_params(warm_start=True, epochs=5)
     _jax.set_jit(False)
     eager.fit(X, y)
-    assert again._opt_state["t"] == eager._opt_state["t"] == 5 * 7
+    assert again._state.opt["t"] == eager._state.opt["t"] == 5 * 7
     np.testing.assert_allclose(again.loss_curve_, eager.loss_curve_, rtol=1e-4)
 
 
@@ -215,7 +215,7 @@ def test_an_interrupted_fit_leaves_usable_weights(jax_backend, tmp_path, monkeyp
                                random_seed=0, backend="jax")
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, y)
-    assert clf._opt_state["t"] == 2
+    assert clf._state.opt["t"] == 2
     assert clf.predict_proba(X).shape == (96, 3)
     clf.save(tmp_path / "interrupted.npz")
 

@@ -56,8 +56,8 @@ def test_a_cnn_run_killed_and_resumed_ends_with_the_weights_of_an_uninterrupted_
     assert proc.returncode == 0, proc.stderr
     a, b = NNClassifier.load(full), NNClassifier.load(killed)
     assert a.input_shape_ == (1, 28, 28) and a.coefs_[0].shape == (4, 1, 3, 3)
-    np.testing.assert_array_equal(a._params, b._params)
-    np.testing.assert_array_equal(a._opt_state["stats"], b._opt_state["stats"])  # BatchNorm's, too
+    np.testing.assert_array_equal(a._state.params, b._state.params)
+    np.testing.assert_array_equal(a._state.opt["stats"], b._state.opt["stats"])  # BatchNorm's, too
     assert json.loads((full / "summary.json").read_text())["test_accuracy"] == \
         json.loads((killed / "summary.json").read_text())["test_accuracy"]
 

@@ -112,7 +112,8 @@ def test_a_run_stops_early_and_keeps_its_best_epoch(data_dir, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["config"]["n_iter_no_change"] == 1
     model = NNClassifier.load(out / "model.npz")
     assert model.validation_scores_ == pytest.approx(vals)
-    np.testing.assert_array_equal(model._params, NNClassifier.load(out / "checkpoint.npz")._params)
+    checkpoint = NNClassifier.load(out / "checkpoint.npz")
+    np.testing.assert_array_equal(model._state.params, checkpoint._state.params)
     # --resume of a stopped run has nothing to train
     code, stdout, err = main_in_process(capsys, "--resume", "--out", str(out), "--no-plots")
     assert code == 0, err
@@ -152,6 +153,6 @@ def test_resume_with_early_stopping_and_the_adaptive_rate_is_exact(data_dir, tmp
     assert [r["learning_rate"] for r in full_rows] == [r["learning_rate"] for r in paused_rows]
     assert [r["val_accuracy"] for r in full_rows] == [r["val_accuracy"] for r in paused_rows]
     summary = json.loads((full / "summary.json").read_text())
-    divisions = NNClassifier.load(full / "checkpoint.npz")._stopping["divisions"]
+    divisions = NNClassifier.load(full / "checkpoint.npz")._state.stopping["divisions"]
     assert divisions >= 1  # the rate was divided on the way
     assert summary["final_learning_rate"] == pytest.approx(0.002 / 5**divisions)

@@ -1,0 +1,104 @@
+"""How a fitted :class:`arraynn.NNClassifier` predicts: its inputs checked, preprocessed
+on the model's device in chunks, fed forward, and the probabilities normalised.
+
+``predict``, ``predict_proba``, ``predict_log_proba`` and ``score`` (the estimator's
+API) call :func:`check_predict_X` and :func:`proba_on_model`; training's validation
+scores call :func:`proba_of_prepared` on sets preprocessed once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ._errors import InputRangeWarning
+from ._inputs import sample_shape_of_input, to_float_on, value_range
+from ._validation import check_array, check_feature_names, flatten_images
+from .ops.generic import log_softmax, softplus
+
+__all__ = ["CHUNK", "check_predict_X", "proba_of_prepared", "proba_on_model"]
+
+#: Rows fed forward at a time.
+CHUNK = 8192
+
+
+def check_predict_X(est: Any, X: Any) -> Any:
+    """``X`` as rows of the fitted ``est``'s features (host or device, its own library),
+    after the checks of its names, its image shape, its width and its range."""
+    state = est._check_is_fitted()
+    check_feature_names(est, X)
+    sample, network = sample_shape_of_input(X), state.input_shape
+    if sample is not None and len(network) == 3 and sample != network:
+        raise ValueError(f"X holds images of shape {sample} but the network takes {network}")
+    X = check_array(flatten_images(X))
+    n = state.n_features_in
+    if X.shape[1] != n:
+        raise ValueError(f"X has {X.shape[1]} features, but NNClassifier is expecting {n} features as "
+                         f"input (it was fitted with {n} features)")
+    _check_input_range(state, X)
+    return X
+
+
+def _check_input_range(state: Any, X: Any) -> None:
+    """An :class:`InputRangeWarning` when a model that preprocesses its raw inputs is
+    given inputs clearly outside the raw training range (see ``input_range_``)."""
+    fitted, prep = state.input_range, state.preprocessor
+    if fitted is None or prep is None or prep.name == "none":
+        return
+    lo, hi = fitted
+    tol = 1e-3 * max(abs(lo), abs(hi), 1e-30)
+    x_lo, x_hi = value_range(X)
+    if lo >= -tol and x_lo < -tol:
+        problem = (f"X holds negative values (down to {x_lo:.4g}), but the inputs the model was "
+                   "fitted on had none")
+    elif hi > 10 and 0 < x_hi <= 1:
+        problem = (f"every value of X is at most {x_hi:.4g}, but the inputs the model was fitted on "
+                   f"went up to {hi:g}")
+    else:
+        return
+    does = "scales" if prep.name == "unit" else "standardizes"
+    warnings.warn(
+        f"{problem} (they ranged from {lo:g} to {hi:g}). The model {does} its inputs itself "
+        f"(preprocessor_ {prep.name!r}): pass raw inputs in the range it was fitted on, e.g. raw "
+        "pixels 0-255, not standardized or scaled ones", InputRangeWarning, stacklevel=6)
+
+
+def proba_of_prepared(est: Any, X: Any) -> Any:
+    """Class probabilities of preprocessed inputs on the model's device (the sigmoid
+    output's per-class sigmoids normalised to sum to 1)."""
+    state = est._state
+    p = state.net.predict_proba(state.params, X, state.opt.get("stats"))
+    if est.output == "sigmoid":
+        p = p / state.backend.xp.sum(p, axis=1, keepdims=True)
+    return p
+
+
+def _log_proba_of_prepared(est: Any, X: Any) -> Any:
+    """``log`` of :func:`proba_of_prepared`, from the logits: ``log_softmax(z)`` for the
+    softmax output; for the sigmoids, whose probabilities are ``sigmoid(z_k) / sum_j
+    sigmoid(z_j)``, ``log_softmax(log_sigmoid(z))`` with ``log_sigmoid(z) =
+    -softplus(-z)``. Finite where the probabilities underflow."""
+    state = est._state
+    xp = state.backend.xp
+    z = state.net.forward(state.params, X, state.opt.get("stats"))
+    if est.output == "sigmoid":
+        z = -softplus(-z, xp)
+    return log_softmax(z, xp)
+
+
+def proba_on_model(est: Any, X: Any, log: bool = False) -> Any:
+    """The (log) probabilities of the raw rows ``X`` on the model's device: each chunk of
+    :data:`CHUNK` rows moved there, preprocessed and fed forward."""
+    state = est._state
+    be, prep = state.backend, state.preprocessor
+    whole = prep is not None and prep.name == "per-set" and prep.standardizer_ is None
+    if whole and prep is not None:  # statistics of the whole input (a 0.1.0 run's description)
+        X = prep.apply_new(to_float_on(be, X))
+    out = []
+    n = X.shape[0]
+    for s in range(0, n, CHUNK):
+        Xc = to_float_on(be, X[s:min(s + CHUNK, n), ...])
+        if prep is not None and not whole:
+            Xc = prep.apply_new(Xc)
+        out.append(_log_proba_of_prepared(est, Xc) if log else proba_of_prepared(est, Xc))
+    return out[0] if len(out) == 1 else be.xp.concat(out, axis=0)
