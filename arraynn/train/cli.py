@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Sequence
 
-from .errors import UsageError, error_line
+from .. import _cli
+from .errors import error_line
 from .options import build_parser, check_distributed_args
 
 __all__ = ["main"]
@@ -18,15 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     0 success, 1 error, 2 bad usage, 130 interrupted; every error is one line on
     stderr (``--debug`` raises it instead, with its traceback).
     """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        check_distributed_args(args)
-    except UsageError as exc:
-        print(f"error: {exc}  (see --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = _cli.parse_args(build_parser(), argv, check_distributed_args)
+    if isinstance(args, int):
+        return args
     try:
         return _main(args)
     except BaseException:
@@ -53,18 +47,15 @@ def _run_or_evaluate(args) -> int:
     except KeyboardInterrupt:
         run_dir = getattr(args, "run_dir", None)
         if args.evaluate is not None or run_dir is None:
-            print("\ninterrupted", file=sys.stderr)
-        elif getattr(args, "resumable", False):
-            print("\ninterrupted; continue from the last checkpoint with: python -m arraynn.train "
-                  f"--resume --out {shlex.quote(run_dir)}", file=sys.stderr)
-        else:
-            print("\ninterrupted before the first epoch finished; nothing was kept", file=sys.stderr)
-        return 130
+            return _cli.interrupted()
+        if getattr(args, "resumable", False):
+            return _cli.interrupted("interrupted; continue from the last checkpoint with: python -m "
+                                    f"arraynn.train --resume --out {shlex.quote(run_dir)}")
+        return _cli.interrupted("interrupted before the first epoch finished; nothing was kept")
     except Exception as exc:
         if args.debug:
             raise
         message, code = error_line(exc, args)
         world = getattr(args, "world", None)
         rank = f"rank {world.rank}: " if world is not None and world.size > 1 else ""
-        print(f"error: {rank}{message}", file=sys.stderr)
-        return code
+        return _cli.report(rank + message, code)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, NoReturn
+from typing import Any
 
-from .errors import UsageError
+from .._cli import Parser, UsageError
 
 __all__ = ["LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
            "check_distributed_args", "check_evaluate_args", "check_resume_args",
@@ -238,13 +238,6 @@ exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 130 interrupt
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (raised, reported by ``main``)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _number(convert: type, positive: bool) -> Any:
     """An argparse type: ``convert`` (int or float) of a finite value > 0 or >= 0."""
     what = {(int, True): "a positive integer", (int, False): "an integer >= 0",
@@ -336,9 +329,9 @@ def _mirror(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.train``.
 
-    Its errors raise :class:`~arraynn.train.errors.UsageError` instead of exiting.
+    Its errors raise :class:`~arraynn._cli.UsageError` instead of exiting.
     """
-    p = _Parser(
+    p = Parser(
         prog="python -m arraynn.train",
         description="Train a multilayer perceptron on Fashion-MNIST with arraynn, on any Array API "
                     "backend, and write its metrics, checkpoints, model, report and plots to a run "
