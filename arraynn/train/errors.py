@@ -38,8 +38,8 @@ def _data_hint(exc: BaseException, args: argparse.Namespace) -> str:
     from ..data import DownloadError
     from ..data.fashion_mnist import DatasetNotFoundError
 
-    data_dir = getattr(args, "data_dir", None)
-    no_download = bool(getattr(args, "no_download", False))
+    data_dir = args.data_dir
+    no_download = bool(args.no_download)
     env = os.environ.get("ARRAYNN_DATA", "")
     if data_dir is not None:
         where = f"copy the four Fashion-MNIST files into {data_dir}"

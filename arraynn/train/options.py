@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Collection
 from typing import Any
 
 from .._cli import Parser, UsageError
@@ -574,12 +575,14 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> None:
+def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = None, *,
+                      ignore: Collection[str] = ()) -> None:
     """Refuse a ``--resume`` without ``--out`` or with flags that change the configuration.
 
     ``saved`` is the run's saved configuration (config.json's ``config``): flags equal
     to it are accepted (the original command line resumes as it is); without it every
-    training flag is refused.
+    training flag is refused. The entries named in ``ignore`` are not checked (``epochs``
+    when ``--resume --epochs N`` extends the run).
 
     Raises
     ------
@@ -588,7 +591,7 @@ def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = N
     """
     if args.out is None:
         raise UsageError("--resume needs --out RUN_DIR, the run to continue")
-    over = _explicit_overrides(args)
+    over = {k: v for k, v in _explicit_overrides(args).items() if k not in ignore}
     if args.preset is not None:
         over = {"preset": args.preset, **over}
     if saved is not None:
@@ -636,8 +639,9 @@ def _shown(v: Any) -> str:
     return "unset" if v is None else str(v)
 
 
-def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
-    """The :class:`~arraynn.backends.Backend` the flags name, else the saved run's, else auto.
+def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+    """The :class:`~arraynn.backends.Backend` the flags name, else the saved run's, else
+    auto; and why auto chose it (for the run's header; ``None`` when it was named).
 
     ``saved`` is a run's config.json (``--resume``): its backend, device and dtype are
     the defaults of ``--backend``, ``--device`` and ``--dtype``.
@@ -649,11 +653,8 @@ def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
     device = args.device if args.device is not None else saved.get("device_arg")
     dtype = args.dtype or saved.get("dtype") or "float32"
     if name != "auto":
-        return get_backend(name, device, dtype)
-    be, reason = choose_auto(device, dtype)
-    # why auto chose it, for the run's header
-    args.backend_reason = reason
-    return be
+        return get_backend(name, device, dtype), None
+    return choose_auto(device, dtype)
 
 
 _SCALE_WORDS = {"standardize": "standardized with the training set's statistics",

@@ -1,7 +1,8 @@
 """Training a run and evaluating a saved model: :func:`run` and :func:`evaluate`.
 
-Each is a short pipeline of named steps; the files each step reads and writes are
-those of :mod:`arraynn.train.rundir`.
+Each is a short pipeline of named steps, passing on a :class:`~arraynn.train.job.Run`
+that each fills in; the files each step reads and writes are those of
+:mod:`arraynn.train.rundir`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from .._cli import CLIError, UsageError
 from .dataset import DeviceSets, FashionMNIST, Split, device_sets, load_data, split_data, upload
-from .errors import CLIError, UsageError
+from .job import Run
 from .options import (
     LEGACY_DEFAULTS,
     PRESET_HEADERS,
@@ -53,8 +55,8 @@ from .rundir import (
 __all__ = ["evaluate", "run"]
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train (or resume) a run; returns the exit status.
+def run(job: Run) -> int:
+    """Train (or resume) the run of ``job``'s command line; returns the exit status.
 
     The steps: prepare the run directory (reading the saved configuration to resume),
     resolve the configuration and the backend, load and split the data, upload and
@@ -67,23 +69,29 @@ def run(args: argparse.Namespace) -> int:
     alone prepares, prints and writes the run directory, and hands the other ranks the
     configuration and, to resume, the checkpoint. After each checkpoint all ranks meet
     at a barrier.
+
+    ``job`` is filled in on the way (its world, run directory, configuration, backend);
+    when the run ends, however it ends, ``job.resumable`` says whether a checkpoint is
+    left to continue from.
     """
-    world = _world(args)
-    args.world = world
-    if not world.is_root:
+    job.world = _world(job.args)
+    if not job.world.is_root:
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            state = world.bcast(None)
-            return _run(args, RunDir(Path(state["run_dir"])), state["saved"], state["resumable"],
-                        world, state["cfg"])
-    rd, saved, resumable = _prepare(args)
+            state = job.world.bcast(None)
+            job.run_dir, job.saved = RunDir(Path(state["run_dir"])), state["saved"]
+            job.from_checkpoint, job.config = state["resumable"], state["cfg"]
+            return _run(job)
+    _prepare(job)
+    rd = job.run_dir
+    assert rd is not None
     try:
-        return _run(args, rd, saved, resumable, world)
+        return _run(job)
     except BaseException:
         if not (rd.path / CHECKPOINT).exists():
             rd.discard()  # trained nothing: leave nothing behind
         raise
     finally:
-        args.resumable = (rd.path / CHECKPOINT).is_file()
+        job.resumable = (rd.path / CHECKPOINT).is_file()
         rd.unlock()
 
 
@@ -101,24 +109,29 @@ def _world(args: argparse.Namespace) -> Any:
     return world
 
 
-def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, resumable: bool,
-         world: Any, cfg: dict[str, Any] | None = None) -> int:
+def _run(job: Run) -> int:
     from .. import distributed
 
+    args, world, rd, saved = job.args, job.world, job.run_dir, job.saved
+    assert rd is not None
     root = world.is_root
     if root:
-        cfg = dict(saved["config"]) if saved is not None else resolve_config(args)
-        if saved is not None and saved.pop("extended", False):
-            print(f"extending the run to {cfg['epochs']} epochs")
+        job.config = dict(saved["config"]) if saved is not None else resolve_config(args)
+        if job.extended:
+            assert saved is not None
+            print(f"extending the run to {job.config['epochs']} epochs")
             rd.write_config(saved)
         if world.size > 1:
-            world.bcast({"saved": saved, "resumable": resumable, "cfg": cfg, "run_dir": str(rd.path)})
+            world.bcast({"saved": saved, "resumable": job.from_checkpoint, "cfg": job.config,
+                         "run_dir": str(rd.path)})
+    cfg = job.config
     assert cfg is not None  # rank 0 resolves it; the others are given it
     device_given = (args.device if args.device is not None else (saved or {}).get("device_arg")) is not None
-    be = distributed.rank_backend(backend_from(args, saved), world, device_given)
-    comm = distributed.communicator(args.comm or "auto", be, world) if args.distributed else world
+    be, job.backend_reason = backend_from(args, saved)
+    job.backend = be = distributed.rank_backend(be, world, device_given)
+    job.comm = comm = distributed.communicator(args.comm or "auto", be, world) if args.distributed else world
     versions = _versions(be)
-    _print_header(cfg, be, versions, comm, getattr(args, "backend_reason", None))
+    _print_header(cfg, be, versions, comm, job.backend_reason)
     if not root:
         world.barrier()  # rank 0 has the data (downloaded, if it had to)
     data, split = _load_and_split(args, cfg, saved, rd)
@@ -126,7 +139,7 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
         world.barrier()
     names = list(data.names)
     sets = device_sets(be, cfg["scale"], data, split)
-    if resumable:
+    if job.from_checkpoint:
         clf, rows = _resume_ranks(rd, be, cfg, world, data)
     else:
         if saved is not None:
@@ -164,7 +177,7 @@ def _run(args: argparse.Namespace, rd: RunDir, saved: dict[str, Any] | None, res
     return 0
 
 
-def evaluate(args: argparse.Namespace) -> int:
+def evaluate(job: Run) -> int:
     """``--evaluate MODEL``: a saved model's test accuracy on the chosen backend.
 
     The model is a run's (its model.json, when there, is checked too) or one saved by
@@ -174,6 +187,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from ..classifier import NNClassifier
     from ..data.preprocessing import Preprocessor
 
+    args = job.args
     check_evaluate_args(args)
     path = find_model(args.evaluate)
     meta = read_model_json(path) if path.with_suffix(".json").is_file() else None
@@ -183,7 +197,7 @@ def evaluate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CLIError(f"{path.with_suffix('.json')}: its preprocessing cannot be applied ({exc}); "
                            "the file is damaged or was edited") from None
-    be = backend_from(args)
+    job.backend, job.backend_reason = be, _ = backend_from(args)
     clf = NNClassifier.load(path, backend=be, dtype=be.dtype_name)
     print(f"arraynn.train: evaluating {path} ({clf.n_iter_} epochs) on {be.describe()}")
     if clf.preprocessor_ is None:
@@ -209,33 +223,33 @@ def evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _prepare(args: argparse.Namespace) -> tuple[RunDir, dict[str, Any] | None, bool]:
-    """The run directory, checked, locked and writable; with ``--resume`` its config.json
-    (checked against the flags); and whether there is a checkpoint to resume from."""
+def _prepare(job: Run) -> None:
+    """The run directory (``job.run_dir``), checked, locked and writable; with
+    ``--resume`` its config.json (``job.saved``, checked against the flags); and whether
+    there is a checkpoint to resume from (``job.from_checkpoint``)."""
+    args = job.args
     if args.out is not None and not str(args.out).strip():
         raise UsageError("--out needs a directory name (use --out . for the current directory)")
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out RUN_DIR, the run to continue")
-    rd = RunDir(Path(args.out) if args.out is not None else default_out(args.preset or "default"))
-    args.run_dir = str(rd.path)
+    out = Path(args.out) if args.out is not None else default_out(args.preset or "default")
+    job.run_dir = rd = RunDir(out)
     resumable = rd.prepare(args.resume)
     if not args.resume:
-        return rd, None, False
+        return
     try:
         saved = rd.read_config()
         extend = args.epochs is not None and args.epochs > int(saved["config"].get("epochs", 0))
         if extend:  # --resume --epochs N beyond the run's: extend it (its checkpoint continues)
-            epochs, args.epochs = args.epochs, None
-            check_resume_args(args, saved["config"])
-            args.epochs = epochs
-            saved = dict(saved, config=dict(saved["config"], epochs=epochs), extended=True)
+            check_resume_args(args, saved["config"], ignore=("epochs",))
+            saved = dict(saved, config=dict(saved["config"], epochs=args.epochs))
         check_resume_args(args, saved["config"])
         if args.dtype and args.dtype != saved.get("dtype"):
             raise UsageError(f"the run was trained in {saved.get('dtype')}; resume it in the same dtype")
     except BaseException:
         rd.unlock()
         raise
-    return rd, saved, resumable
+    job.saved, job.extended, job.from_checkpoint = saved, extend, resumable
 
 
 def _versions(be: Any) -> dict[str, str]:
