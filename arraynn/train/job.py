@@ -1,7 +1,7 @@
 """One invocation of ``python -m arraynn.train``: :class:`Run`, what its steps find out.
 
 :func:`arraynn.train.cli.main` makes a :class:`Run` of the parsed command line and hands
-it to :func:`~arraynn.train.run.run` or :func:`~arraynn.train.run.evaluate`; each step
+it to :func:`~arraynn.train.run.run` or :func:`~arraynn.train.evaluate.evaluate`; each step
 fills in what it learns (the ranks, the run directory, the configuration, the backend),
 and ``main`` reads it back to report an error or an interruption. The parsed command
 line itself is never written to.
