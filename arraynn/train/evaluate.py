@@ -11,7 +11,7 @@ from .._cli import CLIError
 from .config import backend_from, check_evaluate_args
 from .dataset import check_test_set, load_run_data, upload
 from .job import Run
-from .rundir import find_model, read_model_json
+from .rundir import read_model_json
 
 __all__ = ["confusion_on_test_set", "evaluate", "print_result"]
 
@@ -25,10 +25,14 @@ def evaluate(job: Run) -> int:
     """
     from ..classifier import NNClassifier
     from ..data.preprocessing import Preprocessor
+    from ..model_io import model_path
 
     args = job.args
     check_evaluate_args(args)
-    path = find_model(args.evaluate)
+    try:
+        path = model_path(args.evaluate)  # the file, or a run directory's model.npz
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
     meta = read_model_json(path) if path.with_suffix(".json").is_file() else None
     if meta is not None:
         try:
