@@ -35,9 +35,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
+
+from . import _cli
 
 __all__ = ["IMAGE_SUFFIXES", "PredictError", "main", "predict_files", "read_images"]
 
@@ -63,17 +65,8 @@ exit status: 0 success, 1 error (one line on stderr; some files unreadable), 2 b
 """
 
 
-class PredictError(Exception):
+class PredictError(_cli.CLIError):
     """An input or a model that cannot be used; the message says why and what to do."""
-
-
-class _UsageError(PredictError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
 
 
 def _top_k(text: str) -> int:
@@ -91,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .backends import BACKEND_NAMES
 
-    p = _Parser(prog="python -m arraynn.predict",
+    p = _cli.Parser(prog="python -m arraynn.predict",
                 description="Classify images (PNG/JPEG, .npy arrays, IDX files) with a model trained "
                             "by arraynn: a run directory or a model file.",
                 epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -256,7 +249,7 @@ def predict_files(clf: Any, files: Sequence[str | Path], top_k: int = 1, *, inve
             if not keep_going:
                 raise
             records.append({"file": str(f), "index": None, "predictions": [], "note": None,
-                            "error": " ".join(str(exc).split())})
+                            "error": _cli.one_line(exc)})
             continue
         proba = np.asarray(clf.predict_proba(X))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
@@ -301,14 +294,9 @@ def _write(records: list[dict[str, Any]], args: argparse.Namespace, many: set[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m arraynn.predict``; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        print(f"error: {exc}  (see --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = _cli.parse_args(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         return _run(args)
     except BrokenPipeError:
@@ -319,13 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stdout_to_devnull()
         return 141
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        return _cli.interrupted()
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return _cli.report(*_error_line(exc))
 
 
 def _stdout_to_devnull() -> None:
@@ -343,14 +329,14 @@ def _stdout_to_devnull() -> None:
         os.close(fd)
 
 
-def _one_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException) -> tuple[str, int]:
+    """The line of ``error: ...`` for ``exc`` and the exit status (:func:`arraynn._cli.error_line`:
+    a :class:`PredictError`'s message, a model file's, a backend's and a missing file's
+    are their own report)."""
     from .backends import BackendError
     from .model_io import ModelFileError
 
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (PredictError, ModelFileError, BackendError, FileNotFoundError)):
-        return text
-    return f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
+    return _cli.error_line(exc, expected=(ModelFileError, BackendError, FileNotFoundError))
 
 
 def _run(args: argparse.Namespace) -> int:

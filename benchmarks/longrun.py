@@ -69,7 +69,7 @@ def run(data_dir: str | None, epochs: int | None, limit: int | None, seed: int, 
         quick: bool) -> dict[str, Any]:
     import arraynn
     from arraynn.train.options import PRESETS
-    from arraynn.train.run import _new_classifier
+    from arraynn.train.training import new_classifier
 
     from .workloads import load_data, synthetic_data
 
@@ -79,7 +79,7 @@ def run(data_dir: str | None, epochs: int | None, limit: int | None, seed: int, 
         cfg["epochs"] = int(epochs)
     data = synthetic_data(2048, 256) if quick else load_data(data_dir, limit=limit)
     be = arraynn.get_backend(backend, dtype="float32")
-    clf = _new_classifier(cfg, be, n_classes=data.n_classes)
+    clf = new_classifier(cfg, be, n_classes=data.n_classes)
     clf.set_params(warm_start=False)
     rows: list[dict[str, Any]] = []
 

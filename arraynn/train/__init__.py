@@ -14,12 +14,16 @@ under a minute) and ``article`` (the original article's experiment). Run
 Errors print one line, ``error: ...``, on stderr and exit with status 2 (bad usage)
 or 1 (anything else), without a traceback (``--debug`` shows it).
 
-The modules: :mod:`~arraynn.train.options` (presets, parser, configuration),
+The modules: :mod:`~arraynn.train.presets`, :mod:`~arraynn.train.options` (the parser
+and its flags), :mod:`~arraynn.train.config` (the configuration the flags make),
+:mod:`~arraynn.train.job` (:class:`~arraynn.train.job.Run`, one invocation's state),
 :mod:`~arraynn.train.rundir` (the run directory's files),
 :mod:`~arraynn.train.dataset` (data, split, device sets),
-:mod:`~arraynn.train.progress`, :mod:`~arraynn.train.run` (:func:`run` and
-:func:`evaluate`), :mod:`~arraynn.train.errors` and :mod:`~arraynn.train.cli`
-(:func:`main`).
+:mod:`~arraynn.train.progress`, :mod:`~arraynn.train.run` (:func:`run`),
+:mod:`~arraynn.train.training` (the classifier: built, resumed, trained),
+:mod:`~arraynn.train.evaluate` (:func:`evaluate`, the test accuracy),
+:mod:`~arraynn.train.errors` (the one-line errors, on :mod:`arraynn._cli`) and
+:mod:`~arraynn.train.cli` (:func:`main`).
 """
 
 from .cli import main

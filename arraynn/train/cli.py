@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Sequence
 
-from .errors import UsageError, error_line
+from .. import _cli
+from .errors import error_line
+from .job import Run
 from .options import build_parser, check_distributed_args
 
 __all__ = ["main"]
@@ -18,53 +18,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     0 success, 1 error, 2 bad usage, 130 interrupted; every error is one line on
     stderr (``--debug`` raises it instead, with its traceback).
     """
-    parser = build_parser()
+    args = _cli.parse_args(build_parser(), argv, check_distributed_args)
+    if isinstance(args, int):
+        return args
+    job = Run(args)
     try:
-        args = parser.parse_args(argv)
-        check_distributed_args(args)
-    except UsageError as exc:
-        print(f"error: {exc}  (see --help)", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    try:
-        return _main(args)
+        code = _run_or_evaluate(job)
     except BaseException:
         # a rank that stops with an error ends the whole job: the others would wait forever
-        world = getattr(args, "world", None)
-        if world is not None and world.size > 1:
-            world.abort(1)
+        job.abort_others(1)
         raise
-
-
-def _main(args) -> int:
-    code = _run_or_evaluate(args)
-    world = getattr(args, "world", None)
-    if code != 0 and world is not None and world.size > 1:
-        world.abort(code)  # the other ranks may be waiting in a collective
+    if code != 0:
+        job.abort_others(code)  # the other ranks may be waiting in a collective
     return code
 
 
-def _run_or_evaluate(args) -> int:
+def _run_or_evaluate(job: Run) -> int:
+    """The run or the evaluation, its errors and its interruption reported in one line."""
     try:
         from .run import evaluate, run
 
-        return evaluate(args) if args.evaluate is not None else run(args)
+        return evaluate(job) if job.evaluating else run(job)
     except KeyboardInterrupt:
-        run_dir = getattr(args, "run_dir", None)
-        if args.evaluate is not None or run_dir is None:
-            print("\ninterrupted", file=sys.stderr)
-        elif getattr(args, "resumable", False):
-            print("\ninterrupted; continue from the last checkpoint with: python -m arraynn.train "
-                  f"--resume --out {shlex.quote(run_dir)}", file=sys.stderr)
-        else:
-            print("\ninterrupted before the first epoch finished; nothing was kept", file=sys.stderr)
-        return 130
+        return _cli.interrupted(job.interrupted_message())
     except Exception as exc:
-        if args.debug:
+        if job.args.debug:
             raise
-        message, code = error_line(exc, args)
-        world = getattr(args, "world", None)
-        rank = f"rank {world.rank}: " if world is not None and world.size > 1 else ""
-        print(f"error: {rank}{message}", file=sys.stderr)
-        return code
+        message, code = error_line(exc, job.args)
+        return _cli.report(job.rank_prefix() + message, code)

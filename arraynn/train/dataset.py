@@ -18,6 +18,7 @@ to the backend's float dtype and preprocessed there (:func:`device_sets`).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -27,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from .._cli import CLIError, UsageError
 
 __all__ = ["ARRAY_NAMES", "CLASS_NAMES_FILE", "TRAIN_EVAL_SIZE", "DeviceSets", "FashionMNIST", "Split",
-           "class_names", "device_sets", "load_data", "parse_class_names", "split_data", "upload"]
+           "check_test_set", "class_names", "device_sets", "load_data", "load_run_data", "parse_class_names",
+           "split_data", "upload"]
 
 #: The arrays of a data set given as ``.npy`` files (``NAME.npy``) or as an ``.npz``.
 ARRAY_NAMES = ("X_train", "y_train", "X_test", "y_test")
@@ -141,6 +143,28 @@ def load_data(data_dir: str | None, *, download: bool, mirrors: list[str] | None
             data_dir, download=download, return_info=True, **kwargs)
         data, stored = FashionMNIST(X_train, y_train, X_test, y_test, info), None
     return replace(data, names=tuple(_class_names(data, path, names, stored)))
+
+
+def load_run_data(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> FashionMNIST:
+    """The data of the flags (``--data-dir``, ``--class-names``, ``--no-download``, ``--mirror``);
+    a resumed run's (``saved``: its config.json) own directory and class names unless told otherwise."""
+    data_dir = args.data_dir
+    if data_dir is None and saved is not None and saved.get("data_dir"):
+        data_dir = saved["data_dir"]
+        if not Path(data_dir).exists():
+            raise CLIError(f"the data this run was trained on, {data_dir}, no longer exist; pass "
+                           "--data-dir with the same data")
+    names = args.class_names
+    if names is None and saved is not None and saved.get("class_names"):
+        names = list(saved["class_names"])
+    return load_data(data_dir, download=not args.no_download, mirrors=args.mirror, names=names)
+
+
+def check_test_set(data: FashionMNIST) -> None:
+    """A test set to measure on: found before any training."""
+    if len(data.X_test) == 0:
+        raise CLIError(f"the test set of {data.title} from {data.describe_source()} holds 0 images; "
+                       "there is nothing to measure a model on: point --data-dir at complete files")
 
 
 def _check_data_path(path: Path | None) -> None:

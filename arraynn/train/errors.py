@@ -2,7 +2,10 @@
 
 Every failure prints one line, ``error: ...``, on stderr and exits with status 2 (bad
 usage) or 1 (anything else), without a traceback (``--debug`` shows it):
-:func:`error_line` turns an exception into that line and its exit status.
+:func:`error_line` turns an exception into that line and its exit status. The error
+classes and the one-line formatting are those of :mod:`arraynn._cli`, which
+``python -m arraynn.predict`` shares; this module adds the training run's own hints
+(where to put the data, what ``--no-download`` and ``--limit`` do).
 """
 
 from __future__ import annotations
@@ -10,38 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from .._cli import CLIError, UsageError, one_line
+from .._cli import error_line as _cli_error_line
+
 __all__ = ["CLIError", "UsageError", "error_line", "one_line"]
-
-
-class CLIError(Exception):
-    """An error to report in one line; ``code`` is the exit status."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class UsageError(CLIError):
-    """A bad command line: exit status 2."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code=2)
-
-
-def one_line(exc: BaseException) -> str:
-    """A one-line message: the exception's first paragraph, lines joined.
-
-    The instructions and URLs that follow a data error's first paragraph are
-    dropped (:func:`error_line` replaces them by a hint about the flags).
-    """
-    text = str(exc).strip() or type(exc).__name__
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    keep = []
-    for ln in lines:
-        if ln.startswith(("Put the files", "or point data_home")) or ln.startswith(("http://", "https://")):
-            break
-        keep.append(ln.rstrip(":") if ln.endswith(":") else ln)
-    return "; ".join(keep or lines[:1])
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -63,8 +38,8 @@ def _data_hint(exc: BaseException, args: argparse.Namespace) -> str:
     from ..data import DownloadError
     from ..data.fashion_mnist import DatasetNotFoundError
 
-    data_dir = getattr(args, "data_dir", None)
-    no_download = bool(getattr(args, "no_download", False))
+    data_dir = args.data_dir
+    no_download = bool(args.no_download)
     env = os.environ.get("ARRAYNN_DATA", "")
     if data_dir is not None:
         where = f"copy the four Fashion-MNIST files into {data_dir}"
@@ -95,8 +70,6 @@ def error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
     (str, int)
         The message and the exit status: ``exc.code`` for a :class:`CLIError`, else 1.
     """
-    if isinstance(exc, CLIError):
-        return one_line(exc), exc.code
     if isinstance(exc, _expected_errors()):
         return f"{one_line(exc)}{_data_hint(exc, args)}", 1
     if isinstance(exc, MemoryError):
@@ -105,5 +78,5 @@ def error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         return f"cannot read or write{where}: {exc.strerror or exc}", 1
-    # The last resort: still one line.
-    return f"{type(exc).__name__}: {one_line(exc)} (rerun with --debug for the traceback)", 1
+    # a CLIError's own message and status; the last resort: still one line
+    return _cli_error_line(exc)

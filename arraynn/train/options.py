@@ -1,168 +1,23 @@
-"""The command line's options: the presets, the parser and the resolved configuration.
+"""The command line's options: the parser, its flags and their types.
 
-A run is configured by a preset (:data:`PRESETS`) whose entries flags override
-(:func:`resolve_config`); ``--resume`` takes the configuration saved in the run
-directory instead, and refuses flags that would change it (:func:`check_resume_args`).
+The flags override the entries of a preset (:mod:`arraynn.train.presets`); the
+configuration they make is :mod:`arraynn.train.config`'s, whose names this module
+exports too.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, NoReturn
+from typing import Any
 
-from .errors import UsageError
+from .._cli import Parser, UsageError
+from .config import backend_from, check_evaluate_args, check_resume_args, describe_config, resolve_config
+from .presets import FEATURE_DEFAULTS, LEGACY_DEFAULTS, PRESET_HEADERS, PRESETS
 
-__all__ = ["LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
+__all__ = ["FEATURE_DEFAULTS", "LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
            "check_distributed_args", "check_evaluate_args", "check_resume_args",
            "describe_config", "resolve_config"]
-
-# The quick default (the "best" preset below trades more time for accuracy): a
-# 784-256-128-10 ReLU network with a softmax output and He initial
-# weights, Adam with a cosine-decayed learning rate over 15 epochs of minibatches
-# of 128, on inputs standardized with the training set's statistics. 5,000 of the
-# 60,000 training images are held out for the per-epoch validation accuracy. L2
-# 0.05 (added to each minibatch's summed gradient) was chosen on that validation
-# set among 0, 0.02, 0.05, 0.1 and 0.2. Measured: 90.6-90.7 % test accuracy (90.57 -
-# 90.69 % over seeds 0-2 with OpenBLAS's Haswell kernels, 90.71 % for seed 0 with its
-# SkylakeX ones), 6-8 s of training on 2 vCPUs of an AMD EPYC Zen 5.
-_DEFAULT: dict[str, Any] = {
-    "hidden": [256, 128],
-    "activation": "relu",
-    "output": "softmax",
-    "optimizer": "adam",
-    "learning_rate": 1e-3,
-    "schedule": "cosine",
-    "epochs": 15,
-    "batch_size": 128,
-    "n_batches": None,
-    "l1": 0.0,
-    "l2": 0.05,
-    "bias": True,
-    "init": "he",
-    "scale": "standardize",
-    "val_size": 5000,
-    "seed": 0,
-    "limit": None,
-    "dropout": 0.0,
-    "input_dropout": 0.0,
-    "shift": 0,
-    "flip": False,
-    "early_stopping": False,
-    "n_iter_no_change": 10,
-    "tol": 1e-4,
-    "nesterov": True,
-    "layers": None,
-}
-
-#: The presets: the default, and the others as their differences from it. Every key can
-#: be overridden by a flag (see ``--help``).
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": _DEFAULT,
-    # The best classifier, held to the time PyTorch needs for its reference dropout MLP
-    # (784-512-512-10, dropout 0.3, Adam with cosine decay, 30 epochs: see
-    # benchmarks/reference.py): a 784-512-512-10 ReLU network, 20 % dropout of the input
-    # pixels and 10 % after each hidden layer, Adam 1e-3 with cosine decay over 50
-    # epochs of minibatches of 128, L2 0.05, standardized inputs. Chosen on the 5,000
-    # held-out validation images (seed 0; validation accuracy at the last epoch / mean of
-    # the last 5), first at 40 epochs: hidden dropout 0.2 / 0.3 alone 90.82 / 90.78 %;
-    # with random shifts of 1 px 90.92 % (60 epochs) and with flips 90.80 %: augmentation
-    # did not pay within the time; input dropout 0.1 with hidden 0.2 90.98 %, 0.2 with 0.2
-    # 90.94 (91.03) %, 0.1 with 0.1 91.00 (91.06) %, 0.2 with 0.1 91.42 (91.41) %, 0.2
-    # with none 91.02 %, 0.25 with 0.1 91.32 (91.26) %, 0.3 with 0.1 91.08 %, 0.3 with
-    # 0.2 91.06 %, 0.2 with 0.15 90.94 (90.99) %; 768-768 or 1024-1024 units, L2 0.15, lr
-    # 1.5e-3 (91.04 %) or 2e-3, batch 64, batch 256 with lr 2e-3 (50 epochs: 91.22 %) did
-    # no better. Then the epochs the faster NumPy step affords (the dropout masks, Adam
-    # and the L2 term as compiled passes where Numba is installed): 45 epochs 91.30
-    # (91.31) %, 50 epochs 91.50 (91.44) %. Then it trains on all 60,000 training images,
-    # as the reference does (no validation split).
-    # Measured with python -m benchmarks.reference --data-dir DIR --seeds 0,1,2 (2 vCPUs
-    # of an AMD EPYC, NumPy 2.4.6 with OpenBLAS and Numba 0.68.1; torch 2.13.0 CPU):
-    # 91.56 / 91.50 / 91.75 % test accuracy (mean 91.60 %) in 50.5 / 51.5 / 45.2 s of
-    # training, against the reference's 91.22 / 91.24 / 91.46 % (mean 91.31 %) in 64.8 /
-    # 72.6 / 60.7 s in the same run: the goal of 91.5 % in no more than the reference's
-    # time is met on every seed; seed 0 again, later: 91.56 % in 62.3 s against 91.22 %
-    # in 72.7 s. (The host is shared: in an earlier run with other jobs on it, single
-    # runs took up to three times as long, arraynn's OpenBLAS threads suffering more
-    # than torch's.)
-    "best": {
-        **_DEFAULT,
-        "hidden": [512, 512],
-        "epochs": 50,
-        "val_size": 0,
-        "dropout": 0.1,
-        "input_dropout": 0.2,
-    },
-    # The article's experiment: 784-50-10 sigmoid network without biases, U(-1, 1)
-    # initial weights, plain SGD on gradients summed over 25 fixed minibatches,
-    # L2 0.5, 300 epochs, each set standardized with its own statistics. Like the
-    # article it trains on all 60,000 training images, so it has no validation split
-    # unless --val-size is given.
-    # A convolutional network: two 3x3 convolutions of 32 and 64 filters, each with batch
-    # normalisation, ReLU and 2x2 max pooling, then dropout 0.3, a 128-unit dense layer with
-    # batch normalisation, ReLU and dropout 0.3 (no biases before a BatchNorm), random
-    # left-right flips, the default's Adam with cosine decay over 24 epochs, batch 128, L2 0.05,
-    # standardized inputs. Chosen on the 5,000 held-out validation images (seed 0, 2 vCPUs of
-    # an AMD EPYC Zen 3): without batch normalisation, 18 epochs, 92.94 % validation (92.74 %
-    # test); with it, 24 epochs, 93.68 % validation at the last epoch (93.70 % at the best),
-    # 93.41 % test. Then, like "best", it trains on all 60,000 training images (no validation
-    # split, the epochs fixed): 93.79 % test accuracy in 1,812 s of training on that CPU, where
-    # PyTorch's usual small CNN got 93.36 % in 414 s in the same run (python -m
-    # benchmarks.reference --cnn --data-dir DIR).
-    "cnn": {
-        **_DEFAULT,
-        "layers": ("conv32k3samenobias,bn,relu,maxpool2,conv64k3samenobias,bn,relu,maxpool2,flatten,"
-                   "dropout0.3,dense128nobias,bn,relu,dropout0.3"),
-        "flip": True,
-        "epochs": 24,
-        "val_size": 0,
-    },
-    "article": {
-        **_DEFAULT,
-        "hidden": [50],
-        "activation": "sigmoid",
-        "output": "sigmoid",
-        "optimizer": "sgd",
-        "schedule": "constant",
-        "epochs": 300,
-        "batch_size": None,
-        "n_batches": 25,
-        "l2": 0.5,
-        "bias": False,
-        "init": "uniform",
-        "scale": "per-set",
-        "val_size": 0,
-    },
-}
-
-#: The entries of MLPClassifier's training features, for a preset that leaves them out.
-FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                    "nesterov": True, "dropout": 0.0, "input_dropout": 0.0,
-                                    "shift": 0, "flip": False, "layers": None}
-
-#: The values of the configuration entries added after the first release, for a run
-#: whose config.json predates them (its training had none of them: classical momentum).
-LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                   "nesterov": False, "dropout": 0.0, "input_dropout": 0.0,
-                                   "shift": 0, "flip": False, "layers": None}
-
-#: The first line of a run's report, per preset.
-PRESET_HEADERS: dict[str, str] = {
-    # Accuracy only: training times depend on the CPU (and the matrix products' rounding on
-    # its BLAS kernels, so the last digit of the accuracy too); the README gives both, with
-    # the CPU each was measured on.
-    "default": "a quick, strong Fashion-MNIST classifier for a laptop CPU "
-               "(about 90.7 % test accuracy, 15 epochs)",
-    "best": "the best Fashion-MNIST classifier of arraynn (about 91.6 % test accuracy, "
-            "91.50-91.75 % over seeds 0-2, 50 epochs; PyTorch's reference dropout MLP gets "
-            "91.2-91.5 %: python -m benchmarks.reference trains both and times them)",
-    "cnn": "a convolutional network with batch normalisation (about 93.8 % test accuracy, 24 epochs)",
-    "article": "the article's experiment (the article reports 87.03 % test accuracy; "
-               "with --no-scale, its raw-pixel failure)",
-}
-
-#: The configuration keys flags may override (the names of ``PRESETS`` entries).
-_TRAINING_KEYS = tuple(PRESETS["default"])
 
 
 _EPILOG = """\
@@ -236,13 +91,6 @@ run directory (--out):
 
 exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 130 interrupted.
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (raised, reported by ``main``)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def _number(convert: type, positive: bool) -> Any:
@@ -336,9 +184,9 @@ def _mirror(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m arraynn.train``.
 
-    Its errors raise :class:`~arraynn.train.errors.UsageError` instead of exiting.
+    Its errors raise :class:`~arraynn._cli.UsageError` instead of exiting.
     """
-    p = _Parser(
+    p = Parser(
         prog="python -m arraynn.train",
         description="Train a multilayer perceptron on Fashion-MNIST with arraynn, on any Array API "
                     "backend, and write its metrics, checkpoints, model, report and plots to a run "
@@ -519,189 +367,3 @@ def check_distributed_args(args: argparse.Namespace) -> None:
     if args.distributed and args.evaluate is not None:
         raise UsageError("--evaluate runs in one process; drop --distributed")
 
-
-# --------------------------------------------------------------------------------------
-# the configuration
-# --------------------------------------------------------------------------------------
-
-
-def _explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration entries the flags set (``--no-scale`` is ``scale: none``)."""
-    out = {k: getattr(args, k) for k in _TRAINING_KEYS if getattr(args, k, None) is not None}
-    if args.no_scale:
-        if args.scale not in (None, "none"):
-            raise UsageError(f"--no-scale contradicts --scale {args.scale}")
-        out["scale"] = "none"
-    return out
-
-
-def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The preset with the flags' overrides applied, checked.
-
-    Returns
-    -------
-    dict
-        The entries of the preset (``--batch-size`` and ``--n-batches`` replace each
-        other) plus ``"preset"``: the ``config`` of config.json and summary.json.
-
-    Raises
-    ------
-    UsageError
-        For contradicting flags.
-    """
-    preset = args.preset or "default"
-    cfg = {**FEATURE_DEFAULTS, **PRESETS[preset]}
-    over = _explicit_overrides(args)
-    if "batch_size" in over and "n_batches" in over:
-        raise UsageError("give --batch-size or --n-batches, not both")
-    cfg.update(over)
-    if "batch_size" in over:
-        cfg["n_batches"] = None
-    if "n_batches" in over:
-        cfg["batch_size"] = None
-    cfg["preset"] = preset
-    if cfg["early_stopping"] and not cfg["val_size"]:
-        raise UsageError("--early-stopping watches the validation accuracy, and this run holds out no "
-                         "validation images: add --val-size N (the article preset holds out none)")
-    if cfg.get("layers"):
-        clash = [k for k in ("hidden", "activation", "dropout", "input_dropout") if k in over]
-        if clash:
-            flag = "--" + clash[0].replace("_", "-")
-            raise UsageError(f"--layers describes the whole network body; {flag} cannot change it: put "
-                             "it in the layers (dense<N>, relu, dropout<R>, ...) or leave --layers out")
-    rates = cfg["dropout"]
-    if isinstance(rates, (list, tuple)) and len(rates) not in (1, len(cfg["hidden"])):
-        n = len(cfg["hidden"])
-        raise UsageError(f"--dropout gives {len(rates)} rates for {n} hidden layer{'s' if n != 1 else ''} "
-                         f"(--hidden {','.join(str(h) for h in cfg['hidden'])}): give one rate, or "
-                         "one per hidden layer")
-    if cfg["shift"] > 127:
-        raise UsageError(f"--shift {cfg['shift']} is more than 127 pixels; Fashion-MNIST images are 28 "
-                         "pixels wide (1 or 2 is usual)")
-    return cfg
-
-
-def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> None:
-    """Refuse a ``--resume`` without ``--out`` or with flags that change the configuration.
-
-    ``saved`` is the run's saved configuration (config.json's ``config``): flags equal
-    to it are accepted (the original command line resumes as it is); without it every
-    training flag is refused.
-
-    Raises
-    ------
-    UsageError
-        Naming the flags to drop and the saved values.
-    """
-    if args.out is None:
-        raise UsageError("--resume needs --out RUN_DIR, the run to continue")
-    over = _explicit_overrides(args)
-    if args.preset is not None:
-        over = {"preset": args.preset, **over}
-    if saved is not None:
-        # a run from before an entry existed trained without it (LEGACY_DEFAULTS)
-        saved = {**LEGACY_DEFAULTS, **saved}
-        over = {k: v for k, v in over.items() if not _same_value(v, saved.get(k))}
-    if over:
-        names = ", ".join("--" + k.replace("_", "-") for k in over)
-        were = (" (the run has " + ", ".join(f"{k.replace('_', '-')} {_shown(saved.get(k))}" for k in over)
-                + ")" if saved is not None else "")
-        raise UsageError(f"--resume continues the run with its saved configuration; drop {names}{were} "
-                         "(or start a new run with another --out)")
-
-
-def check_evaluate_args(args: argparse.Namespace) -> None:
-    """Refuse, with ``--evaluate``, the flags that only a training run reads.
-
-    Raises
-    ------
-    UsageError
-        Naming the flags to drop.
-    """
-    over = _explicit_overrides(args)
-    names = ["--" + k.replace("_", "-") for k in over]
-    names += [flag for flag, given in (("--preset", args.preset is not None), ("--resume", args.resume),
-                                       ("--out", args.out is not None)) if given]
-    if names:
-        raise UsageError(f"--evaluate measures the saved model as it is; drop {', '.join(names)} "
-                         "(they configure a training run)")
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return float(a) == float(b)
-    return a == b
-
-
-def _shown(v: Any) -> str:
-    if isinstance(v, list):
-        return ",".join(str(x) for x in v) or "none"
-    return "unset" if v is None else str(v)
-
-
-def backend_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
-    """The :class:`~arraynn.backends.Backend` the flags name, else the saved run's, else auto.
-
-    ``saved`` is a run's config.json (``--resume``): its backend, device and dtype are
-    the defaults of ``--backend``, ``--device`` and ``--dtype``.
-    """
-    from ..backends import choose_auto, get_backend
-
-    saved = saved or {}
-    name = args.backend or saved.get("backend") or "auto"
-    device = args.device if args.device is not None else saved.get("device_arg")
-    dtype = args.dtype or saved.get("dtype") or "float32"
-    if name != "auto":
-        return get_backend(name, device, dtype)
-    be, reason = choose_auto(device, dtype)
-    # why auto chose it, for the run's header
-    args.backend_reason = reason
-    return be
-
-
-_SCALE_WORDS = {"standardize": "standardized with the training set's statistics",
-                "per-set": "each set standardized with its own statistics",
-                "unit": "pixels / 255", "none": "raw pixels (no scaling)"}
-
-
-def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int = 10) -> str:
-    """The network and its training in one line (the report's ``network:`` line)."""
-    if cfg.get("layers"):
-        layers = f"{n_features} -> {cfg['layers']} -> dense{n_classes}"
-    else:
-        layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
-    batches = (f"batch {cfg['batch_size']}" if cfg["batch_size"] is not None
-               else f"{cfg['n_batches']} minibatches")
-    sched = {"constant": "", "adaptive": " (adaptive)"}.get(cfg["schedule"], f" ({cfg['schedule']} decay)")
-    optimizer = cfg["optimizer"]
-    if optimizer == "momentum" and cfg.get("nesterov", LEGACY_DEFAULTS["nesterov"]):
-        optimizer = "Nesterov momentum"
-    reg = []
-    if cfg["l1"]:
-        reg.append(f"L1 {cfg['l1']:g}")
-    reg.append(f"L2 {cfg['l2']:g}")
-    dropout = cfg.get("dropout") or 0.0
-    if isinstance(dropout, (list, tuple)) and any(dropout):
-        reg.append("dropout " + ",".join(f"{r:g}" for r in dropout))
-    elif not isinstance(dropout, (list, tuple)) and dropout:
-        reg.append(f"dropout {dropout:g}")
-    if cfg.get("input_dropout"):
-        reg.append(f"input dropout {cfg['input_dropout']:g}")
-    if cfg.get("shift"):
-        reg.append(f"random shifts up to {cfg['shift']} px")
-    if cfg.get("flip"):
-        reg.append("random flips")
-    stop = ""
-    if cfg.get("early_stopping"):
-        n = cfg["n_iter_no_change"]
-        stop = (f" at most (early stopping after more than {n} epoch{'s' if n != 1 else ''} without a "
-                f"gain of {cfg['tol']:g} in validation accuracy)")
-    head = f"{cfg['output']} output" if cfg.get("layers") else f"{cfg['activation']}/{cfg['output']}"
-    return (f"{layers} {head}{'' if cfg['bias'] else ', no biases'}, "
-            f"{cfg['init']} init, {optimizer} lr {cfg['learning_rate']:g}{sched}, {batches}, "
-            f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['scale']]}, "
-            f"seed {cfg['seed']}")

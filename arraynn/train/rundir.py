@@ -27,6 +27,8 @@ Every file is written through a temporary file and renamed into place, so a run
 killed at any moment leaves each file whole; the temporary files of a killed run are
 removed when the directory is next prepared. The formats are read back by
 ``--resume`` and ``--evaluate``; runs written by earlier versions keep working.
+``--evaluate`` finds a run directory's model as the library does
+(:func:`arraynn.model_io.model_path`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any
 from .errors import CLIError
 
 __all__ = ["CHECKPOINT", "CONFIG", "METRICS", "METRICS_COLUMNS", "MODEL", "MODEL_JSON", "SUMMARY",
-           "RunDir", "config_record", "default_out", "find_model", "model_record", "read_json",
+           "RunDir", "config_record", "default_out", "model_record", "read_json",
            "read_metrics", "read_model_json", "summary_record", "write_json", "write_metrics"]
 
 CONFIG = "config.json"
@@ -346,16 +348,6 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY, summary)
-
-
-def find_model(path: str | os.PathLike[str]) -> Path:
-    """The model.npz of ``--evaluate PATH``: the file, or the one in a run directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL
-    if not path.is_file():
-        raise CLIError(f"no model at {path}; give a model.npz or a run directory holding one")
-    return path
 
 
 def read_model_json(model: Path) -> dict[str, Any]:

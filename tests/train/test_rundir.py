@@ -17,6 +17,8 @@ from _synthetic import write_synthetic_fashion_mnist
 from _train_cli import FAST, assert_one_line_error, cli_env, main_in_process, read_metrics, run_cli
 
 from arraynn import NNClassifier
+from arraynn.model_io import model_path
+from arraynn.predict import main as predict_main
 from arraynn.train import rundir
 from arraynn.train.errors import CLIError
 
@@ -200,12 +202,26 @@ def test_foreign_json_files_are_refused(tmp_path):
         rundir.RunDir(tmp_path).read_config()
     (tmp_path / "model.npz").write_bytes(b"")
     with pytest.raises(CLIError, match="model.json is missing"):
-        rundir.read_model_json(rundir.find_model(tmp_path))
+        rundir.read_model_json(model_path(tmp_path))
     (tmp_path / "model.json").write_text("[1, 2]")
     with pytest.raises(CLIError, match="not an arraynn.train model description"):
         rundir.read_model_json(tmp_path / "model.npz")
-    with pytest.raises(CLIError, match="no model at"):
-        rundir.find_model(tmp_path / "nothing")
+
+
+def test_evaluate_finds_its_model_as_the_library_does(data_dir, tmp_path, capsys):
+    # one lookup, arraynn.model_io.model_path: the same one-line errors as python -m arraynn.predict
+    nothing = tmp_path / "nothing"
+    code, _, err = main_in_process(capsys, "--evaluate", str(nothing), "--data-dir", str(data_dir))
+    assert code == 1
+    assert_one_line_error(err, f"no model file at {nothing}")
+    assert predict_main([str(nothing), "x.png"]) == 1
+    assert capsys.readouterr().err == err
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "checkpoint.npz").write_bytes(b"")
+    code, _, err = main_in_process(capsys, "--evaluate", str(started), "--data-dir", str(data_dir))
+    assert code == 1
+    assert_one_line_error(err, f"no model.npz in the directory {started}", "its checkpoint.npz loads too")
 
 
 def test_resume_on_other_data_is_refused(data_dir, tmp_path, capsys):

@@ -18,7 +18,7 @@ from arraynn import NNClassifier, get_backend
 from arraynn.train import build_parser, rundir
 from arraynn.train.errors import UsageError
 from arraynn.train.options import check_resume_args, describe_config, resolve_config
-from arraynn.train.run import _new_classifier
+from arraynn.train.training import new_classifier
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,11 @@ def test_help_and_the_configuration():
     assert "after more than 1 epoch without" in describe_config(dict(cfg, n_iter_no_change=1))
     classical = resolve_config(_args("--optimizer", "momentum", "--no-nesterov"))
     assert "Nesterov" not in describe_config(classical)
-    clf = _new_classifier(cfg, get_backend("numpy"))
+    clf = new_classifier(cfg, get_backend("numpy"))
     assert clf.early_stopping and clf.n_iter_no_change == 3 and clf.tol == 0.01 and clf.nesterovs_momentum
     # a run configured before these entries existed trains as it did: classical momentum
     old = {k: v for k, v in cfg.items() if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterov")}
-    clf = _new_classifier(old, get_backend("numpy"))
+    clf = new_classifier(old, get_backend("numpy"))
     assert not clf.early_stopping and not clf.nesterovs_momentum and clf.tol == 1e-4
 
 
