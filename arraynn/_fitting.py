@@ -29,7 +29,8 @@ from ._validation import (
     unique_labels,
 )
 from .backends import Backend
-from .data.loader import DataLoader
+from .data.loader import DataLoader, on_device
+from .data.pipeline import BatchPipeline
 from .nn import (
     MLP,
     Plateau,
@@ -157,17 +158,20 @@ def initialize(est: Any, given: Any, X: Any, classes: np.ndarray, backend: Backe
 
 def fit_preprocessing(est: Any, X: Any) -> Any:
     """Fit ``preprocessing`` on the (raw) training inputs ``X`` into the state's
-    ``preprocessor``. Returns ``X`` on the model's device in its float dtype, which
-    training then takes as it is (one copy of the training data to the device, not two);
+    ``preprocessor``. Returns ``X`` on the model's device as the loader keeps it (uint8
+    pixels stay uint8, see :func:`arraynn.data.loader.on_device`), which training then
+    takes as it is: one copy of the training data to the device, as without
+    preprocessing. The statistics are computed on a float copy, freed afterwards;
     ``X`` itself without preprocessing."""
     if est.preprocessing is None:
         return X
     from .data.preprocessing import Preprocessor
 
     st = est._state
-    with st.backend.device_context():
-        Xd = to_float_on(st.backend, X)
-        st.preprocessor = Preprocessor(est.preprocessing).fit(Xd)
+    be = st.backend
+    Xd = on_device(X, be, keep_integers=True)
+    with be.device_context():
+        st.preprocessor = Preprocessor(est.preprocessing).fit(to_float_on(be, Xd))
         st.input_range = value_range(Xd)
     return Xd
 
@@ -180,22 +184,27 @@ def check_augmentation(est: Any, n_features: int, image_shape: tuple[int, int] |
         image_shape_of(n_features, image_shape)
 
 
-def _augmenter(est: Any, preprocessed_with: Any = None) -> Any:
-    """The training batches' :class:`RandomShift` (None without ``augment_shift`` or
-    ``augment_flip``)."""
-    shift = int(est.augment_shift)
-    if not shift and not est.augment_flip:
-        return None
-    from .data.augment import RandomShift, image_shape_of, pixel_map
-
+def _pipeline(est: Any, X: Any, preprocessed_with: Any = None) -> BatchPipeline | None:
+    """What each training minibatch of ``X`` (the device rows) goes through: conversion
+    to the float dtype, the :class:`RandomShift` of ``augment_shift`` and
+    ``augment_flip`` in pixel space, the preprocessing (None when nothing is to do)."""
     st = est._state
-    prep = preprocessed_with if preprocessed_with is not None else st.preprocessor
-    pixels = pixel_map(prep)
-    if pixels is not None:
-        mean, scale = (v if isinstance(v, float) else to_float_on(st.backend, v) for v in pixels)
-        pixels = (mean, scale)
-    return RandomShift(shift, image_shape_of(st.n_features_in, st.image_shape), st.random_seed, pixels,
-                       flip=bool(est.augment_flip))
+    be = st.backend
+    shift, prep = None, st.preprocessor
+    if int(est.augment_shift) or est.augment_flip:
+        from .data.augment import RandomShift, image_shape_of, pixel_map
+
+        pixels = None
+        if preprocessed_with is not None:  # X comes preprocessed: map it back to pixels
+            back = pixel_map(preprocessed_with)
+            if back is not None:
+                mean, scale = (v if isinstance(v, float) else to_float_on(be, v) for v in back)
+                pixels = (mean, scale)
+        shift = RandomShift(int(est.augment_shift), image_shape_of(st.n_features_in, st.image_shape),
+                            st.random_seed, pixels, flip=bool(est.augment_flip))
+    if shift is None and prep is None and X.dtype == be.dtype:
+        return None
+    return BatchPipeline(be.dtype, shift, prep)
 
 
 def _loader(est: Any, X: Any, y_idx: np.ndarray, comm: Any = None,
@@ -208,7 +217,7 @@ def _loader(est: Any, X: Any, y_idx: np.ndarray, comm: Any = None,
     shard = (comm.rank, comm.size) if comm is not None and comm.size > 1 else None
     st = est._state
     return DataLoader(X, y_idx, backend=st.backend, shuffle=shuffle, seed=st.random_seed,
-                      shard=shard, sample_weight=sample_weight, **sizes)
+                      shard=shard, sample_weight=sample_weight, keep_integers=True, **sizes)
 
 
 def _plateau(est: Any) -> Plateau:
@@ -238,11 +247,9 @@ def train(est: Any, X: Any, y_idx: np.ndarray, end_epoch: int,
     net, optimizer = build(est, st.n_features_in, st.input_shape, len(st.classes))
     if net.spec != st.net.spec:
         st.net = net
-    with be.device_context():
-        augment = _augmenter(est, preprocessed_with)
     trainer = Trainer(st.net, st.optimizer, be, l1=float(est.l1), l2=float(est.l2),
                       learning_rate_at=est.learning_rate_at, comm=comm, on_batch=batch_callback,
-                      seed=st.random_seed, augment=augment)
+                      seed=st.random_seed)
     n = X.shape[0]
     if est.batch_size is not None:
         batches = f"batch_size={est.batch_size}"
@@ -252,12 +259,11 @@ def train(est: Any, X: Any, y_idx: np.ndarray, end_epoch: int,
         st.reset_stopping(est._monitor_name())
     verbose = bool(est.verbose) and (comm is None or comm.rank == 0)
     with be.device_context(), trainer.memory_errors(n, batches):
-        if st.preprocessor is not None:
-            X = st.preprocessor.apply(to_float_on(be, X))
         if val is not None:
             val = validation_set(est, val)
         monitor = EpochMonitor(est, _plateau(est), end_epoch, val, callback, verbose)
         loader = _loader(est, X, y_idx, comm, sample_weight)
+        trainer.augment = _pipeline(est, loader.X, preprocessed_with)
         try:
             trainer.run(st.params, st.opt, loader, st.n_iter, end_epoch, monitor)
         except TrainingDivergedError as exc:

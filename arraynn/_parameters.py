@@ -158,7 +158,9 @@ Print one line per epoch."""),
 Preprocess the inputs inside the estimator (:class:`arraynn.Preprocessor`):
 ``fit`` learns the scheme on its ``X`` (the first call's, with
 ``partial_fit``) and every method then takes raw inputs, e.g. uint8 pixels.
-The fitted scheme is ``preprocessor_`` and is saved with the model.
+Training keeps uint8 inputs as uint8 on the device (a quarter of float32's
+memory) and preprocesses each minibatch, after its augmentation. The fitted
+scheme is ``preprocessor_`` and is saved with the model.
 ``None`` (default): the inputs are used as given."""),
     ('class_names', 'sequence of str, optional',
      """\
@@ -180,9 +182,10 @@ Dropout of the input features during training, the same way (a rate in
 On-device augmentation of image inputs: every training image is moved by a
 random offset of up to this many pixels vertically and horizontally (per
 image and step, blank pixels filling the border; labels unchanged). Images
-are square (``n_features`` a square number) and shifted in pixel space: with
-``preprocessing`` (or ``fit``'s ``preprocessed_with``) the batch is mapped back
-to pixels, shifted, and preprocessed again. Default 0 (none)."""),
+are square (``n_features`` a square number, or given as ``(n, height, width)``)
+and shifted in pixel space: with ``preprocessing``, each minibatch of raw images is
+shifted, then preprocessed (for inputs preprocessed beforehand, ``fit``'s
+``preprocessed_with`` maps them back to pixels first). Default 0 (none)."""),
     ('augment_flip', 'bool',
      """\
 Also mirror each training image left to right with probability 1/2 (per image

@@ -14,14 +14,15 @@ each output pixel from the padded images at an index ``base[pixel] + offset[imag
 (the base index of every pixel is made once per shape and device, and once mirrored).
 That is a few passes over the minibatch, whatever the shift.
 
-**Shifting happens in pixel space.** Inputs are usually preprocessed before training
-(standardized per pixel with the training set's mean and std): a standardized value
-moved to another position would be scaled with the wrong pixel's statistics, and a
-blank pixel is not 0 there. Given the preprocessing's affine map (``pixels = X *
-scale + mean``, see :func:`pixel_map`), the batch is mapped back to pixels, shifted
-with zero fill, and preprocessed again: the result is exactly what preprocessing the
-shifted raw images would give (up to rounding). Without a map the inputs are shifted
-as they are and the fill is 0.
+**Shifting happens in pixel space.** Inputs are usually preprocessed (standardized per
+pixel with the training set's mean and std): a standardized value moved to another
+position would be scaled with the wrong pixel's statistics, and a blank pixel is not 0
+there. An estimator with ``preprocessing`` therefore shifts each minibatch of raw
+images and preprocesses it afterwards (:class:`arraynn.data.pipeline.BatchPipeline`).
+For inputs preprocessed beforehand, the preprocessing's affine map (``pixels = X *
+scale + mean``, see :func:`pixel_map`) maps the batch back to pixels, which are shifted
+with zero fill and preprocessed again (up to rounding what preprocessing the shifted
+raw images gives). Without a map the inputs are shifted as they are and the fill is 0.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class RandomShift:
 
     def __call__(self, X: Any, step: int, first_row: int = 0) -> Any:
         s = self.max_shift
-        if s == 0 and not self.flip:
+        if (s == 0 and not self.flip) or X.shape[0] == 0:
             return X
         xp = ops_of(X).xp  # cached per array type: no namespace lookup per step
         device = array_api_compat.device(X)

@@ -4,7 +4,11 @@ Resident mode (the default) copies the data set to the backend's device **once**
 images travel as they are (uint8 for Fashion-MNIST, a quarter of the bytes of
 float32) and are converted to the backend's float dtype there, then an optional
 ``transform`` (e.g. ``Preprocessor.apply`` of a fitted
-:class:`arraynn.data.preprocessing.Preprocessor`) runs on the device. Each epoch
+:class:`arraynn.data.preprocessing.Preprocessor`) runs on the device. With
+``keep_integers=True`` small integers (8 and 16 bits: pixels) stay in their dtype on
+the device, a quarter of float32's memory for uint8, and the batches come out so: the
+consumer converts them (an estimator's :class:`~arraynn.data.pipeline.BatchPipeline`
+converts, augments and preprocesses each one). Each epoch
 then costs one host-to-device copy: the epoch's permutation, drawn on the host
 with NumPy (the standard has no RNG) and uploaded as one index array. Minibatches
 are cut on the device with ``take``; unshuffled batches are plain slices.
@@ -39,7 +43,23 @@ import numpy as np
 
 from ..backends import Backend
 
-__all__ = ["DataLoader", "batch_bounds", "shard_bounds"]
+__all__ = ["DataLoader", "batch_bounds", "on_device", "shard_bounds"]
+
+
+def on_device(X: Any, backend: Backend, keep_integers: bool = False) -> Any:
+    """``X`` on the backend's device as a resident loader stores it: in the float dtype,
+    or, with ``keep_integers``, small integers (8 and 16 bits) in their own dtype. One
+    host-to-device copy (integers travel as they are and are converted there)."""
+    be, xp = backend, backend.xp
+    with be.device_context():
+        Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
+        if Xd.dtype != be.dtype and not (keep_integers and _small_integer(Xd, xp)):
+            Xd = xp.astype(Xd, be.dtype)
+    return Xd
+
+
+def _small_integer(X: Any, xp: Any) -> bool:
+    return any(X.dtype == getattr(xp, name, None) for name in ("uint8", "int8", "uint16", "int16"))
 
 
 def batch_bounds(n: int, batch_size: int | None = None, n_batches: int | None = None,
@@ -111,7 +131,11 @@ class DataLoader:
         Seed of the permutations (see the module docstring). Default 0.
     transform : callable, optional
         Applied on the device to the float data: once to the whole set in resident
-        mode, to each chunk in streaming mode (so it must act row by row).
+        mode, to each chunk in streaming mode (so it must act row by row). Not with
+        ``keep_integers``.
+    keep_integers : bool
+        Resident mode: keep 8- and 16-bit integer data (uint8 pixels) in its dtype on
+        the device; its batches come out in it (see the module docstring).
     stream : bool
         Keep the data on the host and stream it in chunks.
     chunk_size : int, optional
@@ -127,7 +151,13 @@ class DataLoader:
                  n_batches: int | None = None, shuffle: bool = True, drop_last: bool = False,
                  seed: int | None = 0, transform: Callable[[Any], Any] | None = None,
                  stream: bool = False, chunk_size: int | None = None,
-                 shard: tuple[int, int] | None = None, sample_weight: Any = None) -> None:
+                 shard: tuple[int, int] | None = None, sample_weight: Any = None,
+                 keep_integers: bool = False) -> None:
+        if transform is not None and keep_integers:
+            raise ValueError("transform acts on float data; with keep_integers=True the batches keep "
+                             "their integer dtype: convert and transform each batch instead")
+        if stream and keep_integers:
+            raise ValueError("keep_integers applies to resident data; streaming converts each chunk")
         if batch_size is None and n_batches is None:
             batch_size = 32
         n = int(X.shape[0])
@@ -159,7 +189,7 @@ class DataLoader:
             if not 0 <= rank < size:
                 raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
             self.local_bounds = [shard_bounds(s, e, rank, size) for s, e in self.bounds]
-        xp, be = backend.xp, backend
+        be = backend
         if self.stream:
             if not isinstance(X, np.ndarray):
                 raise TypeError("stream=True reads the data from the host: pass NumPy arrays")
@@ -174,10 +204,8 @@ class DataLoader:
             self.y: Any = None
             self.w: Any = None
         else:
+            Xd = on_device(X, be, keep_integers)
             with be.device_context():
-                Xd = be.asarray(X, dtype=None if _is_integer(X) else be.dtype)
-                if Xd.dtype != be.dtype:
-                    Xd = xp.astype(Xd, be.dtype)
                 self.X = transform(Xd) if transform is not None else Xd
                 if y is None:
                     self.y = None

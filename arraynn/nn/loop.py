@@ -84,8 +84,11 @@ class Trainer:
         step counter (:mod:`arraynn.nn.random`).
     augment : callable, optional
         ``augment(X_batch, step)`` returns the minibatch to train on (e.g. a
-        :class:`arraynn.data.augment.RandomShift`); ``step`` is the optimizer's step
-        counter, a host int. Labels are unchanged. With more than one rank it is
+        :class:`arraynn.data.augment.RandomShift`, or the estimator's
+        :class:`arraynn.data.pipeline.BatchPipeline`, which also converts uint8 batches
+        and preprocesses them); ``step`` is the optimizer's step counter, a host int.
+        It sees every batch, also an empty one (a rank's empty slice). Labels are
+        unchanged. With more than one rank it is
         called as ``augment(X_batch, step, first_row)``, ``first_row`` being where the
         rank's slice starts in the global minibatch.
     """
@@ -211,7 +214,7 @@ class Trainer:
                   [local[0] - whole[0] for whole, local in zip(loader.bounds, loader.local_bounds)])
         for done, (Xb, yb, *wb) in enumerate(loader.epoch(epoch), 1):
             extra = {} if firsts is None else {"first_row": firsts[done - 1]}
-            if augment is not None and Xb.shape[0]:
+            if augment is not None:
                 Xb = augment(Xb, int(state["t"]), **extra)
             Yb = mlp.one_hot(yb, dtype)
             if wb:
