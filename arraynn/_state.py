@@ -92,23 +92,28 @@ class TrainingState:
     # names to host arrays and JSON values
     # ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Names to host NumPy arrays and JSON values (see the module docstring)."""
+        """Names to host NumPy arrays and JSON values (see the module docstring); the
+        arrays are copies, which further training leaves as they are."""
         be, layout = self.backend, self.net.layout
+
+        def host(a: Any) -> np.ndarray:
+            return np.array(be.to_numpy(a), copy=True)
+
         out: dict[str, Any] = {}
-        for i, p in enumerate(layout.views(be.to_numpy(self.params))):
+        for i, p in enumerate(layout.views(host(self.params))):
             out[f"param_{i}"] = p
         for key in self.optimizer.buffers:
-            for i, a in enumerate(layout.views(be.to_numpy(self.opt[key]))):
+            for i, a in enumerate(layout.views(host(self.opt[key]))):
                 out[f"opt_{key}_{i}"] = a
         if self.best_params is not None:
-            for i, a in enumerate(layout.views(be.to_numpy(self.best_params))):
+            for i, a in enumerate(layout.views(host(self.best_params))):
                 out[f"best_param_{i}"] = a
         if self.net.has_state:
-            out["state_stats"] = be.to_numpy(self.opt["stats"])
+            out["state_stats"] = host(self.opt["stats"])
             if self.best_params is not None and self.best_stats is not None:
-                out["best_state_stats"] = be.to_numpy(self.best_stats)
+                out["best_state_stats"] = host(self.best_stats)
         classes = self.classes
-        out["classes"] = classes.astype(str) if classes.dtype.kind == "O" else classes
+        out["classes"] = classes.astype(str) if classes.dtype.kind == "O" else np.array(classes, copy=True)
         out.update({
             "layer_sizes": self.layer_sizes,
             "n_features_in": int(self.n_features_in),
@@ -149,7 +154,7 @@ class TrainingState:
         check_fields(d)
         n_features = int(d["n_features_in"])
         input_shape = _input_shape(d, n_features)
-        classes = d["classes"]
+        classes = np.array(d["classes"], copy=True)
         net, optimizer = build(n_features, input_shape, len(classes))
         state = cls(backend, net, optimizer, None, {}, classes, n_features, input_shape,
                     int(d["random_seed"]))
@@ -349,7 +354,7 @@ def _stats(d: Mapping[str, Any], key: str, size: int) -> np.ndarray:
             or not np.isfinite(a).all()):
         raise StateError(f"its network has BatchNorm layers, whose running statistics {key!r} ({size} "
                          "finite numbers) are missing or damaged")
-    return a
+    return np.array(a, copy=True)
 
 
 def _input_shape(d: Mapping[str, Any], n_features: int) -> tuple[int, ...]:

@@ -62,6 +62,9 @@ def test_the_state_dict_is_host_arrays_and_json_and_loads_back_on_every_backend(
             warnings.simplefilter("ignore")
             est.fit(X, y)
     np.testing.assert_array_equal(backend.to_numpy(other._state.params), backend.to_numpy(clf._state.params))
+    # the state dict was a snapshot: training on changed the model, not the dict's arrays
+    assert not np.array_equal(state["param_0"], clf.state_dict()["param_0"])
+    assert state["n_iter"] == 3
 
 
 def test_a_state_dict_that_does_not_fit_the_parameters_is_named():
