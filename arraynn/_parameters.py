@@ -1,7 +1,9 @@
 """The estimator's parameters and learned attributes, declared once.
 
-The valid values of each choice parameter (:data:`CHOICES`) are read by the
-estimator's validation, by the command line's choices and by the documentation; each
+The valid values of each choice parameter (:data:`CHOICES`), each number parameter
+(:data:`INTERVALS`) and each flag (:data:`FLAGS`) are read by the estimator's validation
+(:func:`arraynn._validation.check_params`), by the command line's choices and flag types,
+and by the documentation; each
 parameter's description (:data:`PARAMETERS`) makes the ``Parameters`` section of
 :class:`arraynn.NNClassifier`'s docstring and can be read one at a time
 (:func:`describe`), as ``--help`` texts do; :data:`CLASS_DOC` is the whole class
@@ -10,10 +12,16 @@ docstring.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
 from .nn import INITIALIZERS, OPTIMIZERS, SCHEDULES
 from .ops import ACTIVATIONS, OUTPUTS
 
-__all__ = ["ATTRIBUTES", "CHOICES", "CLASS_DOC", "PARAMETERS", "describe"]
+__all__ = ["ATTRIBUTES", "CHOICES", "CLASS_DOC", "FLAGS", "INTERVALS", "Interval", "PARAMETERS", "describe"]
 
 #: The valid values of each choice parameter (``preprocessing`` also takes None).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -25,6 +33,79 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": ("float32", "float64"),
     "preprocessing": ("standardize", "per-set", "unit", "none"),
 }
+
+@dataclass(frozen=True)
+class Interval:
+    """The valid values of a number parameter: a ``kind`` (int or float; never a bool) in
+    ``[low, high)`` (``(low, high)`` with ``low_open``), or None where ``none``. ``text``
+    says it in words (derived when not given)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    none: bool = False
+    text: str = ""
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is valid."""
+        if value is None:
+            return self.none
+        kinds: tuple[type, ...] = (int, np.integer)
+        if self.kind is not int:
+            kinds = (int, float, np.integer, np.floating)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+            return False
+        v = float(cast(Any, value))
+        if not math.isfinite(v):
+            return False
+        if self.low is not None and not (v > self.low if self.low_open else v >= self.low):
+            return False
+        return self.high is None or v < self.high
+
+    def describe(self) -> str:
+        """The valid values in words: "a positive integer", "a number >= 0 and < 1", ..."""
+        if self.text:
+            return self.text
+        if self.kind is int:
+            if self.low == 1 and not self.low_open and self.high is None:
+                return "a positive integer"
+            words = f"an integer >= {self.low:g}"
+        else:
+            words = f"a number {'>' if self.low_open else '>='} {self.low:g}"
+        return words + ("" if self.high is None else f" and < {self.high:g}")
+
+    def check(self, name: str, value: Any) -> None:
+        """A ValueError naming the parameter, its valid values and the value, unless valid."""
+        if not self.contains(value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+
+#: The valid values of each number parameter (read by the estimator's checks and by the
+#: command line's flag types). ``n_batches`` counts only without ``batch_size``.
+INTERVALS: dict[str, Interval] = {
+    "epochs": Interval(int, 1),
+    "n_classes": Interval(int, 1, none=True),
+    "n_features": Interval(int, 1, none=True),
+    "batch_size": Interval(int, 1, none=True),
+    "n_batches": Interval(int, 1),
+    "n_iter_no_change": Interval(int, 1),
+    "random_seed": Interval(int, 0, none=True, text="None or an integer >= 0"),
+    "augment_shift": Interval(int, 0, 128, text="an integer 0 .. 127 (pixels)"),
+    "learning_rate": Interval(float, 0.0, low_open=True),
+    "l1": Interval(float, 0.0),
+    "l2": Interval(float, 0.0),
+    "momentum": Interval(float, 0.0, 1.0),
+    "beta_1": Interval(float, 0.0, 1.0),
+    "beta_2": Interval(float, 0.0, 1.0),
+    "epsilon": Interval(float, 0.0, low_open=True),
+    "tol": Interval(float, 0.0),
+    "validation_fraction": Interval(float, 0.0, 1.0, low_open=True),
+}
+
+#: The parameters that are True or False (``shuffle`` also takes None).
+FLAGS: tuple[str, ...] = ("bias", "tf32", "warm_start", "verbose", "early_stopping", "nesterovs_momentum",
+                          "augment_flip")
 
 #: ``(names, type, description)`` of each constructor parameter, in the signature's
 #: order (numpydoc; ``{choices}`` in a type is the parameter's :data:`CHOICES`).

@@ -5,7 +5,6 @@ Every error names what is wrong and the fix.
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -289,49 +288,25 @@ OPTIONAL_CHOICES = ("preprocessing",)
 def check_params(est: Any, choices: dict[str, tuple[str, ...]]) -> None:
     """The constructor parameters of the estimator ``est``: every one checked before any
     work, with a ValueError that names the parameter, its valid values and what it got.
-    ``choices`` maps each choice parameter to its valid values."""
+    ``choices`` maps each choice parameter to its valid values; the number parameters'
+    and the flags' are :data:`arraynn._parameters.INTERVALS` and ``FLAGS``."""
+    from ._parameters import FLAGS, INTERVALS
 
-    def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-    positive_int("epochs", est.epochs)
-    positive_int("n_classes", est.n_classes, allow_none=True)
-    positive_int("n_features", est.n_features, allow_none=True)
-    positive_int("batch_size", est.batch_size, allow_none=True)
-    positive_int("n_iter_no_change", est.n_iter_no_change)
+    for name, interval in INTERVALS.items():
+        if name == "n_batches" and est.batch_size is not None:
+            continue  # ignored with batch_size
+        interval.check(name, getattr(est, name, 0))
     check_blas_threads(getattr(est, "blas_threads", None))
-    if est.batch_size is None:
-        positive_int("n_batches", est.n_batches)
     check_layers(est)
     if getattr(est, "input_shape", None) is not None:
         check_input_shape(est.input_shape)
     for h in hidden_sizes(est.n_hidden_units):
-        positive_int("n_hidden_units", h)
-    _check_number("learning_rate", est.learning_rate, low=0.0, low_open=True)
-    _check_number("l1", est.l1, low=0.0)
-    _check_number("l2", est.l2, low=0.0)
-    _check_number("momentum", est.momentum, low=0.0, high=1.0)
-    _check_number("beta_1", est.beta_1, low=0.0, high=1.0)
-    _check_number("beta_2", est.beta_2, low=0.0, high=1.0)
-    _check_number("epsilon", est.epsilon, low=0.0, low_open=True)
-    _check_number("tol", est.tol, low=0.0)
-    _check_number("validation_fraction", est.validation_fraction, low=0.0, high=1.0, low_open=True)
-    seed = est.random_seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or seed < 0):
-        raise ValueError(f"random_seed must be None or an integer >= 0, got {seed!r}")
+        INTERVALS["epochs"].check("n_hidden_units", h)  # a positive integer each
     if est.shuffle is not None and not isinstance(est.shuffle, (bool, np.bool_)):
         raise ValueError(f"shuffle must be None, True or False, got {est.shuffle!r}")
-    for name in ("bias", "tf32", "warm_start", "verbose", "early_stopping", "nesterovs_momentum",
-                 "augment_flip"):
+    for name in FLAGS:
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
-    shift = getattr(est, "augment_shift", 0)
-    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= 127:
-        raise ValueError(f"augment_shift must be an integer 0 .. 127 (pixels), got {shift!r}")
     from .nn.mlp import dropout_rates
 
     dropout_rates(getattr(est, "dropout", 0.0), len(hidden_sizes(est.n_hidden_units)))
@@ -387,20 +362,6 @@ def check_blas_threads(value: Any) -> None:
                               or value < 1):
         raise ValueError(f"blas_threads must be None (the BLAS library's default) or a positive integer "
                          f"(the BLAS threads of fit and predict, e.g. 1), got {value!r}")
-
-
-def _check_number(name: str, value: Any, *, low: float, high: float | None = None,
-                  low_open: bool = False) -> None:
-    """``value`` is a finite real number (not a bool) in ``[low, high)`` (``(low, high)``
-    with ``low_open``); else a ValueError that names the parameter and the range."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
-    if not ok:
-        lo = f"> {low:g}" if low_open else f">= {low:g}"
-        rng = f"a number {lo}" if high is None else f"a number {lo} and < {high:g}"
-        raise ValueError(f"{name} must be {rng}, got {value!r}")
 
 
 def check_input_shape(value: Any, n_features: int | None = None) -> tuple[int, ...]:
