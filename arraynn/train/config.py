@@ -10,7 +10,8 @@ versions), and refuses flags that would change it (:func:`check_resume_args`);
 
 The configuration's keys are :class:`~arraynn.NNClassifier`'s parameter names, but for
 the run's own (:data:`~arraynn.train.presets.RUN_KEYS`); :func:`estimator_params` gives
-the classifier its entries as they are.
+the classifier its entries as they are, and the estimator checks them
+(:func:`resolve_config` turns its ValueError into a usage error naming the flag).
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ def estimator_params(cfg: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _check_with_estimator(cfg: dict[str, Any]) -> None:
+    """The estimator's checks of its parameters, before any data is loaded; its
+    ValueError becomes a usage error naming the flag of the entry it is about."""
+    from ..classifier import NNClassifier
+
+    try:
+        NNClassifier(**estimator_params(cfg))._check_params()
+    except ValueError as exc:  # its messages begin with the parameter's name
+        name = str(exc).split(" ", 1)[0]
+        raise UsageError(f"{flag(name)}: {exc}" if name in cfg else str(exc)) from None
+
+
 def _explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration entries the flags set (``--no-scale`` is ``preprocessing: none``)."""
     out = {k: getattr(args, k) for k in _TRAINING_KEYS if getattr(args, k, None) is not None}
@@ -109,7 +122,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     Raises
     ------
     UsageError
-        For contradicting flags.
+        For contradicting flags, or values the estimator refuses.
     """
     preset = args.preset or "default"
     cfg = dict(PRESETS[preset])
@@ -138,9 +151,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--dropout gives {len(rates)} rates for {n} hidden layer{'s' if n != 1 else ''} "
                          f"(--hidden {','.join(str(h) for h in hidden)}): give one rate, or "
                          "one per hidden layer")
-    if cfg["augment_shift"] > 127:
-        raise UsageError(f"--shift {cfg['augment_shift']} is more than 127 pixels; Fashion-MNIST images are "
-                         "28 pixels wide (1 or 2 is usual)")
+    _check_with_estimator(cfg)
     return cfg
 
 

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from .._cli import Parser, UsageError
+from .._parameters import CHOICES
 from .config import backend_from, check_evaluate_args, check_resume_args, describe_config, resolve_config
 from .presets import LEGACY_DEFAULTS, PRESET_HEADERS, PRESETS
 
@@ -207,7 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_backend_flags(g: Any) -> None:
     from ..backends import BACKEND_NAMES
-    from ..classifier import CHOICES
 
     g.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default=None,
                    help="array library (default: auto = CuPy when a CUDA GPU works, else NumPy)")
@@ -223,8 +223,6 @@ def _add_backend_flags(g: Any) -> None:
 def _add_training_flags(g: Any) -> None:
     """``--preset`` and the flags that override its entries (the keys of ``PRESETS``, the
     estimator's parameter names, are the flags' ``dest``)."""
-    from ..classifier import CHOICES
-
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="default: a good classifier in under a minute; best: the best one in the "
                         "time PyTorch's reference dropout MLP needs; cnn: a convolutional network "
@@ -302,8 +300,6 @@ def _add_training_flags(g: Any) -> None:
 
 
 def _add_data_flags(g: Any) -> None:
-    from ..data.preprocessing import PREPROCESSORS
-
     g.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
                    help="directory with the four Fashion-MNIST files (default: $ARRAYNN_DATA, else "
                         "the cache ~/.cache/arraynn); or your own data: four IDX files of the same "
@@ -317,7 +313,7 @@ def _add_data_flags(g: Any) -> None:
     g.add_argument("--mirror", action="append", default=None, metavar="URL", type=_mirror,
                    help="base URL to download the files from instead of the built-in mirrors "
                         "(repeatable)")
-    g.add_argument("--scale", dest="preprocessing", choices=PREPROCESSORS, default=None,
+    g.add_argument("--scale", dest="preprocessing", choices=CHOICES["preprocessing"], default=None,
                    help="preprocessing: standardize with the training set's statistics (default), "
                         "per-set = each set with its own (the article), unit = divide by 255, none")
     g.add_argument("--no-scale", action="store_true",

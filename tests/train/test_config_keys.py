@@ -1,7 +1,7 @@
 """One vocabulary: the configuration of ``python -m arraynn.train`` (config.json,
 summary.json, the presets) is keyed by :class:`~arraynn.NNClassifier`'s parameter names,
-the flags keep theirs, and run directories written with the earlier keys still resume
-and evaluate."""
+the flags keep theirs, the parser's choices are the estimator's, and run directories
+written with the earlier keys still resume and evaluate."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _synthetic import write_synthetic_fashion_mnist
-from _train_cli import main_in_process, read_metrics
+from _train_cli import assert_one_line_error, main_in_process, read_metrics
 
 from arraynn import NNClassifier, get_backend
+from arraynn._parameters import CHOICES
 from arraynn.train import build_parser
 from arraynn.train.config import estimator_params, flag, resolve_config, upgrade
 from arraynn.train.errors import UsageError
@@ -76,6 +77,24 @@ def test_every_configuration_key_has_its_flag():
     assert [flag(k) for k in ("n_hidden_units", "random_seed", "augment_shift", "augment_flip",
                               "nesterovs_momentum", "preprocessing", "val_size")] == [
         "--hidden", "--seed", "--shift", "--flip", "--nesterov", "--scale", "--val-size"]
+
+
+def test_the_parsers_choices_are_the_estimators():
+    choices = {a.dest: tuple(a.choices) for a in build_parser()._actions if a.choices is not None}
+    for name, valid in CHOICES.items():
+        assert choices[name] == tuple(valid), name
+    assert "--scale {standardize,per-set,unit,none}" in build_parser().format_help()
+
+
+def test_the_estimators_check_is_the_usage_error_of_the_flag(tmp_path, capsys):
+    with pytest.raises(UsageError, match=r"^--shift: augment_shift must be an integer 0 \.\. 127"):
+        resolve_config(_args("--shift", "128"))
+    # before any data is loaded: the missing data directory is never reached
+    code, _, err = main_in_process(capsys, "--shift", "200", "--data-dir", str(tmp_path / "none"),
+                                   "--no-download", "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert_one_line_error(err, "--shift: augment_shift", "127", "got 200")
+    assert not (tmp_path / "run").exists()
 
 
 def test_upgrade_translates_the_earlier_keys():

@@ -152,7 +152,7 @@ def test_dropout_and_shift_flags():
     (["--shift", "-1"], "--shift"),
     (["--input-dropout", "0.1,0.2"], "--input-dropout"),
     (["--hidden", "32", "--dropout", "0.2,0.3"], "2 rates for 1 hidden layer"),
-    (["--shift", "128"], "more than 127"),
+    (["--shift", "128"], "--shift: augment_shift must be an integer 0 .. 127"),
 ])
 def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
     code, _, err = main_in_process(capsys, *flags)
