@@ -74,7 +74,7 @@ def run(data_dir: str | None, epochs: int | None, limit: int | None, seed: int, 
     from .workloads import load_data, synthetic_data
 
     cfg = dict(PRESETS["best"])
-    cfg["seed"] = seed
+    cfg["random_seed"] = seed
     if epochs:
         cfg["epochs"] = int(epochs)
     data = synthetic_data(2048, 256) if quick else load_data(data_dir, limit=limit)

@@ -2,35 +2,111 @@
 
 A run is configured by a preset (:data:`~arraynn.train.presets.PRESETS`) whose entries
 flags override (:func:`resolve_config`); ``--resume`` takes the configuration saved in
-the run directory instead, and refuses flags that would change it
-(:func:`check_resume_args`); ``--evaluate`` refuses the flags of a training run
-(:func:`check_evaluate_args`). :func:`backend_from` picks the backend of the flags (or
-of the saved run), :func:`describe_config` says what the configuration trains.
+the run directory instead (in today's keys: :func:`upgrade` translates those of earlier
+versions), and refuses flags that would change it (:func:`check_resume_args`);
+``--evaluate`` refuses the flags of a training run (:func:`check_evaluate_args`).
+:func:`backend_from` picks the backend of the flags (or of the saved run),
+:func:`describe_config` says what the configuration trains.
+
+The configuration's keys are :class:`~arraynn.NNClassifier`'s parameter names, but for
+the run's own (:data:`~arraynn.train.presets.RUN_KEYS`); :func:`estimator_params` gives
+the classifier its entries as they are, and the estimator checks them
+(:func:`resolve_config` turns its ValueError into a usage error naming the flag).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Collection
 from typing import Any
 
 from .._cli import UsageError
-from .presets import FEATURE_DEFAULTS, LEGACY_DEFAULTS, PRESETS
+from .._validation import _LAYERS_REPLACE
+from .presets import LEGACY_DEFAULTS, PRESETS, RUN_KEYS
 
 __all__ = ["backend_from", "check_evaluate_args", "check_resume_args", "describe_config",
-           "resolve_config"]
+           "estimator_params", "flag", "resolve_config", "upgrade"]
 
 #: The configuration keys flags may override (the names of ``PRESETS`` entries).
 _TRAINING_KEYS = tuple(PRESETS["default"])
 
+#: The keys of configurations written by earlier versions that have other names now
+#: (the estimator's): :func:`upgrade` renames them.
+_OLD_KEYS = {"hidden": "n_hidden_units", "seed": "random_seed", "scale": "preprocessing",
+             "shift": "augment_shift", "flip": "augment_flip", "nesterov": "nesterovs_momentum"}
+
+#: The input of a network of ``layers``: Fashion-MNIST's rows are 28x28 images.
+_INPUT_SHAPE = (1, 28, 28)
+
+
+def upgrade(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration (config.json's ``config``) in today's keys.
+
+    Configurations written by earlier versions have the keys of their time (``hidden``,
+    ``seed``, ``scale``, ``shift``, ``flip``, ``nesterov``: renamed to the estimator's
+    parameter names), and those written before an entry existed lack it: such a run
+    trained without it (:data:`~arraynn.train.presets.LEGACY_DEFAULTS`, e.g. classical
+    momentum). A configuration in today's keys comes back equal. Every reader of a run
+    directory gets its configuration through this function
+    (:meth:`arraynn.train.rundir.RunDir.read_config`).
+    """
+    return {**LEGACY_DEFAULTS, **{_OLD_KEYS.get(k, k): v for k, v in saved.items()}}
+
+
+@functools.cache
+def _flags() -> dict[str, str]:
+    from .options import build_parser
+
+    return {a.dest: a.option_strings[0] for a in build_parser()._actions if a.option_strings}
+
+
+def flag(key: str) -> str:
+    """The flag that sets the configuration entry ``key`` (``--hidden`` for
+    ``n_hidden_units``), as the messages name it."""
+    return _flags().get(key, "--" + key.replace("_", "-"))
+
+
+def estimator_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~arraynn.NNClassifier` parameters of the configuration: its entries
+    but the run's own (:data:`~arraynn.train.presets.RUN_KEYS`), as they are.
+
+    Besides: ``preprocessing`` is left out (the run preprocesses its sets on the device
+    itself and gives the final model the fitted scheme), ``n_batches`` too when it is
+    unset (``batch_size`` is), and a ``layers`` spec becomes its layers, on 28x28 images,
+    without the parameters they replace.
+    """
+    params = {k: v for k, v in cfg.items() if k not in RUN_KEYS and k != "preprocessing"}
+    if params.get("n_batches") is None:
+        params.pop("n_batches", None)
+    if params.get("layers"):
+        from ..nn.layer_spec import parse_layers
+
+        for key in _LAYERS_REPLACE:
+            params.pop(key, None)
+        params.update(layers=parse_layers(params["layers"]), input_shape=_INPUT_SHAPE)
+    return params
+
+
+def _check_with_estimator(cfg: dict[str, Any]) -> None:
+    """The estimator's checks of its parameters, before any data is loaded; its
+    ValueError becomes a usage error naming the flag of the entry it is about."""
+    from ..classifier import NNClassifier
+
+    try:
+        NNClassifier(**estimator_params(cfg))._check_params()
+    except ValueError as exc:  # its messages begin with the parameter's name
+        name = str(exc).split(" ", 1)[0]
+        raise UsageError(f"{flag(name)}: {exc}" if name in cfg else str(exc)) from None
+
 
 def _explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration entries the flags set (``--no-scale`` is ``scale: none``)."""
+    """The configuration entries the flags set (``--no-scale`` is ``preprocessing: none``)."""
     out = {k: getattr(args, k) for k in _TRAINING_KEYS if getattr(args, k, None) is not None}
     if args.no_scale:
-        if args.scale not in (None, "none"):
-            raise UsageError(f"--no-scale contradicts --scale {args.scale}")
-        out["scale"] = "none"
+        if args.preprocessing not in (None, "none"):
+            raise UsageError(f"--no-scale contradicts --scale {args.preprocessing}")
+        out["preprocessing"] = "none"
     return out
 
 
@@ -46,10 +122,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     Raises
     ------
     UsageError
-        For contradicting flags.
+        For contradicting flags, or values the estimator refuses.
     """
     preset = args.preset or "default"
-    cfg = {**FEATURE_DEFAULTS, **PRESETS[preset]}
+    cfg = dict(PRESETS[preset])
     over = _explicit_overrides(args)
     if "batch_size" in over and "n_batches" in over:
         raise UsageError("give --batch-size or --n-batches, not both")
@@ -63,20 +139,19 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--early-stopping watches the validation accuracy, and this run holds out no "
                          "validation images: add --val-size N (the article preset holds out none)")
     if cfg.get("layers"):
-        clash = [k for k in ("hidden", "activation", "dropout", "input_dropout") if k in over]
+        clash = [k for k in _LAYERS_REPLACE if k in over]
         if clash:
-            flag = "--" + clash[0].replace("_", "-")
-            raise UsageError(f"--layers describes the whole network body; {flag} cannot change it: put "
-                             "it in the layers (dense<N>, relu, dropout<R>, ...) or leave --layers out")
+            raise UsageError(f"--layers describes the whole network body; {flag(clash[0])} cannot change "
+                             "it: put it in the layers (dense<N>, relu, dropout<R>, ...) or leave --layers "
+                             "out")
     rates = cfg["dropout"]
-    if isinstance(rates, (list, tuple)) and len(rates) not in (1, len(cfg["hidden"])):
-        n = len(cfg["hidden"])
+    hidden = cfg["n_hidden_units"]
+    if isinstance(rates, (list, tuple)) and len(rates) not in (1, len(hidden)):
+        n = len(hidden)
         raise UsageError(f"--dropout gives {len(rates)} rates for {n} hidden layer{'s' if n != 1 else ''} "
-                         f"(--hidden {','.join(str(h) for h in cfg['hidden'])}): give one rate, or "
+                         f"(--hidden {','.join(str(h) for h in hidden)}): give one rate, or "
                          "one per hidden layer")
-    if cfg["shift"] > 127:
-        raise UsageError(f"--shift {cfg['shift']} is more than 127 pixels; Fashion-MNIST images are 28 "
-                         "pixels wide (1 or 2 is usual)")
+    _check_with_estimator(cfg)
     return cfg
 
 
@@ -84,7 +159,8 @@ def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = N
                       ignore: Collection[str] = ()) -> None:
     """Refuse a ``--resume`` without ``--out`` or with flags that change the configuration.
 
-    ``saved`` is the run's saved configuration (config.json's ``config``): flags equal
+    ``saved`` is the run's saved configuration (config.json's ``config``, in today's keys:
+    :func:`upgrade`): flags equal
     to it are accepted (the original command line resumes as it is); without it every
     training flag is refused. The entries named in ``ignore`` are not checked (``epochs``
     when ``--resume --epochs N`` extends the run).
@@ -100,12 +176,10 @@ def check_resume_args(args: argparse.Namespace, saved: dict[str, Any] | None = N
     if args.preset is not None:
         over = {"preset": args.preset, **over}
     if saved is not None:
-        # a run from before an entry existed trained without it (LEGACY_DEFAULTS)
-        saved = {**LEGACY_DEFAULTS, **saved}
         over = {k: v for k, v in over.items() if not _same_value(v, saved.get(k))}
     if over:
-        names = ", ".join("--" + k.replace("_", "-") for k in over)
-        were = (" (the run has " + ", ".join(f"{k.replace('_', '-')} {_shown(saved.get(k))}" for k in over)
+        names = ", ".join(flag(k) for k in over)
+        were = (" (the run has " + ", ".join(f"{flag(k)[2:]} {_shown(saved.get(k))}" for k in over)
                 + ")" if saved is not None else "")
         raise UsageError(f"--resume continues the run with its saved configuration; drop {names}{were} "
                          "(or start a new run with another --out)")
@@ -120,8 +194,8 @@ def check_evaluate_args(args: argparse.Namespace) -> None:
         Naming the flags to drop.
     """
     over = _explicit_overrides(args)
-    names = ["--" + k.replace("_", "-") for k in over]
-    names += [flag for flag, given in (("--preset", args.preset is not None), ("--resume", args.resume),
+    names = [flag(k) for k in over]
+    names += [name for name, given in (("--preset", args.preset is not None), ("--resume", args.resume),
                                        ("--out", args.out is not None)) if given]
     if names:
         raise UsageError(f"--evaluate measures the saved model as it is; drop {', '.join(names)} "
@@ -172,12 +246,12 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     if cfg.get("layers"):
         layers = f"{n_features} -> {cfg['layers']} -> dense{n_classes}"
     else:
-        layers = "-".join(str(s) for s in (n_features, *cfg["hidden"], n_classes))
+        layers = "-".join(str(s) for s in (n_features, *cfg["n_hidden_units"], n_classes))
     batches = (f"batch {cfg['batch_size']}" if cfg["batch_size"] is not None
                else f"{cfg['n_batches']} minibatches")
     sched = {"constant": "", "adaptive": " (adaptive)"}.get(cfg["schedule"], f" ({cfg['schedule']} decay)")
     optimizer = cfg["optimizer"]
-    if optimizer == "momentum" and cfg.get("nesterov", LEGACY_DEFAULTS["nesterov"]):
+    if optimizer == "momentum" and cfg["nesterovs_momentum"]:
         optimizer = "Nesterov momentum"
     reg = []
     if cfg["l1"]:
@@ -190,9 +264,9 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
         reg.append(f"dropout {dropout:g}")
     if cfg.get("input_dropout"):
         reg.append(f"input dropout {cfg['input_dropout']:g}")
-    if cfg.get("shift"):
-        reg.append(f"random shifts up to {cfg['shift']} px")
-    if cfg.get("flip"):
+    if cfg.get("augment_shift"):
+        reg.append(f"random shifts up to {cfg['augment_shift']} px")
+    if cfg.get("augment_flip"):
         reg.append("random flips")
     stop = ""
     if cfg.get("early_stopping"):
@@ -202,5 +276,5 @@ def describe_config(cfg: dict[str, Any], n_features: int = 784, n_classes: int =
     head = f"{cfg['output']} output" if cfg.get("layers") else f"{cfg['activation']}/{cfg['output']}"
     return (f"{layers} {head}{'' if cfg['bias'] else ', no biases'}, "
             f"{cfg['init']} init, {optimizer} lr {cfg['learning_rate']:g}{sched}, {batches}, "
-            f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['scale']]}, "
-            f"seed {cfg['seed']}")
+            f"{', '.join(reg)}, {cfg['epochs']} epochs{stop}, {_SCALE_WORDS[cfg['preprocessing']]}, "
+            f"seed {cfg['random_seed']}")

@@ -270,16 +270,16 @@ class Split:
 def split_data(cfg: dict[str, Any], n_total: int) -> Split:
     """Split ``n_total`` training images as the configuration says.
 
-    ``val_size`` images drawn with ``numpy.random.default_rng(seed)`` are held out;
+    ``val_size`` images drawn with ``numpy.random.default_rng(random_seed)`` are held out;
     the first ``limit`` of the rest are trained on; up to :data:`TRAIN_EVAL_SIZE` of
-    those, drawn with ``default_rng([seed, 1])``, measure the per-epoch train accuracy.
+    those, drawn with ``default_rng([random_seed, 1])``, measure the per-epoch train accuracy.
 
     Raises
     ------
     UsageError
         No training images would be left, or ``n_batches`` exceeds them.
     """
-    seed = int(cfg["seed"])
+    seed = int(cfg["random_seed"])
     val = int(cfg["val_size"])
     if val >= n_total:
         raise UsageError(f"--val-size {val} leaves no training images out of {n_total}")

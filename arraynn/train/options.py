@@ -12,10 +12,11 @@ import math
 from typing import Any
 
 from .._cli import Parser, UsageError
+from .._parameters import CHOICES
 from .config import backend_from, check_evaluate_args, check_resume_args, describe_config, resolve_config
-from .presets import FEATURE_DEFAULTS, LEGACY_DEFAULTS, PRESET_HEADERS, PRESETS
+from .presets import LEGACY_DEFAULTS, PRESET_HEADERS, PRESETS
 
-__all__ = ["FEATURE_DEFAULTS", "LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
+__all__ = ["LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "backend_from", "build_parser",
            "check_distributed_args", "check_evaluate_args", "check_resume_args",
            "describe_config", "resolve_config"]
 
@@ -207,7 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_backend_flags(g: Any) -> None:
     from ..backends import BACKEND_NAMES
-    from ..classifier import CHOICES
 
     g.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default=None,
                    help="array library (default: auto = CuPy when a CUDA GPU works, else NumPy)")
@@ -221,14 +221,13 @@ def _add_backend_flags(g: Any) -> None:
 
 
 def _add_training_flags(g: Any) -> None:
-    """``--preset`` and the flags that override its entries (the keys of ``PRESETS``)."""
-    from ..classifier import CHOICES
-
+    """``--preset`` and the flags that override its entries (the keys of ``PRESETS``, the
+    estimator's parameter names, are the flags' ``dest``)."""
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="default: a good classifier in under a minute; best: the best one in the "
                         "time PyTorch's reference dropout MLP needs; cnn: a convolutional network "
                         "(slower, more accurate); article: the article's experiment (default: default)")
-    g.add_argument("--hidden", "--n-hidden-units", dest="hidden", type=_hidden_sizes, default=None,
+    g.add_argument("--hidden", "--n-hidden-units", dest="n_hidden_units", type=_hidden_sizes, default=None,
                    metavar="N[,N...]",
                    help="hidden layer sizes, e.g. 256,128 (default 256,128; article 50)")
     g.add_argument("--layers", type=_layers_spec, default=None, metavar="SPEC",
@@ -266,7 +265,8 @@ def _add_training_flags(g: Any) -> None:
                    help="initial weights (default he; article uniform = U(-1, 1))")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
                    help="bias vectors in every layer (default yes; article no)")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--nesterov", dest="nesterovs_momentum", action=argparse.BooleanOptionalAction,
+                   default=None,
                    help="Nesterov's momentum for --optimizer momentum (default yes; --no-nesterov: "
                         "classical momentum)")
     g.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
@@ -285,22 +285,21 @@ def _add_training_flags(g: Any) -> None:
                         "default 0)")
     g.add_argument("--input-dropout", type=_dropout_rate, default=None, metavar="P",
                    help="dropout rate of the input features while training (default 0)")
-    g.add_argument("--shift", "--augment-shift", dest="shift", type=_non_negative_int, default=None,
+    g.add_argument("--shift", "--augment-shift", dest="augment_shift", type=_non_negative_int, default=None,
                    metavar="PIXELS",
                    help="augment: move every training image by a random offset of up to PIXELS "
                         "pixels in each direction, per image and step, on the device (labels "
                         "unchanged; default 0 = off)")
-    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--flip", dest="augment_flip", action=argparse.BooleanOptionalAction, default=None,
                    help="augment: mirror every training image left to right with probability 1/2, "
                         "per image and step, on the device (default no)")
-    g.add_argument("--seed", "--random-seed", dest="seed", type=_non_negative_int, default=None,
+    g.add_argument("--seed", "--random-seed", dest="random_seed", type=_non_negative_int, default=None,
+                   metavar="SEED",
                    help="seed of the initial weights, the shuffling, the validation split, the "
                         "dropout masks and the shifts (default 0)")
 
 
 def _add_data_flags(g: Any) -> None:
-    from ..data.preprocessing import PREPROCESSORS
-
     g.add_argument("--data-dir", "--data-home", dest="data_dir", default=None, metavar="DIR",
                    help="directory with the four Fashion-MNIST files (default: $ARRAYNN_DATA, else "
                         "the cache ~/.cache/arraynn); or your own data: four IDX files of the same "
@@ -314,7 +313,7 @@ def _add_data_flags(g: Any) -> None:
     g.add_argument("--mirror", action="append", default=None, metavar="URL", type=_mirror,
                    help="base URL to download the files from instead of the built-in mirrors "
                         "(repeatable)")
-    g.add_argument("--scale", choices=PREPROCESSORS, default=None,
+    g.add_argument("--scale", dest="preprocessing", choices=CHOICES["preprocessing"], default=None,
                    help="preprocessing: standardize with the training set's statistics (default), "
                         "per-set = each set with its own (the article), unit = divide by 255, none")
     g.add_argument("--no-scale", action="store_true",

@@ -1,14 +1,17 @@
 """The presets of ``python -m arraynn.train``: each a full configuration, the others
 written as their differences from the default, and the first line of a run's report.
 
-:func:`arraynn.train.config.resolve_config` applies the flags to a preset.
+A configuration's keys are :class:`~arraynn.NNClassifier`'s parameter names
+(``n_hidden_units``, ``random_seed``, ``preprocessing``, ...), except the run's own
+``val_size`` and ``limit`` (and ``preset``, which :func:`arraynn.train.config.resolve_config`
+adds when it applies the flags to a preset).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FEATURE_DEFAULTS", "LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS"]
+__all__ = ["LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS", "RUN_KEYS"]
 
 # The quick default (the "best" preset below trades more time for accuracy): a
 # 784-256-128-10 ReLU network with a softmax output and He initial
@@ -20,7 +23,7 @@ __all__ = ["FEATURE_DEFAULTS", "LEGACY_DEFAULTS", "PRESETS", "PRESET_HEADERS"]
 # 90.69 % over seeds 0-2 with OpenBLAS's Haswell kernels, 90.71 % for seed 0 with its
 # SkylakeX ones), 6-8 s of training on 2 vCPUs of an AMD EPYC Zen 5.
 _DEFAULT: dict[str, Any] = {
-    "hidden": [256, 128],
+    "n_hidden_units": [256, 128],
     "activation": "relu",
     "output": "softmax",
     "optimizer": "adam",
@@ -33,18 +36,18 @@ _DEFAULT: dict[str, Any] = {
     "l2": 0.05,
     "bias": True,
     "init": "he",
-    "scale": "standardize",
+    "preprocessing": "standardize",
     "val_size": 5000,
-    "seed": 0,
+    "random_seed": 0,
     "limit": None,
     "dropout": 0.0,
     "input_dropout": 0.0,
-    "shift": 0,
-    "flip": False,
+    "augment_shift": 0,
+    "augment_flip": False,
     "early_stopping": False,
     "n_iter_no_change": 10,
     "tol": 1e-4,
-    "nesterov": True,
+    "nesterovs_momentum": True,
     "layers": None,
 }
 
@@ -80,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # than torch's.)
     "best": {
         **_DEFAULT,
-        "hidden": [512, 512],
+        "n_hidden_units": [512, 512],
         "epochs": 50,
         "val_size": 0,
         "dropout": 0.1,
@@ -106,13 +109,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_DEFAULT,
         "layers": ("conv32k3samenobias,bn,relu,maxpool2,conv64k3samenobias,bn,relu,maxpool2,flatten,"
                    "dropout0.3,dense128nobias,bn,relu,dropout0.3"),
-        "flip": True,
+        "augment_flip": True,
         "epochs": 24,
         "val_size": 0,
     },
     "article": {
         **_DEFAULT,
-        "hidden": [50],
+        "n_hidden_units": [50],
         "activation": "sigmoid",
         "output": "sigmoid",
         "optimizer": "sgd",
@@ -123,21 +126,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "l2": 0.5,
         "bias": False,
         "init": "uniform",
-        "scale": "per-set",
+        "preprocessing": "per-set",
         "val_size": 0,
     },
 }
 
-#: The entries of MLPClassifier's training features, for a preset that leaves them out.
-FEATURE_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                    "nesterov": True, "dropout": 0.0, "input_dropout": 0.0,
-                                    "shift": 0, "flip": False, "layers": None}
+#: The configuration keys that are the run's own, not :class:`~arraynn.NNClassifier`'s
+#: parameters: the validation hold-out, the training images used, and the preset's name.
+RUN_KEYS: tuple[str, ...] = ("val_size", "limit", "preset")
 
 #: The values of the configuration entries added after the first release, for a run
 #: whose config.json predates them (its training had none of them: classical momentum).
 LEGACY_DEFAULTS: dict[str, Any] = {"early_stopping": False, "n_iter_no_change": 10, "tol": 1e-4,
-                                   "nesterov": False, "dropout": 0.0, "input_dropout": 0.0,
-                                   "shift": 0, "flip": False, "layers": None}
+                                   "nesterovs_momentum": False, "dropout": 0.0, "input_dropout": 0.0,
+                                   "augment_shift": 0, "augment_flip": False, "layers": None}
 
 #: The first line of a run's report, per preset.
 PRESET_HEADERS: dict[str, str] = {

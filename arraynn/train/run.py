@@ -128,7 +128,7 @@ def _run(job: Run) -> int:
     if root:
         world.barrier()
     names = list(data.names)
-    sets = device_sets(be, cfg["scale"], data, split)
+    sets = device_sets(be, cfg["preprocessing"], data, split)
     if job.from_checkpoint:
         clf, rows = resume_ranks(rd, be, cfg, world, data)
     else:
@@ -256,7 +256,7 @@ def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: Dev
     file holds ``warm_start=False``: its ``fit`` trains afresh, as a user expects (the
     run itself resumes from its checkpoint, with ``warm_start=True``)."""
     result = confusion_on_test_set(clf, be, sets.X_test, y_test, len(names))
-    clf.set_params(preprocessing=cfg["scale"], class_names=list(names), warm_start=False)
+    clf.set_params(preprocessing=cfg["preprocessing"], class_names=list(names), warm_start=False)
     clf._attach_preprocessor(sets.preprocessor, sets.X_train)
     clf.class_names_ = list(names)
     rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))

@@ -1,8 +1,9 @@
 """The run directory: its files, their formats, and reading them back with checks.
 
 ``config.json``
-    The resolved configuration (what ``--resume`` continues), the backend, device and
-    dtype, the data's fingerprint and directory: :func:`config_record`.
+    The resolved configuration (what ``--resume`` continues; its keys are the
+    estimator's parameter names, and those of earlier versions are read too), the
+    backend, device and dtype, the data's fingerprint and directory: :func:`config_record`.
 ``metrics.csv``
     One row per epoch (:data:`METRICS_COLUMNS`): loss, accuracy on a fixed subset of
     the training images, validation accuracy, learning rate, epoch seconds, elapsed
@@ -44,6 +45,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .config import upgrade
 from .errors import CLIError
 
 __all__ = ["CHECKPOINT", "CONFIG", "METRICS", "METRICS_COLUMNS", "MODEL", "MODEL_JSON", "SUMMARY",
@@ -305,11 +307,13 @@ class RunDir:
                 break
 
     def read_config(self) -> dict[str, Any]:
-        """config.json, checked to be a run configuration (see :func:`config_record`)."""
+        """config.json, checked to be a run configuration (see :func:`config_record`),
+        its ``config`` in today's keys (:func:`arraynn.train.config.upgrade`: a run
+        written by an earlier version reads as one of this version)."""
         saved = read_json(self.path / CONFIG, "run configuration")
-        if saved.get("format") != RUN_FORMAT or "config" not in saved:
+        if saved.get("format") != RUN_FORMAT or not isinstance(saved.get("config"), dict):
             raise CLIError(f"{self.path / CONFIG} is not an arraynn.train run configuration")
-        return saved
+        return {**saved, "config": upgrade(saved["config"])}
 
     def write_config(self, record: dict[str, Any]) -> None:
         write_json(self.path / CONFIG, record)
@@ -406,7 +410,7 @@ def summary_record(cfg: dict[str, Any], be: Any, clf: Any, *, versions: dict[str
     last = rows[-1] if rows else {}
     pc = per_class_accuracy(cm)
     summary: dict[str, Any] = {
-        "preset": cfg["preset"], "config": cfg, "seed": cfg["seed"], **_where(be),
+        "preset": cfg["preset"], "config": cfg, "seed": cfg["random_seed"], **_where(be),
         "tf32": bool(clf.tf32_), "versions": versions, "data": data,
         "epochs": clf.n_iter_, "test_accuracy": float(cm.trace() / cm.sum()),
         "final_loss": last.get("loss"),

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from .._cli import CLIError
+from .config import estimator_params
 from .dataset import DeviceSets, FashionMNIST
-from .presets import LEGACY_DEFAULTS
 from .progress import Progress
 from .rundir import CHECKPOINT, CONFIG, RunDir
 
@@ -20,27 +20,14 @@ __all__ = ["new_classifier", "resume_ranks", "stopped", "train"]
 
 
 def new_classifier(cfg: dict[str, Any], be: Any, n_classes: int = 10) -> Any:
-    """An unfitted classifier of the configuration, on ``be``."""
+    """An unfitted classifier of the configuration, on ``be``: its entries are the
+    estimator's parameters (:func:`~arraynn.train.config.estimator_params`); the run
+    adds the backend, its dtype, the number of classes, and ``warm_start`` (a resumed
+    run continues its checkpoint)."""
     from ..classifier import NNClassifier
 
-    later = {k: cfg.get(k, v) for k, v in LEGACY_DEFAULTS.items()}  # absent from older runs
-    body: dict[str, Any] = {"n_hidden_units": tuple(cfg["hidden"]), "activation": cfg["activation"],
-                            "dropout": cfg.get("dropout") or 0.0,
-                            "input_dropout": float(cfg.get("input_dropout") or 0.0)}
-    if later["layers"]:  # the body as layers, on the 28x28 images the rows are
-        from ..nn.layer_spec import parse_layers
-
-        body = {"layers": parse_layers(later["layers"]), "input_shape": (1, 28, 28)}
-    return NNClassifier(
-        n_classes=n_classes, l1=cfg["l1"], l2=cfg["l2"],
-        epochs=cfg["epochs"], learning_rate=cfg["learning_rate"], schedule=cfg["schedule"],
-        n_batches=cfg["n_batches"] if cfg["n_batches"] is not None else 1,
-        random_seed=cfg["seed"], output=cfg["output"],
-        optimizer=cfg["optimizer"], batch_size=cfg["batch_size"], bias=cfg["bias"], init=cfg["init"],
-        early_stopping=bool(later["early_stopping"]), n_iter_no_change=int(later["n_iter_no_change"]),
-        tol=float(later["tol"]), nesterovs_momentum=bool(later["nesterov"]),
-        backend=be, dtype=be.dtype_name, warm_start=True,
-        augment_shift=int(cfg.get("shift") or 0), augment_flip=bool(cfg.get("flip", False)), **body)
+    return NNClassifier(**estimator_params(cfg), n_classes=n_classes, backend=be, dtype=be.dtype_name,
+                        warm_start=True)
 
 
 def _resume(rd: RunDir, be: Any, cfg: dict[str, Any], data: FashionMNIST) -> tuple[Any, list[dict[str, Any]]]:

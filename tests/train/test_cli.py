@@ -101,7 +101,7 @@ def test_dropout_and_shift_run_and_resume(data_dir, tmp_path, capsys):
     assert code == 0, err
     assert "dropout 0.2,0.3, random shifts up to 1 px" in out
     cfg = json.loads((whole / "config.json").read_text())["config"]
-    assert cfg["dropout"] == [0.2, 0.3] and cfg["shift"] == 1
+    assert cfg["dropout"] == [0.2, 0.3] and cfg["augment_shift"] == 1
     clf = NNClassifier.load(whole)
     assert list(clf.dropout) == [0.2, 0.3] and clf.augment_shift == 1
     part = tmp_path / "part"
@@ -213,7 +213,7 @@ def test_article_preset_header_and_config(data_dir, tmp_path, capsys):
     assert "784-50-10 sigmoid/sigmoid" in stdout and "25 minibatches" in stdout
     cfg = json.loads((out / "summary.json").read_text())["config"]
     assert cfg["l2"] == 0.5 and cfg["learning_rate"] == 0.001 and cfg["n_batches"] == 25
-    assert cfg["scale"] == "per-set" and cfg["val_size"] == 0
+    assert cfg["preprocessing"] == "per-set" and cfg["val_size"] == 0
     rows = read_metrics(out)
     assert rows[0]["val_accuracy"] == ""  # trained on every training image, as the article did
 

@@ -74,7 +74,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_resolve_config_applies_the_overrides_to_the_preset():
     cfg = resolve_config(_args("--preset", "article", "--epochs", "3", "--no-scale"))
-    assert cfg == {**PRESETS["article"], "epochs": 3, "scale": "none", "preset": "article"}
+    assert cfg == {**PRESETS["article"], "epochs": 3, "preprocessing": "none", "preset": "article"}
     # --batch-size and --n-batches replace each other.
     assert resolve_config(_args("--preset", "article", "--batch-size", "64"))["n_batches"] is None
     assert resolve_config(_args("--n-batches", "4"))["batch_size"] is None
@@ -119,21 +119,22 @@ def test_the_librarys_names_are_aliases():
     parser = build_parser()
     short = parser.parse_args(["--hidden", "64,32", "--seed", "3", "--data-dir", "d"])
     long = parser.parse_args(["--n-hidden-units", "64,32", "--random-seed", "3", "--data-home", "d"])
-    assert (short.hidden, short.seed, short.data_dir) == (long.hidden, long.seed, long.data_dir)
-    assert (long.hidden, long.seed, long.data_dir) == ([64, 32], 3, "d")
+    assert (short.n_hidden_units, short.random_seed, short.data_dir) == (
+        long.n_hidden_units, long.random_seed, long.data_dir)
+    assert (long.n_hidden_units, long.random_seed, long.data_dir) == ([64, 32], 3, "d")
     text = parser.format_help()
     assert "--n-hidden-units" in text and "--random-seed" in text and "--data-home" in text
 
 
 def test_dropout_and_shift_flags():
     args = _args("--dropout", "0.3", "--shift", "2")
-    assert (args.dropout, args.shift) == (0.3, 2)
+    assert (args.dropout, args.augment_shift) == (0.3, 2)
     assert _args("--dropout", "0.2,0.4").dropout == [0.2, 0.4]
-    assert _args("--augment-shift", "1").shift == 1
+    assert _args("--augment-shift", "1").augment_shift == 1
     assert _args("--input-dropout", "0.1").input_dropout == 0.1
     assert "input dropout 0.1" in describe_config(resolve_config(_args("--input-dropout", "0.1")))
     cfg = resolve_config(_args("--dropout", "0.25", "--shift", "1", "--hidden", "64,32"))
-    assert (cfg["dropout"], cfg["shift"]) == (0.25, 1)
+    assert (cfg["dropout"], cfg["augment_shift"]) == (0.25, 1)
     assert describe_config(cfg).endswith(
         "L2 0.05, dropout 0.25, random shifts up to 1 px, 15 epochs, standardized with the "
         "training set's statistics, seed 0")
@@ -141,7 +142,7 @@ def test_dropout_and_shift_flags():
     text = build_parser().format_help()
     assert "--dropout" in text and "--shift" in text and "--augment-shift" in text
     for preset in PRESETS.values():
-        assert "dropout" in preset and "shift" in preset and "input_dropout" in preset
+        assert "dropout" in preset and "augment_shift" in preset and "input_dropout" in preset
 
 
 @pytest.mark.parametrize("flags, fragment", [
@@ -151,7 +152,7 @@ def test_dropout_and_shift_flags():
     (["--shift", "-1"], "--shift"),
     (["--input-dropout", "0.1,0.2"], "--input-dropout"),
     (["--hidden", "32", "--dropout", "0.2,0.3"], "2 rates for 1 hidden layer"),
-    (["--shift", "128"], "more than 127"),
+    (["--shift", "128"], "--shift: augment_shift must be an integer 0 .. 127"),
 ])
 def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
     code, _, err = main_in_process(capsys, *flags)
@@ -162,7 +163,7 @@ def test_bad_dropout_and_shift_values(flags, fragment, tmp_path, capsys):
 def test_the_best_preset():
     best = PRESETS["best"]
     assert best["dropout"] and best["input_dropout"] and best["epochs"] > PRESETS["default"]["epochs"]
-    assert PRESETS["default"]["dropout"] == 0.0 and PRESETS["default"]["shift"] == 0
+    assert PRESETS["default"]["dropout"] == 0.0 and PRESETS["default"]["augment_shift"] == 0
     from arraynn.train.options import PRESET_HEADERS
 
     assert "best" in PRESET_HEADERS and "PyTorch" in PRESET_HEADERS["best"]
@@ -230,8 +231,8 @@ def test_the_cnn_preset_is_a_layers_spec_over_the_default_training():
 
     cnn = PRESETS["cnn"]
     assert format_layers(parse_layers(cnn["layers"])) == cnn["layers"]  # in the parser's own words
-    assert cnn["flip"] and cnn["epochs"] > PRESETS["default"]["epochs"] and "cnn" in PRESET_HEADERS
+    assert cnn["augment_flip"] and cnn["epochs"] > PRESETS["default"]["epochs"] and "cnn" in PRESET_HEADERS
     differs = {k for k in cnn if cnn[k] != PRESETS["default"][k]}
-    assert differs == {"layers", "flip", "epochs", "val_size"} and cnn["val_size"] == 0  # all 60,000
+    assert differs == {"layers", "augment_flip", "epochs", "val_size"} and cnn["val_size"] == 0  # all 60,000
     cfg = resolve_config(_args("--preset", "cnn"))
     assert describe_config(cfg).startswith(f"784 -> {cnn['layers']} -> dense10 softmax output")

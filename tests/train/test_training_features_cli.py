@@ -16,6 +16,7 @@ from _train_cli import assert_one_line_error, main_in_process, read_metrics, run
 
 from arraynn import NNClassifier, get_backend
 from arraynn.train import build_parser, rundir
+from arraynn.train.config import upgrade
 from arraynn.train.errors import UsageError
 from arraynn.train.options import check_resume_args, describe_config, resolve_config
 from arraynn.train.training import new_classifier
@@ -46,7 +47,7 @@ def test_help_and_the_configuration():
         assert flag in proc.stdout, flag
     cfg = resolve_config(_args("--early-stopping", "--n-iter-no-change", "3", "--tol", "0.01",
                                "--optimizer", "momentum", "--schedule", "adaptive"))
-    got = (cfg["early_stopping"], cfg["n_iter_no_change"], cfg["tol"], cfg["nesterov"])
+    got = (cfg["early_stopping"], cfg["n_iter_no_change"], cfg["tol"], cfg["nesterovs_momentum"])
     assert got == (True, 3, 0.01, True)
     line = describe_config(cfg)
     assert "Nesterov momentum lr" in line and "(adaptive)" in line
@@ -57,8 +58,9 @@ def test_help_and_the_configuration():
     clf = new_classifier(cfg, get_backend("numpy"))
     assert clf.early_stopping and clf.n_iter_no_change == 3 and clf.tol == 0.01 and clf.nesterovs_momentum
     # a run configured before these entries existed trains as it did: classical momentum
-    old = {k: v for k, v in cfg.items() if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterov")}
-    clf = new_classifier(old, get_backend("numpy"))
+    old = {k: v for k, v in cfg.items()
+           if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterovs_momentum")}
+    clf = new_classifier(upgrade(old), get_backend("numpy"))
     assert not clf.early_stopping and not clf.nesterovs_momentum and clf.tol == 1e-4
 
 
@@ -71,12 +73,12 @@ def test_early_stopping_needs_a_validation_split(capsys):
 
 
 def test_resume_of_a_run_configured_before_the_training_features():
-    """A config.json without the later entries trained without them: flags that say so
-    resume it, flags that would switch one on are refused."""
+    """A config.json without the later entries trained without them (as it reads:
+    :func:`upgrade`): flags that say so resume it, flags that would switch one on are refused."""
     saved = resolve_config(_args("--optimizer", "momentum"))
-    old = {k: v for k, v in saved.items()
-           if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterov", "dropout",
-                        "input_dropout", "shift", "flip")}
+    old = upgrade({k: v for k, v in saved.items()
+                   if k not in ("early_stopping", "n_iter_no_change", "tol", "nesterovs_momentum",
+                                "dropout", "input_dropout", "augment_shift", "augment_flip")})
     check_resume_args(_args("--resume", "--out", "r", "--no-nesterov", "--dropout", "0", "--no-flip",
                             "--no-early-stopping", "--shift", "0"), old)
     with pytest.raises(UsageError, match="drop --nesterov.*nesterov False"):
