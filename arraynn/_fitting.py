@@ -8,6 +8,7 @@ learned state :class:`arraynn._state.TrainingState`'s.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -239,6 +240,10 @@ def train(est: Any, X: Any, y_idx: np.ndarray, end_epoch: int,
     ``end_epoch`` (data-parallel over ``comm``'s ranks when it has more than one); with
     ``val``, the held-out ``(X, y_idx, w)`` of early stopping. Returns whether
     ``callback`` paused training (returned ``True``)."""
+    if preprocessed_with is not None:
+        warnings.warn("fit(preprocessed_with=) is deprecated and will be removed: give the raw images "
+                      "with preprocessing=... instead (each minibatch is then augmented on its pixels "
+                      "and preprocessed, with no map back)", FutureWarning, stacklevel=4)
     st = est._state
     be = st.backend
     st.tf32 = be.set_tf32(bool(est.tf32))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .backends import Backend, backend_for
 
-__all__ = ["image_shape_of_input", "int_like", "raw_range", "sample_shape_of_input", "take_rows",
+__all__ = ["image_shape_of_input", "int_like", "sample_shape_of_input", "take_rows",
            "to_float_on", "to_input_library", "value_range"]
 
 
@@ -76,31 +76,6 @@ def value_range(X: Any) -> tuple[float, float]:
     if xp.isdtype(X.dtype, "bool"):
         X = xp.astype(X, xp.int8)
     return float(xp.min(X)), float(xp.max(X))
-
-
-def raw_range(X: Any, preprocessor: Any) -> tuple[float, float] | None:
-    """The range of the raw inputs that the fitted ``preprocessor`` made into ``X``,
-    through its map back to raw values (None where it has none); values within 1e-4
-    of a whole number are taken as that number (the map's rounding; pixels are whole)."""
-    from .data.augment import pixel_map
-
-    if preprocessor is None or preprocessor.name == "none":
-        return value_range(X)
-    back = pixel_map(preprocessor)
-    if back is None:
-        return None
-    be = backend_for(X)
-    xp = be.xp
-    with be.device_context():
-        mean, scale = (v if isinstance(v, float) else be.asarray(v, dtype=X.dtype) for v in back)
-        lo = xp.min(xp.min(X, axis=0) * scale + mean)
-        hi = xp.max(xp.max(X, axis=0) * scale + mean)
-        bounds = (float(lo), float(hi))
-
-    def snapped(v: float) -> float:
-        return float(round(v)) if abs(v - round(v)) <= 1e-4 * max(1.0, abs(v)) else v
-
-    return snapped(bounds[0]), snapped(bounds[1])
 
 
 def int_like(a: Any) -> bool:

@@ -206,10 +206,9 @@ class NNClassifier(Params):
             With ``early_stopping``: the validation set to score instead of holding
             out ``validation_fraction`` of ``X`` (inputs as ``score`` takes them).
         preprocessed_with : Preprocessor, optional
-            The fitted :class:`arraynn.Preprocessor` that made ``X`` from images, when
-            ``X`` comes preprocessed: ``augment_shift`` then shifts the images in pixel
-            space through it (see :mod:`arraynn.data.augment`). Not needed with the
-            ``preprocessing`` parameter.
+            Deprecated (a ``FutureWarning``; it will be removed): give raw ``X`` with the
+            ``preprocessing`` parameter instead. The fitted :class:`arraynn.Preprocessor`
+            that made ``X`` from images, through which augmentation maps it back to pixels.
 
         Returns
         -------
@@ -299,16 +298,15 @@ class NNClassifier(Params):
         """Back to unfitted: drop what was learned."""
         self.__dict__.pop("_state", None)
 
-    def _attach_preprocessor(self, preprocessor: Any, X_preprocessed: Any = None) -> None:
-        """Make the fitted model take raw inputs: the fitted ``preprocessor`` (which made
-        its training inputs ``X_preprocessed``) becomes ``preprocessor_``, and the range
-        of the raw training inputs, recovered through the preprocessor's map back to raw
-        values, ``input_range_`` (None without ``X_preprocessed`` or such a map)."""
-        from ._inputs import raw_range
+    def _attach_preprocessor(self, preprocessor: Any, X_raw: Any = None) -> None:
+        """Make a model fitted on inputs preprocessed beforehand preprocess its own: the
+        ``preprocessor`` (fitted on the raw training inputs ``X_raw``) becomes
+        ``preprocessor_``, and the range of ``X_raw`` ``input_range_``."""
+        from ._inputs import value_range
 
         state = self._check_is_fitted()
         state.preprocessor = preprocessor
-        state.input_range = None if X_preprocessed is None else raw_range(X_preprocessed, preprocessor)
+        state.input_range = None if X_raw is None else value_range(X_raw)
 
     # ------------------------------------------------------------------------------
     # Learned attributes (read from the training state)

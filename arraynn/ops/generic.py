@@ -139,6 +139,17 @@ class Ops:
         return f"{type(self).__name__}({getattr(self.xp, '__name__', self.xp)!s})"
 
     # ---- dropout --------------------------------------------------------------------
+    def scale_batch(self, X: Any, dtype: Any, mean: Any, scale: Any) -> Any:
+        """``(X - mean) / scale`` of a minibatch in the float ``dtype`` (``X`` converted
+        first; no subtraction where ``mean`` is None): the training batches'
+        preprocessing (:class:`arraynn.data.pipeline.BatchPipeline`). ``X`` is left as
+        it is."""
+        if X.dtype != dtype:
+            X = self.xp.astype(X, dtype)
+        if mean is not None:
+            X = X - mean
+        return X / scale
+
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
         """The inverted-dropout mask of :func:`arraynn.nn.random.dropout_mask` (a new

@@ -71,12 +71,12 @@ def estimator_params(cfg: dict[str, Any]) -> dict[str, Any]:
     """The :class:`~arraynn.NNClassifier` parameters of the configuration: its entries
     but the run's own (:data:`~arraynn.train.presets.RUN_KEYS`), as they are.
 
-    Besides: ``preprocessing`` is left out (the run preprocesses its sets on the device
-    itself and gives the final model the fitted scheme), ``n_batches`` too when it is
-    unset (``batch_size`` is), and a ``layers`` spec becomes its layers, on 28x28 images,
-    without the parameters they replace.
+    Besides: ``n_batches`` is left out when it is unset (``batch_size`` is), and a
+    ``layers`` spec becomes its layers, on 28x28 images, without the parameters they
+    replace. ``preprocessing`` is the estimator's: it fits the scheme on the raw
+    training images and preprocesses each minibatch.
     """
-    params = {k: v for k, v in cfg.items() if k not in RUN_KEYS and k != "preprocessing"}
+    params = {k: v for k, v in cfg.items() if k not in RUN_KEYS}
     if params.get("n_batches") is None:
         params.pop("n_batches", None)
     if params.get("layers"):

@@ -12,8 +12,11 @@ labels as text.
 A ``--data-dir`` (or ``$ARRAYNN_DATA``) that does not exist is refused at once, before
 anything is downloaded: a mistyped path is not created and downloaded into.
 
-The images stay on the host as they are (uint8); each set is uploaded once, converted
-to the backend's float dtype and preprocessed there (:func:`device_sets`).
+The images stay on the host as they are (uint8); each set is uploaded once
+(:func:`device_sets`). The training images stay uint8 on the device: the estimator
+fits the preprocessing on them and preprocesses each minibatch, after its augmentation;
+the sets the run measures on are converted to the backend's float dtype and
+preprocessed there once.
 """
 
 from __future__ import annotations
@@ -305,10 +308,13 @@ def upload(be: Any, X_u8: np.ndarray) -> Any:
 
 @dataclass(frozen=True)
 class DeviceSets:
-    """The preprocessed sets on the device, and the preprocessing (fitted).
+    """The sets on the device, and the preprocessing fitted on the training images.
 
-    ``evals`` maps ``"train"`` (the fixed subset) and, with a validation split,
-    ``"val"`` to ``(X on the device, y on the host)``.
+    ``X_train`` is the raw training images (uint8 stays uint8), which the estimator
+    preprocesses itself; ``X_val`` the raw validation images (early stopping's, scored
+    by the estimator), None without a validation split. ``evals`` maps ``"train"`` (a
+    fixed subset) and, with a validation split, ``"val"`` to ``(X preprocessed on the
+    device, y on the host)``, and ``X_test`` is preprocessed: what the run measures.
     """
 
     X_train: Any
@@ -316,20 +322,29 @@ class DeviceSets:
     evals: dict[str, tuple[Any, np.ndarray]]
     X_test: Any
     preprocessor: Any
+    X_val: Any = None
 
 
 def device_sets(be: Any, scheme: str, data: FashionMNIST, split: Split) -> DeviceSets:
-    """Upload each set once and preprocess it on the device with ``scheme``
-    (fitted on the training images)."""
+    """Upload each set once: the training images as they are, the sets to measure on
+    preprocessed on the device with ``scheme`` (fitted on the training images: the
+    statistics the estimator fits too; ``"per-set"`` standardizes the validation and
+    test sets with their own, as the article does)."""
+    from ..data.loader import on_device
     from ..data.preprocessing import Preprocessor
 
-    X_tr = upload(be, data.X_train[split.train])
-    prep = Preprocessor(scheme).fit(X_tr)
-    X_tr = prep.apply(X_tr)
+    X_host = np.asarray(data.X_train[split.train])
+    X_tr = on_device(X_host.reshape(len(X_host), -1), be, keep_integers=True)
+    xp = be.xp
+    prep = Preprocessor(scheme).fit(xp.astype(X_tr, be.dtype))
     y_tr = data.y_train[split.train]
     sub = be.asarray(split.train_eval, dtype=be.index_dtype)
-    evals = {"train": (be.xp.take(X_tr, sub, axis=0), y_tr[split.train_eval])}
+    train_eval = prep.apply_new(xp.astype(xp.take(X_tr, sub, axis=0), be.dtype))
+    evals = {"train": (train_eval, y_tr[split.train_eval])}
+    X_val = None
     if len(split.val):
-        evals["val"] = (prep.apply(upload(be, data.X_train[split.val])), data.y_train[split.val])
+        X_val_host = np.asarray(data.X_train[split.val])
+        X_val = on_device(X_val_host.reshape(len(X_val_host), -1), be, keep_integers=True)
+        evals["val"] = (prep.apply(xp.astype(X_val, be.dtype)), data.y_train[split.val])
     X_te = prep.apply(upload(be, data.X_test))
-    return DeviceSets(X_tr, y_tr, evals, X_te, prep)
+    return DeviceSets(X_tr, y_tr, evals, X_te, prep, X_val)

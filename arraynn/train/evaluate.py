@@ -13,7 +13,7 @@ from .dataset import check_test_set, load_run_data, upload
 from .job import Run
 from .rundir import read_model_json
 
-__all__ = ["confusion_on_test_set", "evaluate", "print_result"]
+__all__ = ["accuracy_of_prepared", "confusion_on_test_set", "evaluate", "print_result", "proba_of_prepared"]
 
 
 def evaluate(job: Run) -> int:
@@ -61,13 +61,36 @@ def evaluate(job: Run) -> int:
     return 0
 
 
-def confusion_on_test_set(clf: Any, be: Any, X_test: Any, y_test: np.ndarray,
-                    n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The confusion matrix on the (preprocessed, on-device) test set and the test
-    probabilities (host)."""
+def proba_of_prepared(clf: Any, X: Any) -> Any:
+    """The fitted ``clf``'s class probabilities of rows ``X`` preprocessed already, on
+    the device (the run's own sets: ``"per-set"`` standardizes each with its own
+    statistics), in chunks."""
+    from .._inference import CHUNK
+    from .._inference import proba_of_prepared as proba
+
+    be = clf.backend_
+    with be.device_context():
+        n = X.shape[0]
+        parts = [proba(clf, X[s:min(s + CHUNK, n), ...]) for s in range(0, n, CHUNK)]
+        return parts[0] if len(parts) == 1 else be.xp.concat(parts, axis=0)
+
+
+def accuracy_of_prepared(clf: Any, X: Any, y: np.ndarray) -> float:
+    """The accuracy of the fitted ``clf`` on preprocessed rows ``X`` and host labels ``y``."""
+    be = clf.backend_
+    with be.device_context():
+        idx = be.to_numpy(be.xp.argmax(proba_of_prepared(clf, X), axis=1))
+    return float(np.mean(clf.classes_[idx] == np.asarray(y)))
+
+
+def confusion_on_test_set(clf: Any, be: Any, X_test: Any, y_test: np.ndarray, n_classes: int,
+                          prepared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix on the on-device test set (raw images, which the model
+    preprocesses, or with ``prepared`` preprocessed already) and the test probabilities
+    (host)."""
     from ..report import confusion_matrix
 
-    proba = be.to_numpy(clf.predict_proba(X_test))
+    proba = be.to_numpy(proba_of_prepared(clf, X_test) if prepared else clf.predict_proba(X_test))
     pred = clf.classes_[np.argmax(proba, axis=1)]
     return confusion_matrix(y_test, pred, n_classes), proba
 

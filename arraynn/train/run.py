@@ -131,6 +131,9 @@ def _run(job: Run) -> int:
     sets = device_sets(be, cfg["preprocessing"], data, split)
     if job.from_checkpoint:
         clf, rows = resume_ranks(rd, be, cfg, world, data)
+        if clf.preprocessor_ is None:  # the checkpoint of a run that fed preprocessed images
+            clf.set_params(preprocessing=cfg["preprocessing"])
+            clf._attach_preprocessor(sets.preprocessor, sets.X_train)
     else:
         if saved is not None:
             print("no epoch of this run had finished: starting it again from epoch 1")
@@ -255,9 +258,8 @@ def _save_and_test(rd: RunDir, clf: Any, cfg: dict[str, Any], be: Any, sets: Dev
     it predicts on raw images (and says so when given preprocessed ones). The model
     file holds ``warm_start=False``: its ``fit`` trains afresh, as a user expects (the
     run itself resumes from its checkpoint, with ``warm_start=True``)."""
-    result = confusion_on_test_set(clf, be, sets.X_test, y_test, len(names))
-    clf.set_params(preprocessing=cfg["preprocessing"], class_names=list(names), warm_start=False)
-    clf._attach_preprocessor(sets.preprocessor, sets.X_train)
+    result = confusion_on_test_set(clf, be, sets.X_test, y_test, len(names), prepared=True)
+    clf.set_params(class_names=list(names), warm_start=False)
     clf.class_names_ = list(names)
     rd.save_model(clf, model_record(cfg, be, names, sets.preprocessor.to_dict()))
     return result

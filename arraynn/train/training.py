@@ -13,6 +13,7 @@ import numpy as np
 from .._cli import CLIError
 from .config import estimator_params
 from .dataset import DeviceSets, FashionMNIST
+from .evaluate import accuracy_of_prepared
 from .progress import Progress
 from .rundir import CHECKPOINT, CONFIG, RunDir
 
@@ -118,7 +119,8 @@ def train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: lis
 
     root = comm is None or comm.is_root
     # early stopping scores the run's validation split itself (each epoch, on the device)
-    validation = sets.evals["val"] if clf.early_stopping and "val" in sets.evals else None
+    validation = ((sets.X_val, sets.evals["val"][1]) if clf.early_stopping and sets.X_val is not None
+                  else None)
 
     def callback(model: Any, info: dict[str, Any]) -> None:
         if not root:
@@ -126,9 +128,9 @@ def train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: lis
             return
         val = info.get("validation_score")
         if val is None and "val" in sets.evals:
-            val = model.score(*sets.evals["val"])
+            val = accuracy_of_prepared(model, *sets.evals["val"])
         row = {"epoch": int(info["epoch"]), "loss": float(info["loss"]),
-               "train_subset_accuracy": model.score(*sets.evals["train"]),
+               "train_subset_accuracy": accuracy_of_prepared(model, *sets.evals["train"]),
                "val_accuracy": val,
                "learning_rate": float(info["learning_rate"]),
                "epoch_seconds": round(float(info["seconds"]), 4),
@@ -145,8 +147,7 @@ def train(clf: Any, cfg: dict[str, Any], rd: RunDir, sets: DeviceSets, rows: lis
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             if getattr(clf, "n_iter_", 0) < int(cfg["epochs"]) and not stopped(clf):
                 clf.fit(sets.X_train, sets.y_train, callback=callback, comm=comm,
-                        batch_callback=progress.batch if root else None, validation_data=validation,
-                        preprocessed_with=sets.preprocessor)
+                        batch_callback=progress.batch if root else None, validation_data=validation)
     except TrainingDivergedError as exc:
         kept = (f"the last good checkpoint (epoch {len(rows)}) is kept in {rd.path / CHECKPOINT}"
                 if rows else "no epoch finished, so there is no checkpoint and nothing is kept")

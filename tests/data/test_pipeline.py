@@ -86,3 +86,36 @@ def test_fit_keeps_uint8_images_on_the_device_and_trains_as_on_preprocessed_ones
         before = NNClassifier(**kw).fit(Preprocessor("standardize").fit(Xf).apply(Xf), y)
     np.testing.assert_array_equal(backend.to_numpy(inside._state.params),
                                   backend.to_numpy(before._state.params))
+
+
+def test_preprocessed_with_is_deprecated_and_still_shifts_on_pixels():
+    rng = np.random.default_rng(3)
+    X = _images(n=96, side=6, seed=4)
+    y = rng.integers(0, 3, size=len(X))
+    kw = dict(n_hidden_units=6, epochs=2, batch_size=32, optimizer="adam", random_seed=0, augment_shift=1)
+    prep = Preprocessor("standardize").fit(X.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        with pytest.warns(FutureWarning, match=r"fit\(preprocessed_with=\) is deprecated"):
+            old = NNClassifier(**kw).fit(prep.apply(X.astype(np.float32)), y, preprocessed_with=prep)
+        new = NNClassifier(preprocessing="standardize", **kw).fit(X, y)
+    # the same shifted pixels, up to the rounding of the map back
+    np.testing.assert_allclose(old.coefs_[0], new.coefs_[0], rtol=1e-4, atol=1e-5)
+
+
+def test_numpys_scratch_scaling_is_the_generic_one_bit_for_bit():
+    from arraynn.ops import ops_of
+    from arraynn.ops.generic import Ops
+
+    rng = np.random.default_rng(5)
+    mean = rng.normal(100, 30, size=36).astype(np.float32)
+    scale = rng.uniform(20, 90, size=36).astype(np.float32)
+    fast = ops_of(np.zeros(1))
+    assert type(fast).scale_batch is not Ops.scale_batch  # a fast path of its own
+    for X in (_images(n=33), rng.normal(size=(33, 36)).astype(np.float32)):
+        before = X.copy()
+        for m in (mean, None):
+            got = fast.scale_batch(X, np.float32, m, scale)
+            want = Ops(np).scale_batch(X, np.float32, m, scale)
+            assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+        np.testing.assert_array_equal(X, before)  # the batch itself is left as it is

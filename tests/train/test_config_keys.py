@@ -53,12 +53,12 @@ def test_the_configuration_keys_are_the_estimators_parameter_names():
             cfg["nesterovs_momentum"], cfg["preprocessing"]) == ([64, 32], 7, 2, True, False, "unit")
     for old in ("hidden", "seed", "shift", "flip", "nesterov", "scale"):
         assert old not in cfg
-    # the classifier gets the entries as they are (the run preprocesses its sets itself)
+    # the classifier gets the entries as they are (it preprocesses the raw training images)
     params = new_classifier(cfg, get_backend("numpy")).get_params()
     for key, value in cfg.items():
-        if key not in RUN_KEYS and key not in ("preprocessing", "n_batches"):
+        if key not in RUN_KEYS and key != "n_batches":
             assert params[key] == value, key
-    assert params["preprocessing"] is None and params["warm_start"] is True
+    assert params["preprocessing"] == "unit" and params["warm_start"] is True
 
 
 def test_a_layers_configuration_gives_the_layers_alone():
