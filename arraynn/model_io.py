@@ -297,7 +297,7 @@ def load_classifier(cls: Any, path: str | os.PathLike, backend: Any = None, devi
     if dtype is not None:
         params["dtype"] = dtype
     try:
-        clf = cls(**{k: v for k, v in params.items() if k in cls._param_names()})
+        clf = cls(**{k: v for k, v in params.items() if k in cls().get_params()})
     except TypeError as exc:
         raise _damaged(path, f"its saved parameters are invalid ({exc})") from None
     try:
