@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from .._cli import Parser, UsageError
-from .._parameters import CHOICES
+from .._parameters import CHOICES, INTERVALS
 from .config import backend_from, check_evaluate_args, check_resume_args, describe_config, resolve_config
 from .presets import LEGACY_DEFAULTS, PRESET_HEADERS, PRESETS
 
@@ -95,7 +95,8 @@ exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 130 interrupt
 
 
 def _number(convert: type, positive: bool) -> Any:
-    """An argparse type: ``convert`` (int or float) of a finite value > 0 or >= 0."""
+    """An argparse type: ``convert`` (int or float) of a finite value > 0 or >= 0 (the
+    command line's own numbers; the estimator's are :func:`_parameter`'s)."""
     what = {(int, True): "a positive integer", (int, False): "an integer >= 0",
             (float, True): "a positive number", (float, False): "a number >= 0"}[convert, positive]
 
@@ -111,10 +112,26 @@ def _number(convert: type, positive: bool) -> Any:
     return parse
 
 
+def _parameter(name: str) -> Any:
+    """An argparse type for the estimator's number parameter ``name``: its kind and its
+    valid values as :data:`arraynn._parameters.INTERVALS` declares them."""
+    interval = INTERVALS[name]
+
+    def parse(text: str):
+        try:
+            value = interval.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {interval.describe()}, got {text!r}") from None
+        if not interval.contains(value):
+            raise argparse.ArgumentTypeError(f"expected {interval.describe()}, got {text!r}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
 _positive_int = _number(int, positive=True)
 _non_negative_int = _number(int, positive=False)
-_positive_float = _number(float, positive=True)
-_non_negative_float = _number(float, positive=False)
 
 
 def _hidden_sizes(text: str) -> list[int]:
@@ -245,21 +262,21 @@ def _add_training_flags(g: Any) -> None:
                    help="output layer (default softmax; article sigmoid)")
     g.add_argument("--optimizer", choices=CHOICES["optimizer"], default=None,
                    help="optimizer (default adam; article sgd)")
-    g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_positive_float, default=None,
-                   metavar="LR", help="(initial) learning rate (default 0.001; article 0.001)")
+    g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_parameter("learning_rate"),
+                   default=None, metavar="LR", help="(initial) learning rate (default 0.001; article 0.001)")
     g.add_argument("--schedule", choices=CHOICES["schedule"], default=None,
                    help="learning-rate schedule over the epochs (default cosine; article constant); "
                         "adaptive: divide by 5 when the training loss (the validation accuracy "
                         "with --early-stopping) stalls for more than --n-iter-no-change epochs")
-    g.add_argument("--epochs", type=_positive_int, default=None,
+    g.add_argument("--epochs", type=_parameter("epochs"), default=None,
                    help="epochs (default 15; article 300)")
-    g.add_argument("--batch-size", type=_positive_int, default=None,
+    g.add_argument("--batch-size", type=_parameter("batch_size"), default=None,
                    help="samples per minibatch, shuffled every epoch (default 128)")
-    g.add_argument("--n-batches", type=_positive_int, default=None,
+    g.add_argument("--n-batches", type=_parameter("n_batches"), default=None,
                    help="number of fixed minibatches per epoch instead of --batch-size (article 25)")
-    g.add_argument("--l1", type=_non_negative_float, default=None,
+    g.add_argument("--l1", type=_parameter("l1"), default=None,
                    help="L1 penalty, added to every minibatch's summed gradient (default 0)")
-    g.add_argument("--l2", type=_non_negative_float, default=None,
+    g.add_argument("--l2", type=_parameter("l2"), default=None,
                    help="L2 penalty, added to every minibatch's summed gradient (default 0.05; article 0.5)")
     g.add_argument("--init", choices=CHOICES["init"], default=None,
                    help="initial weights (default he; article uniform = U(-1, 1))")
@@ -273,10 +290,10 @@ def _add_training_flags(g: Any) -> None:
                    help="stop when the validation accuracy (of the --val-size hold-out) has not "
                         "improved by --tol for more than --n-iter-no-change epochs, and keep the "
                         "best epoch's weights (default no)")
-    g.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--n-iter-no-change", type=_parameter("n_iter_no_change"), default=None, metavar="N",
                    help="epochs without improvement that --early-stopping and --schedule adaptive "
                         "tolerate (default 10)")
-    g.add_argument("--tol", type=_non_negative_float, default=None,
+    g.add_argument("--tol", type=_parameter("tol"), default=None,
                    help="the improvement that counts: in accuracy with --early-stopping, else in "
                         "the training loss (default 1e-4)")
     g.add_argument("--dropout", type=_dropout_rates, default=None, metavar="P[,P...]",
