@@ -37,8 +37,11 @@ beside such a file (a run of ``python -m arraynn.train``) supplies them. It is r
 ``allow_pickle=False`` and written atomically (a temporary file renamed into place),
 so a crash never leaves a half-written model.
 
-The per-parameter arrays make the file independent of the in-memory layout: the
-estimator keeps its parameters in one flat buffer and cuts and packs them here.
+The file is the estimator's ``state_dict()`` (:mod:`arraynn._state`: its host arrays
+as the file's arrays, its JSON values in ``meta.json``) plus its constructor's
+parameters, and loads through ``load_state_dict``: this module reads and writes files
+and touches nothing private of the estimator. The per-parameter arrays make the file
+independent of the in-memory layout (one flat buffer, cut and packed by the state).
 """
 
 from __future__ import annotations
@@ -147,24 +150,6 @@ def _check_sizes(path: Path) -> None:
                 n *= d
             if n > info.file_size:
                 raise ValueError(f"{info.filename} declares {n} bytes of data in {info.file_size}")
-
-
-def _pack(path: Path, arrays: dict[str, np.ndarray], prefix: str, layout: Any) -> np.ndarray:
-    """``arrays[prefix + "0"] ...``, one per parameter of ``layout``, checked against its
-    shapes and concatenated into one flat host buffer."""
-    parts = []
-    for i, shape in enumerate(layout.shapes):
-        key = f"{prefix}{i}"
-        if key not in arrays:
-            raise ModelFileError(f"{path}: the array {key!r} is missing; the file is "
-                                 "incomplete or not an arraynn model")
-        a = arrays[key]
-        if tuple(a.shape) != shape:
-            raise ModelFileError(f"{path}: {key} has shape {tuple(a.shape)}, expected {shape}")
-        if a.dtype.kind != "f":
-            raise ModelFileError(f"{path}: {key} has dtype {a.dtype}; model arrays are floating")
-        parts.append(a.reshape(-1))
-    return np.concatenate(parts)
 
 
 # ----------------------------------------------------------------------------------
