@@ -43,7 +43,7 @@ from .nn import (
 )
 from .nn.layers import Dense
 
-__all__ = ["build", "initialize", "train", "warn_if_not_learned", "warn_nothing_to_train"]
+__all__ = ["build", "initialize", "train", "not_learned_message", "nothing_to_train_message"]
 
 #: The training rows (at most, evenly spread) whose accuracy tells whether a fit learned.
 LEARNED_ROWS = 2000
@@ -288,7 +288,7 @@ def train(est: Any, X: Any, y_idx: np.ndarray, end_epoch: int,
 # ----------------------------------------------------------------------------------
 # what a fit says about itself
 # ----------------------------------------------------------------------------------
-def warn_nothing_to_train(est: Any) -> str:
+def nothing_to_train_message(est: Any) -> str:
     """The warning of a warm-start ``fit`` of a finished model: what it did not do, and
     how to go on."""
     n = int(est.n_iter_)
@@ -304,7 +304,7 @@ def warn_nothing_to_train(est: Any) -> str:
             "data, set_params(warm_start=False) first")
 
 
-def warn_if_not_learned(est: Any, X: Any, y_idx: np.ndarray, w: np.ndarray | None,
+def not_learned_message(est: Any, X: Any, y_idx: np.ndarray, w: np.ndarray | None,
                         preprocessed: bool = False) -> str | None:
     """The :class:`ConvergenceWarning`'s text when the fit learned nothing (else None):
     the training accuracy (on at most :data:`LEARNED_ROWS` rows, evenly spread) no better

@@ -222,7 +222,7 @@ class NNClassifier(Params):
         if resume:
             if _fitting.finished(self, X, classes, given):
                 # stopped early (with its best weights) or all epochs run
-                warnings.warn(_fitting.warn_nothing_to_train(self), UserWarning, stacklevel=3)
+                warnings.warn(_fitting.nothing_to_train_message(self), UserWarning, stacklevel=3)
                 return self
         else:
             _fitting.initialize(self, given, X, classes, self._compute_backend(X), comm)
@@ -243,7 +243,7 @@ class NNClassifier(Params):
         paused = _fitting.train(self, X, y_idx, self.epochs, callback, comm, batch_callback, w, val,
                                 preprocessed_with)
         if not paused and (comm is None or comm.rank == 0):
-            message = _fitting.warn_if_not_learned(self, *whole, preprocessed=preprocessed_with is not None)
+            message = _fitting.not_learned_message(self, *whole, preprocessed=preprocessed_with is not None)
             if message is not None:
                 warnings.warn(message, _errors.convergence_warning(), stacklevel=3)
         return self
