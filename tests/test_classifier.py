@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _devices import device_arg as _device_arg
 from conftest import assert_on_backend
 
 import arraynn
@@ -98,12 +99,6 @@ def test_backend_argument_moves_numpy_inputs(backend):
     out = nn.predict_proba(X)
     assert isinstance(out, np.ndarray)  # NumPy in, NumPy out
     assert isinstance(nn.predict(X), np.ndarray)
-
-
-def _device_arg(be):
-    if be.name == "array_api_strict":
-        return be.device_name if be.device_name != "CPU_DEVICE" else None
-    return None if be.name == "numpy" else be.device_name
 
 
 def test_same_seed_same_training_on_every_backend(backend):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _devices import device_arg as _device_arg
 
 from arraynn import NNClassifier
 
@@ -22,12 +23,6 @@ def _data(n=120, d=16, k=3, seed=0):
     y = rng.integers(0, k, size=n)
     X = np.clip(centers[y] + rng.normal(0, 40, size=(n, d)), 0, 255).astype(np.uint8)
     return X, y
-
-
-def _device_arg(be):
-    if be.name == "array_api_strict":
-        return be.device_name if be.device_name != "CPU_DEVICE" else None
-    return None if be.name == "numpy" else be.device_name
 
 
 def _fitted(backend, **kw):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _devices import device_arg as _device_arg
 
 import arraynn
 from arraynn import NNClassifier
@@ -83,12 +84,6 @@ def test_image_shapes():
         RandomShift(-1, (2, 2), 0)
     with pytest.raises(ValueError, match="rows of 4"):
         RandomShift(1, (2, 2), 0)(np.zeros((3, 5), np.float32), 0)
-
-
-def _device_arg(be):
-    if be.name == "array_api_strict":
-        return be.device_name if be.device_name != "CPU_DEVICE" else None
-    return None if be.name == "numpy" else be.device_name
 
 
 def test_classifier_trains_on_shifted_images_with_labels_unchanged(backend, monkeypatch):

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _devices import device_arg as _device_arg
 
 from arraynn import NNClassifier, _fitting
 from arraynn.data.augment import RandomShift
@@ -18,12 +19,6 @@ from arraynn.data.preprocessing import Preprocessor
 
 def _images(n=64, side=6, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, side * side)).astype(np.uint8)
-
-
-def _device_arg(be):
-    if be.name == "array_api_strict":
-        return be.device_name if be.device_name != "CPU_DEVICE" else None
-    return None if be.name == "numpy" else be.device_name
 
 
 def test_small_integers_stay_in_their_dtype_on_the_device(backend):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _devices import device_arg as _device_arg
 
 from arraynn import NNClassifier
 from arraynn.nn import MLP, dropout_rates, make_optimizer
@@ -122,12 +123,6 @@ def _blobs(n=160, d=8, k=3, seed=0):
     centers = rng.normal(scale=3.0, size=(k, d))
     y = rng.integers(0, k, size=n)
     return centers[y] + rng.normal(size=(n, d)), y
-
-
-def _device_arg(be):
-    if be.name == "array_api_strict":
-        return be.device_name if be.device_name != "CPU_DEVICE" else None
-    return None if be.name == "numpy" else be.device_name
 
 
 def test_training_with_dropout_is_the_same_on_every_backend(backend):
