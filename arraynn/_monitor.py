@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inference import CHUNK, proba_of_prepared
+from ._inference import chunk_rows, proba_of_prepared
 from ._inputs import take_rows, to_float_on
 from ._validation import check_array, check_sample_weight, encode_with, flatten_images
 from .nn import EpochRecord, Plateau, validation_split
@@ -171,9 +171,9 @@ def validation_score(est: Any, val: tuple[Any, ...]) -> float:
     be = est._state.backend
     xp = be.xp
     hits = None
-    n = Xd.shape[0]
-    for s in range(0, n, CHUNK):
-        e = min(s + CHUNK, n)
+    n, chunk = Xd.shape[0], chunk_rows(est)
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
         pred = xp.argmax(proba_of_prepared(est, Xd[s:e, ...]), axis=1)
         hit = xp.astype(pred == yd[s:e], be.dtype)
         if wd is not None:

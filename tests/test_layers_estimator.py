@@ -175,6 +175,25 @@ def test_images_in_every_layout_train_the_same_convolutional_network(tmp_path):
     np.testing.assert_array_equal(back.predict(X), first.predict(X))
 
 
+def test_a_cnn_predicts_in_chunks_sized_for_its_feature_maps(monkeypatch):
+    # a chunk's widest activation stays under CHUNK_NUMBERS (a CNN's feature maps are
+    # far wider than its inputs); an MLP keeps CHUNK rows; chunked predictions equal
+    # the whole batch's to rounding
+    import arraynn._inference as inference
+
+    X, y = _images()
+    cnn = NNClassifier(layers=CNN, **CNN_KW).fit(X, y)
+    assert cnn._state.net.widest_sample == 4 * 8 * 8  # the convolution's output
+    assert inference.chunk_rows(cnn) == min(inference.CHUNK, inference.CHUNK_NUMBERS // 256)
+    mlp = NNClassifier(n_hidden_units=5, epochs=2, random_seed=0).fit(X.reshape(len(X), -1), y)
+    assert inference.chunk_rows(mlp) == inference.CHUNK
+    whole = cnn.predict_proba(X)
+    monkeypatch.setattr(inference, "CHUNK_NUMBERS", 256 * 7)  # 7 rows at a time
+    assert inference.chunk_rows(cnn) == 7
+    np.testing.assert_allclose(cnn.predict_proba(X), whole, rtol=1e-5, atol=1e-6)
+    assert cnn.score(X, y) == pytest.approx(float(np.mean(np.argmax(whole, axis=1) == y)))
+
+
 def test_three_channel_images_and_warm_start():
     rng = np.random.default_rng(3)
     X, y = _images(64)

@@ -5,7 +5,10 @@ the layer protocol (:mod:`arraynn.nn.layers`) leave out the batch: ``(channels, 
 width)``. A convolution's kernels are a parameter of shape ``(filters, in_channels,
 kh, kw)`` (so they appear in ``coefs_``), its bias one of shape ``(filters,)``.
 
-The convolution is im2col and one matrix product: the input's columns
+The convolution and its gradients are the ops' (:meth:`arraynn.ops.Ops.conv2d` and
+:meth:`~arraynn.ops.Ops.conv2d_grads`, so a backend can do them its own way: NumPy's
+makes the whole batch's columns one matrix and runs one product). The generic
+convolution is im2col and one matrix product: the input's columns
 (:meth:`arraynn.ops.Ops.im2col`, shape ``(n, in_channels * kh * kw, oh * ow)``) times
 the kernels as a ``(filters, in_channels * kh * kw)`` matrix. Its backward pass is two
 more products and the columns' adjoint (:meth:`~arraynn.ops.Ops.col2im`), which adds the
@@ -138,62 +141,22 @@ class Conv2D(Layer):
         return max(1, min(int(n), WORKSPACE_LIMIT_BYTES // max(per_sample, 1)))
 
     def forward(self, ops: Ops, params: list[Any], x: Any, **step: Any) -> tuple[Any, Any]:
-        xp = ops.xp
-        W = params[0]
-        n = x.shape[0]
         win = self.window(tuple(x.shape[1:]))
-        oh, ow = win.output_hw(*_hw(x.shape))
-        W2 = xp.reshape(W, (self.filters, -1))
-        chunk = self._chunk(x, win)
-        if chunk >= n:
-            cols = ops.im2col(x, win)
-            y = W2 @ cols
-            cache = (cols, None, tuple(x.shape), win)
-        else:
-            y = xp.concat([W2 @ ops.im2col(x[s:s + chunk], win) for s in range(0, n, chunk)], axis=0)
-            cache = (None, x, tuple(x.shape), win)
-        y = xp.reshape(y, (n, self.filters, oh, ow))
+        y, cache = ops.conv2d(x, params[0], win, self._chunk(x, win))
         if self.bias:
-            y = y + xp.reshape(params[1], (1, self.filters, 1, 1))
+            y = y + ops.xp.reshape(params[1], (1, self.filters, 1, 1))
         return y, cache
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, l1: float = 0.0, l2: float = 0.0, **step: Any) -> Any:
         xp = ops.xp
-        cols, x, shape, win = cache
         W = params[0]
-        n = shape[0]
-        # W as (c*kh*kw, filters), made in C order by the reshape of the permuted view: NumPy's
-        # stacked matmul leaves BLAS for a plain loop when a broadcast operand is a transposed
-        # view, about 4x slower at the shapes of --preset cnn
-        W2t = xp.reshape(xp.permute_dims(W, (1, 2, 3, 0)), (-1, self.filters))
-        dy3 = xp.reshape(dy, (n, self.filters, math.prod(dy.shape[2:])))  # n may be 0 (a rank's empty slice)
-        if self.bias:
-            grads[1] = ops.keep(xp.sum(dy3, axis=(0, 2)), grads[1])
-        dx = None
-        if cols is not None:
-            dW = _kernel_grad(xp, dy3, cols)
-            if need_dx:
-                dx = ops.col2im(xp.matmul(W2t, dy3), shape, win)
-        else:
-            chunk = self._chunk(x, win)
-            dW, parts = None, []
-            for s in range(0, n, chunk):
-                part = dy3[s:s + chunk]
-                g = _kernel_grad(xp, part, ops.im2col(x[s:s + chunk], win))
-                dW = g if dW is None else dW + g
-                if need_dx:
-                    parts.append(ops.col2im(xp.matmul(W2t, part), (int(part.shape[0]), *shape[1:]), win))
-            if need_dx:
-                dx = xp.concat(parts, axis=0)
-        dW = ops.keep(xp.reshape(dW, tuple(W.shape)), grads[0])
+        if self.bias:  # dy's shape (n, filters, oh, ow); n may be 0 (a rank's empty slice)
+            grads[1] = ops.keep(xp.sum(dy, axis=(0, 2, 3)), grads[1])
+        dW, dx = ops.conv2d_grads(W, cache, dy, need_dx)
+        dW = ops.keep(dW, grads[0])
         grads[0] = ops.penalize(W, dW, l1, l2) if (l1 or l2) else dW
         return dx
-
-
-def _kernel_grad(xp: Any, dy3: Any, cols: Any) -> Any:
-    """``sum_s dy3[s] @ cols[s].T``: (n, f, P) and (n, K, P) to (f, K)."""
-    return xp.sum(xp.matmul(dy3, xp.permute_dims(cols, (0, 2, 1))), axis=0)
 
 
 def _itemsize(x: Any) -> int:

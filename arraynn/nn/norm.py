@@ -81,37 +81,27 @@ class BatchNorm(Layer):
         """The running statistics' starting values: mean 0, variance 1."""
         return [0.0, 1.0]
 
-    @staticmethod
-    def _axes(x: Any) -> tuple[int, ...]:
-        return (0,) if x.ndim == 2 else (0, 2, 3)
-
-    @staticmethod
-    def _per_channel(xp: Any, v: Any, ndim: int) -> Any:
-        return v if ndim == 2 else xp.reshape(v, (1, -1, 1, 1))
-
     def forward(self, ops: Ops, params: list[Any], x: Any, stats: list[Any] | None = None,
                 training: bool = True, reduce: Any = None, **step: Any) -> tuple[Any, Any]:
         xp = ops.xp
-        gamma, beta = (self._per_channel(xp, p, x.ndim) for p in params)
+        gamma, beta = params
         if not training:
             if stats is None:
                 raise ValueError("BatchNorm at prediction needs the running statistics (stats=)")
-            mean, var = (self._per_channel(xp, s, x.ndim) for s in stats)
-            return (x - mean) * (gamma / xp.sqrt(var + self.epsilon)) + beta, None
-        axes = self._axes(x)
-        c = params[0].shape[0]
-        shift = stats[0] if stats is not None else xp.zeros_like(params[0])
-        xs = x - self._per_channel(xp, shift, x.ndim)
+            mean, var = stats
+            return ops.batch_norm_infer(x, mean, gamma / xp.sqrt(var + self.epsilon), beta), None
+        c = gamma.shape[0]
+        shift = stats[0] if stats is not None else xp.zeros_like(gamma)
         count = xp.ones((1,), dtype=x.dtype, device=_device(x)) * (math.prod(x.shape) // c)
-        sums = xp.concat([xp.sum(xs, axis=axes), xp.sum(xs * xs, axis=axes), count])
+        sums = xp.concat([ops.batch_norm_sums(x, shift), count])
         if reduce is not None:
             sums = reduce(sums)
         m = sums[2 * c:]
         mean_s = sums[:c] / m
         var = xp.maximum(sums[c:2 * c] / m - mean_s * mean_s, xp.zeros_like(mean_s))
         inv = 1.0 / xp.sqrt(var + self.epsilon)
-        xhat = (xs - self._per_channel(xp, mean_s, x.ndim)) * self._per_channel(xp, inv, x.ndim)
-        return xhat * gamma + beta, (xhat, inv, mean_s + shift, var, m, reduce)
+        y, xhat = ops.batch_norm_apply(x, shift, mean_s, inv, gamma, beta)
+        return y, (xhat, inv, mean_s + shift, var, m, reduce)
 
     def updated_state(self, ops: Ops, stats: list[Any], cache: Any) -> list[Any]:
         """The running statistics after a training step whose forward pass made ``cache``."""
@@ -123,22 +113,16 @@ class BatchNorm(Layer):
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
-        xp = ops.xp
         xhat, inv, _, _, m, reduce = cache
-        axes = self._axes(dy)
         c = params[0].shape[0]
-        g_beta = xp.sum(dy, axis=axes)
-        g_gamma = xp.sum(dy * xhat, axis=axes)
+        sums = ops.batch_norm_grad_sums(dy, xhat)
+        g_beta, g_gamma = sums[:c], sums[c:]
         grads[0], grads[1] = ops.keep(g_gamma, grads[0]), ops.keep(g_beta, grads[1])
         if not need_dx:
             return None
-        sums = xp.concat([g_beta, g_gamma])
         if reduce is not None:  # the global minibatch's sums
             sums = reduce(sums)
-        pc = self._per_channel
-        scale = params[0] * inv / m
-        return pc(xp, scale, dy.ndim) * (dy * pc(xp, m, dy.ndim) - pc(xp, sums[:c], dy.ndim)
-                                         - xhat * pc(xp, sums[c:], dy.ndim))
+        return ops.batch_norm_input_grad(dy, xhat, params[0] * inv / m, m, sums[:c], sums[c:])
 
 
 def _device(x: Any) -> Any:

@@ -110,6 +110,8 @@ class Sequential:
                              "(end with a Dense layer, after a Flatten())")
         #: The number of logits (classes).
         self.n_outputs = int(shape[0])
+        #: The most numbers one sample has at any layer's input or output.
+        self.widest_sample = max(math.prod(s) for s in (*self.input_shapes, shape))
         #: The parameter layout of the flat buffer.
         self.layout = ParamLayout(shapes)
         #: The layout of the state buffer (running statistics; empty for most networks).

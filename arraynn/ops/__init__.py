@@ -6,7 +6,8 @@ a training step to an :class:`Ops` object:
 ``arraynn.ops.generic.Ops``
     Array API code, written once: the reference every backend can run.
 ``arraynn.ops.numpy.NumpyOps``
-    NumPy in place (``out=`` and in-place ufuncs), bit for bit the generic values.
+    NumPy in place (``out=`` and in-place ufuncs), bit for bit the generic values
+    (convolutions as one product per batch, and batch normalisation's sums, to rounding).
 ``arraynn.ops.cupy.CupyOps``
     CuPy's fused CUDA kernels (sources in :mod:`arraynn.ops.cupy_kernels`).
 ``arraynn.ops.jax``

@@ -21,6 +21,13 @@ for the gradient, the generic values (in the gradient a non-finite ``dy`` reache
 its window's maximum, where the generic ``dy * mask`` spreads NaN over the window, as
 the ReLU derivative's mask does).
 
+Two things are equal to rounding rather than bit for bit. A convolution is one matrix
+product over the whole batch (:meth:`NumpyOps.conv2d`: the same sums as the generic
+per-sample products, in BLAS's order). With Numba, batch normalisation is two compiled
+passes forward and two backward (:meth:`NumpyOps.batch_norm_sums` and friends): the
+elementwise passes are the generic operations in their order, bit for bit, but the
+per-channel sums accumulate in float64 where the generic ones add in the arrays' dtype.
+
 The dropout masks keep an element when its 32 bits are at least twice the generic
 code's 31-bit threshold (``bits >> 1 >= T`` is ``bits >= 2 T``): one compiled pass with
 Numba, else in-place ufuncs over two reused ``uint32`` buffers; the generic masks bit
@@ -62,7 +69,8 @@ def _fused(p: Any, *others: Any, scalars: tuple[Any, ...]) -> Any:
 
 
 class NumpyOps(Ops):
-    """NumPy's fast path, bit-for-bit equal to :class:`Ops`.
+    """NumPy's fast path, bit-for-bit equal to :class:`Ops` (convolutions and batch
+    normalisation's sums: to rounding).
 
     Scratch arrays are kept per thread, shape and dtype, so a step allocates only the
     arrays it returns.
@@ -147,6 +155,51 @@ class NumpyOps(Ops):
         kernels.col2im(cols, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow, dx)
         return dx
 
+    def conv2d(self, x: Any, W: Any, win: Any, chunk: int) -> tuple[Any, Any]:
+        """The generic convolution as one large matrix product: the columns of the whole
+        batch as one ``(c*kh*kw, n*oh*ow)`` matrix (the same copy of a sliding-window
+        view, in another order), times the kernels, then the ``(f, n, ...)`` result
+        permuted to ``(n, f, ...)`` (one small copy). One product of that size runs
+        nearer BLAS's peak than ``n`` products of one sample each, and the kernels'
+        gradient becomes one product too, with no ``(n, f, c*kh*kw)`` temporary to sum.
+        Each output sums the same terms as the generic code's, in BLAS's order. Kernels
+        of fewer than 16 numbers per filter (a first layer on one channel) keep the
+        generic per-sample products, which write the ``(n, f, ...)`` output directly: the
+        permutation would cost what the larger product saves there (2.4 against 3.7 ms
+        forward, 6.1 against 5.2 ms backward at ``--preset cnn``'s first layer, batch 128,
+        2 vCPUs of an AMD EPYC Zen 3; 19.5 against 16.9 and 50 against 25.5 ms at its
+        second)."""
+        if not (isinstance(x, np.ndarray) and isinstance(W, np.ndarray) and x.dtype == W.dtype
+                and x.dtype.char in "fd" and chunk >= x.shape[0] and x.shape[0] > 0
+                and W[0].size >= 16):
+            return super().conv2d(x, W, win, chunk)
+        n, f = x.shape[0], W.shape[0]
+        oh, ow = win.output_hw(*x.shape[2:])
+        cols = _numpy_im2col(x, win, by_row=True)
+        y = np.matmul(W.reshape(f, -1), cols).reshape(f, n, oh, ow)
+        return np.ascontiguousarray(y.transpose(1, 0, 2, 3)), ("by_row", cols, tuple(x.shape), win)
+
+    def conv2d_grads(self, W: Any, cache: Any, dy: Any, need_dx: bool = True) -> tuple[Any, Any]:
+        if not (isinstance(cache[0], str) and cache[0] == "by_row"):
+            return super().conv2d_grads(W, cache, dy, need_dx)
+        _, cols, shape, win = cache
+        n, f = shape[0], W.shape[0]
+        dy2 = np.ascontiguousarray(dy.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
+        dW = np.matmul(dy2, cols.T).reshape(W.shape)
+        if not need_dx:
+            return dW, None
+        W2t = np.ascontiguousarray(W.reshape(f, -1).T)
+        dcols = np.matmul(W2t, dy2).reshape(W2t.shape[0], n, -1)  # (c*kh*kw, n, oh*ow)
+        kernels = self._window_kernels(dcols)
+        if kernels is None:
+            from .windows import col2im_inplace
+
+            return dW, col2im_inplace(dcols.transpose(1, 0, 2), shape, win, np)
+        oh, ow = win.output_hw(*shape[2:])
+        dx = np.zeros(shape, dcols.dtype)
+        kernels.col2im(dcols, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow, dx, True)
+        return dW, dx
+
     @staticmethod
     def _window_kernels(x: Any) -> Any:
         """The compiled window kernels for the NumPy array ``x``, or ``None`` (no Numba,
@@ -193,6 +246,70 @@ class NumpyOps(Ops):
         if x.ndim != 4 or any(win.pad):
             return None
         return self._window_kernels(x)
+
+    # ---- batch normalisation: one compiled pass per step of the generic code -----------
+    def _norm_kernels(self, *arrays: Any) -> Any:
+        """The compiled batch-normalisation kernels for C-contiguous NumPy rows or images
+        of one float dtype, or ``None``."""
+        x = arrays[0]
+        if not all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == x.dtype
+                   and a.shape == x.shape for a in arrays) or x.ndim not in (2, 4):
+            return None
+        return self._window_kernels(x)
+
+    @staticmethod
+    def _rows(x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], x.shape[1], -1)
+
+    def batch_norm_sums(self, x: Any, shift: Any) -> Any:
+        """The generic sums in one pass, accumulated in float64 (so they differ from
+        the generic float32 sums by their rounding only)."""
+        kernels = self._norm_kernels(x)
+        if kernels is None:
+            return super().batch_norm_sums(x, shift)
+        c = x.shape[1]
+        out = np.empty(2 * c, np.float64)
+        kernels.bn_sums(self._rows(x), np.asarray(shift), out[:c], out[c:])
+        return out.astype(x.dtype)
+
+    def batch_norm_apply(self, x: Any, shift: Any, mean: Any, inv: Any, gamma: Any,
+                         beta: Any) -> tuple[Any, Any]:
+        kernels = self._norm_kernels(x)
+        if kernels is None:
+            return super().batch_norm_apply(x, shift, mean, inv, gamma, beta)
+        y, xhat = np.empty_like(x), np.empty_like(x)
+        vectors = (np.asarray(v, x.dtype) for v in (shift, mean, inv, gamma, beta))
+        kernels.bn_apply(self._rows(x), *vectors, self._rows(y), self._rows(xhat))
+        return y, xhat
+
+    def batch_norm_infer(self, x: Any, mean: Any, scale: Any, beta: Any) -> Any:
+        kernels = self._norm_kernels(x)
+        if kernels is None:
+            return super().batch_norm_infer(x, mean, scale, beta)
+        y = np.empty_like(x)
+        vectors = (np.asarray(v, x.dtype) for v in (mean, scale, beta))
+        kernels.bn_affine(self._rows(x), *vectors, self._rows(y))
+        return y
+
+    def batch_norm_grad_sums(self, dy: Any, xhat: Any) -> Any:
+        kernels = self._norm_kernels(dy, xhat)
+        if kernels is None:
+            return super().batch_norm_grad_sums(dy, xhat)
+        c = dy.shape[1]
+        out = np.empty(2 * c, np.float64)
+        kernels.bn_grad_sums(self._rows(dy), self._rows(xhat), out[:c], out[c:])
+        return out.astype(dy.dtype)
+
+    def batch_norm_input_grad(self, dy: Any, xhat: Any, scale: Any, m: Any, sum_dy: Any,
+                              sum_dy_xhat: Any) -> Any:
+        kernels = self._norm_kernels(dy, xhat)
+        if kernels is None:
+            return super().batch_norm_input_grad(dy, xhat, scale, m, sum_dy, sum_dy_xhat)
+        dx = np.empty_like(dy)
+        s, u, v = (np.asarray(a, dy.dtype) for a in (scale, sum_dy, sum_dy_xhat))
+        kernels.bn_input_grad(self._rows(dy), self._rows(xhat), s, np.asarray(m, dy.dtype)[0], u, v,
+                              self._rows(dx))
+        return dx
 
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
@@ -389,7 +506,9 @@ class NumpyOps(Ops):
 _C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)
 
 
-def _numpy_im2col(x: np.ndarray, win: Any) -> np.ndarray:
+def _numpy_im2col(x: np.ndarray, win: Any, by_row: bool = False) -> np.ndarray:
+    """The generic im2col's columns (n, c*kh*kw, oh*ow), or with ``by_row`` the same
+    numbers as one matrix (c*kh*kw, n*oh*ow), its column ``s * oh*ow + p``."""
     from .windows import pad2d
 
     n, c, h, w = x.shape
@@ -397,7 +516,10 @@ def _numpy_im2col(x: np.ndarray, win: Any) -> np.ndarray:
     xp_ = pad2d(x, win.pad, np) if any(win.pad) else x
     view = np.lib.stride_tricks.sliding_window_view(xp_, (win.kh, win.kw), axis=(2, 3))
     view = view[:, :, :win.sh * (oh - 1) + 1:win.sh, :win.sw * (ow - 1) + 1:win.sw]  # (n, c, oh, ow, kh, kw)
-    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * win.kh * win.kw, oh * ow)
+    k = c * win.kh * win.kw
+    if by_row:
+        return np.ascontiguousarray(view.transpose(1, 4, 5, 0, 2, 3)).reshape(k, n * oh * ow)
+    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, k, oh * ow)
 
 
 def _fmix(x: np.ndarray, t: np.ndarray) -> None:

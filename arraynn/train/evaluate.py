@@ -65,13 +65,13 @@ def proba_of_prepared(clf: Any, X: Any) -> Any:
     """The fitted ``clf``'s class probabilities of rows ``X`` preprocessed already, on
     the device (the run's own sets: ``"per-set"`` standardizes each with its own
     statistics), in chunks."""
-    from .._inference import CHUNK
+    from .._inference import chunk_rows
     from .._inference import proba_of_prepared as proba
 
     be = clf.backend_
     with be.device_context():
-        n = X.shape[0]
-        parts = [proba(clf, X[s:min(s + CHUNK, n), ...]) for s in range(0, n, CHUNK)]
+        n, chunk = X.shape[0], chunk_rows(clf)
+        parts = [proba(clf, X[s:min(s + chunk, n), ...]) for s in range(0, n, chunk)]
         return parts[0] if len(parts) == 1 else be.xp.concat(parts, axis=0)
 
 

@@ -158,7 +158,11 @@ POOLS = [((3, 2, 11, 9), Window(2, 2, 2, 2)),   # windows side by side, a row an
          ((2, 3, 9, 10), Window(3, 2, 2, 1)),   # overlapping windows: sums in offset order
          ((2, 2, 9, 9), Window(3, 3, 1, 1)),
          ((2, 2, 11, 11), Window(2, 3, 3, 4)),  # gaps between windows
-         ((40, 8, 8, 8), Window(2, 2, 2, 2))]   # large enough for the compiled kernels
+         # large enough for the compiled kernels: their 2x2 loop (also with a row and a
+         # column left over) and their general one
+         ((40, 8, 8, 8), Window(2, 2, 2, 2)),
+         ((40, 3, 11, 9), Window(2, 2, 2, 2)),
+         ((40, 2, 9, 10), Window(3, 2, 2, 1))]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -245,6 +249,49 @@ def test_a_convolution_past_the_workspace_limit_works_in_chunks_to_the_same_valu
     chunked = _forward_backward(be, layer, x, params, r)
     for a, b in zip([whole[0], whole[1], *whole[2]], [chunked[0], chunked[1], *chunked[2]]):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
+
+
+CONVS = [((6, 3, 9, 8), (5, 3, 3, 3), Window(3, 3, 1, 1, (1, 1, 1, 1))),   # K = 27: one large product
+         ((5, 4, 11, 9), (3, 4, 3, 2), Window(3, 2, 2, 1, (1, 2, 0, 1))),  # strides, uneven padding
+         ((4, 8, 7, 7), (6, 8, 2, 3), Window(2, 3, 1, 2)),                 # valid, non-square
+         ((40, 2, 12, 12), (6, 2, 3, 3), Window(3, 3, 2, 2, (1, 1, 1, 1))),  # col2im compiled (Numba)
+         ((7, 1, 8, 8), (4, 1, 3, 3), Window(3, 3, 1, 1, (1, 1, 1, 1)))]   # K = 9: the generic products
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("xshape,wshape,win", CONVS)
+def test_numpys_one_product_convolution_matches_the_generic_one(xshape, wshape, win, dtype):
+    # the columns of the whole batch as one matrix: the same sums as the generic
+    # per-sample products, in BLAS's order (so equal to rounding), with Numba's col2im
+    # and without it
+    from arraynn.ops import numba_kernels
+
+    rng = np.random.default_rng(12)
+    x, W = rng.normal(size=xshape).astype(dtype), rng.normal(size=wshape).astype(dtype)
+    generic, fast = Ops(np), ops_for(np)
+    y, cache = generic.conv2d(x, W, win, chunk=xshape[0])
+    dy = rng.normal(size=y.shape).astype(dtype)
+    dW, dx = generic.conv2d_grads(W, cache, dy)
+    tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+    one_product = int(np.prod(wshape[1:])) >= 16
+    for numba_on in (True, False):
+        numba_kernels.set_enabled(numba_on)
+        try:
+            y2, cache2 = fast.conv2d(x, W, win, chunk=xshape[0])
+            assert (isinstance(cache2[0], str) and cache2[0] == "by_row") == one_product
+            dW2, dx2 = fast.conv2d_grads(W, cache2, dy)
+            dW3, none = fast.conv2d_grads(W, cache2, dy, need_dx=False)
+        finally:
+            numba_kernels.set_enabled(True)
+        assert y2.flags.c_contiguous  # what the next layer's compiled kernels take
+        for got, want in ((y2, y), (dW2, dW), (dx2, dx), (dW3, dW)):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.max(np.abs(want)))
+        assert none is None
+    # a chunked batch (past the workspace limit) takes the generic code, to the same values
+    y4, cache4 = fast.conv2d(x, W, win, chunk=2)
+    assert cache4[0] is None
+    np.testing.assert_allclose(y4, y, rtol=tol, atol=tol * np.max(np.abs(y)))
 
 
 def _cnn():

@@ -230,3 +230,51 @@ def test_bad_batchnorm_settings_are_clear_errors(make, match):
         return
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(40, 6, 7, 9), (300, 20), (3, 2, 3, 3)])
+def test_numpys_compiled_batchnorm_matches_the_generic_array_api_code(shape, dtype):
+    # the compiled passes (Numba, for arrays of at least 4,096 numbers) do the generic
+    # elementwise operations in its order, so they equal it bit for bit; their sums
+    # accumulate in float64 (the generic ones in the arrays' dtype), so equal to rounding
+    from arraynn.ops import Ops, numba_kernels
+
+    rng = np.random.default_rng(7)
+    c = shape[1]
+    x = (rng.normal(size=shape) * 3 + 2).astype(dtype)
+    dy = rng.normal(size=shape).astype(dtype)
+    shift, mean, inv, gamma, beta, scale, s1, s2 = (rng.normal(size=c).astype(dtype) for _ in range(8))
+    m = np.asarray([float(np.prod(shape) // c)], dtype)
+    generic, fast = Ops(np), ops_of(x)
+    want_apply = generic.batch_norm_apply(x, shift, mean, inv, gamma, beta)
+    want_infer = generic.batch_norm_infer(x, mean, scale, beta)
+    want_dx = generic.batch_norm_input_grad(dy, x, scale, m, s1, s2)
+    want_sums = generic.batch_norm_sums(x, shift)
+    want_grad_sums = generic.batch_norm_grad_sums(dy, x)
+    x64 = x.astype(np.float64) - shift.astype(np.float64).reshape((1, c) + (1,) * (x.ndim - 2))
+    exact = np.sum(x64.reshape(shape[0], c, -1), axis=(0, 2))  # float64 sums of the same numbers
+    tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    assert (fast._norm_kernels(x) is not None) == (numba_kernels.available() and x.size >= 4096)
+    for numba_on in (True, False):
+        numba_kernels.set_enabled(numba_on)
+        try:
+            for got, want in zip(fast.batch_norm_apply(x, shift, mean, inv, gamma, beta), want_apply):
+                np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(fast.batch_norm_infer(x, mean, scale, beta), want_infer)
+            np.testing.assert_array_equal(fast.batch_norm_input_grad(dy, x, scale, m, s1, s2), want_dx)
+            sums, grad_sums = fast.batch_norm_sums(x, shift), fast.batch_norm_grad_sums(dy, x)
+        finally:
+            numba_kernels.set_enabled(True)
+        assert sums.dtype == grad_sums.dtype == x.dtype and sums.shape == grad_sums.shape == (2 * c,)
+        np.testing.assert_allclose(sums, want_sums, rtol=tol, atol=tol * np.max(np.abs(want_sums)))
+        np.testing.assert_allclose(grad_sums, want_grad_sums, rtol=tol,
+                                   atol=tol * np.max(np.abs(want_grad_sums)))
+        # against float64 sums of the same numbers: no further off than the generic sums (one
+        # rounding to the dtype at most)
+        slack = np.spacing(np.max(np.abs(exact)).astype(dtype))
+        assert np.max(np.abs(sums[:c] - exact)) <= np.max(np.abs(want_sums[:c] - exact)) + slack
+    # arrays the kernels do not take (a strided view) go the generic way, to the same values
+    xs = np.asfortranarray(x)
+    assert fast._norm_kernels(xs) is None
+    np.testing.assert_array_equal(fast.batch_norm_infer(xs, mean, scale, beta), want_infer)
