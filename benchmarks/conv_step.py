@@ -15,8 +15,9 @@ forward, loss and error term, backward and the optimizer update, on a minibatch 
 on the device (``--batch-size``, default 128; 4 fixed minibatches of N(0, 1) images, like
 standardized pixels, and random labels, used in turn). The peers:
 
-* ``numpy``: arraynn on NumPy with its fast paths (strided-view im2col, in-place window
-  sums, in-place ufuncs and, where Numba is installed, the compiled Adam);
+* ``numpy``: arraynn on NumPy with its fast paths (strided-view im2col and one matrix
+  product per convolution over the whole batch, in-place ufuncs and, where Numba is
+  installed, compiled col2im, max pooling, batch normalisation and Adam);
 * ``numpy-generic``: arraynn on NumPy with every fast path off
   (:func:`arraynn.ops.set_fast_paths` ``(False)``, restored after each block): the plain
   Array API code (im2col from slices and ``stack``, col2im by dilation and padding);
