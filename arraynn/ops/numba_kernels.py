@@ -78,7 +78,8 @@ def available() -> bool:
 
 def kernels() -> Any:
     """The compiled kernels (a namespace with ``momentum``, ``adam``, ``dropout_mask``,
-    ``add_scaled``, ``max_pool``, ``max_pool_grad``, ``col2im`` and the ``bn_*`` passes), or
+    ``add_scaled``, ``max_pool``, ``max_pool_grad``, ``col2im``, ``channel_sums`` and the
+    ``bn_*`` passes), or
     ``None`` when they are switched off or Numba is missing."""
     if not _enabled:
         return None
@@ -287,42 +288,41 @@ def _build() -> Any:
     # LLVM keeps the order, so the result does not depend on anything but the data); the
     # elementwise passes do the generic code's operations in its order and dtype.
     @jit
-    def _plane_sums(row, s, out1, out2, b):  # pragma: no cover - compiled
+    def _plane_sums(u, v, s, out1, out2, b):  # pragma: no cover - compiled
+        # out1[b] += sum(u - s), out2[b] += sum((u - s) * (v - s)), in float64
         a0 = a1 = a2 = a3 = 0.0
         q0 = q1 = q2 = q3 = 0.0
-        m = row.shape[0]
+        m = u.shape[0]
         j = 0
         while j + 4 <= m:
-            d0 = row[j] - s
-            d1 = row[j + 1] - s
-            d2 = row[j + 2] - s
-            d3 = row[j + 3] - s
+            d0, d1, d2, d3 = u[j] - s, u[j + 1] - s, u[j + 2] - s, u[j + 3] - s
             a0 += d0
             a1 += d1
             a2 += d2
             a3 += d3
-            q0 += np.float64(d0) * d0
-            q1 += np.float64(d1) * d1
-            q2 += np.float64(d2) * d2
-            q3 += np.float64(d3) * d3
+            q0 += d0 * (v[j] - s)
+            q1 += d1 * (v[j + 1] - s)
+            q2 += d2 * (v[j + 2] - s)
+            q3 += d3 * (v[j + 3] - s)
             j += 4
         while j < m:
-            d0 = row[j] - s
+            d0 = u[j] - s
             a0 += d0
-            q0 += np.float64(d0) * d0
+            q0 += d0 * (v[j] - s)
             j += 1
         out1[b] += (a0 + a1) + (a2 + a3)
         out2[b] += (q0 + q1) + (q2 + q3)
 
     @jit
-    def bn_sums(x, shift, out1, out2):  # pragma: no cover - compiled
-        n, c = x.shape[0], x.shape[1]
+    def channel_sums(u, v, shift, out1, out2):  # pragma: no cover - compiled
+        # per channel of (n, c, m) arrays: sum(u - shift) and sum((u - shift) * (v - shift))
+        n, c = u.shape[0], u.shape[1]
         for b in range(c):
             out1[b] = 0.0
             out2[b] = 0.0
         for a in range(n):
             for b in range(c):
-                _plane_sums(x[a, b], np.float64(shift[b]), out1, out2, b)
+                _plane_sums(u[a, b], v[a, b], np.float64(shift[b]), out1, out2, b)
 
     @jit
     def bn_apply(x, shift, mean, inv, gamma, beta, y, xhat):  # pragma: no cover - compiled
@@ -347,39 +347,6 @@ def _build() -> Any:
                     yr[j] = (row[j] - mu) * k + t
 
     @jit
-    def _plane_grad_sums(dy, xh, out1, out2, b):  # pragma: no cover - compiled
-        a0 = a1 = a2 = a3 = 0.0
-        q0 = q1 = q2 = q3 = 0.0
-        m = dy.shape[0]
-        j = 0
-        while j + 4 <= m:
-            a0 += dy[j]
-            a1 += dy[j + 1]
-            a2 += dy[j + 2]
-            a3 += dy[j + 3]
-            q0 += np.float64(dy[j]) * xh[j]
-            q1 += np.float64(dy[j + 1]) * xh[j + 1]
-            q2 += np.float64(dy[j + 2]) * xh[j + 2]
-            q3 += np.float64(dy[j + 3]) * xh[j + 3]
-            j += 4
-        while j < m:
-            a0 += dy[j]
-            q0 += np.float64(dy[j]) * xh[j]
-            j += 1
-        out1[b] += (a0 + a1) + (a2 + a3)
-        out2[b] += (q0 + q1) + (q2 + q3)
-
-    @jit
-    def bn_grad_sums(dy, xhat, out1, out2):  # pragma: no cover - compiled
-        n, c = dy.shape[0], dy.shape[1]
-        for b in range(c):
-            out1[b] = 0.0
-            out2[b] = 0.0
-        for a in range(n):
-            for b in range(c):
-                _plane_grad_sums(dy[a, b], xhat[a, b], out1, out2, b)
-
-    @jit
     def bn_input_grad(dy, xhat, scale, m, s1, s2, dx):  # pragma: no cover - compiled
         n, c, k = dy.shape
         for a in range(n):
@@ -391,8 +358,8 @@ def _build() -> Any:
 
     return types.SimpleNamespace(momentum=momentum, adam=adam, dropout_mask=dropout_mask,
                                  add_scaled=add_scaled, max_pool=max_pool, max_pool_grad=max_pool_grad,
-                                 col2im=col2im, bn_sums=bn_sums, bn_apply=bn_apply, bn_affine=bn_affine,
-                                 bn_grad_sums=bn_grad_sums, bn_input_grad=bn_input_grad,
+                                 col2im=col2im, channel_sums=channel_sums, bn_apply=bn_apply,
+                                 bn_affine=bn_affine, bn_input_grad=bn_input_grad,
                                  numba_version=numba.__version__)
 
 

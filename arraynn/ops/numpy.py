@@ -261,16 +261,21 @@ class NumpyOps(Ops):
     def _rows(x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], x.shape[1], -1)
 
+    def _channel_sums(self, kernels: Any, u: np.ndarray, v: np.ndarray, shift: Any) -> np.ndarray:
+        """Per channel ``sum(u - shift)`` and ``sum((u - shift) * (v - shift))`` in one
+        compiled pass, accumulated in float64, in ``u``'s dtype."""
+        c = u.shape[1]
+        out = np.empty(2 * c, np.float64)
+        kernels.channel_sums(self._rows(u), self._rows(v), np.asarray(shift), out[:c], out[c:])
+        return out.astype(u.dtype)
+
     def batch_norm_sums(self, x: Any, shift: Any) -> Any:
         """The generic sums in one pass, accumulated in float64 (so they differ from
         the generic float32 sums by their rounding only)."""
         kernels = self._norm_kernels(x)
         if kernels is None:
             return super().batch_norm_sums(x, shift)
-        c = x.shape[1]
-        out = np.empty(2 * c, np.float64)
-        kernels.bn_sums(self._rows(x), np.asarray(shift), out[:c], out[c:])
-        return out.astype(x.dtype)
+        return self._channel_sums(kernels, x, x, shift)
 
     def batch_norm_apply(self, x: Any, shift: Any, mean: Any, inv: Any, gamma: Any,
                          beta: Any) -> tuple[Any, Any]:
@@ -295,10 +300,7 @@ class NumpyOps(Ops):
         kernels = self._norm_kernels(dy, xhat)
         if kernels is None:
             return super().batch_norm_grad_sums(dy, xhat)
-        c = dy.shape[1]
-        out = np.empty(2 * c, np.float64)
-        kernels.bn_grad_sums(self._rows(dy), self._rows(xhat), out[:c], out[c:])
-        return out.astype(dy.dtype)
+        return self._channel_sums(kernels, dy, xhat, np.zeros(dy.shape[1], np.float64))
 
     def batch_norm_input_grad(self, dy: Any, xhat: Any, scale: Any, m: Any, sum_dy: Any,
                               sum_dy_xhat: Any) -> Any:
