@@ -15,7 +15,9 @@ code (:func:`arraynn.ops.generic.flush_subnormal`): ``x *= |x| >= tiny; x += 0.0
 ``where(|x| < tiny, 0, x)`` bit for bit (the addition turns the ``-0.0`` that a negative
 value times ``False`` gives into ``+0.0``, and changes no other value).
 
-With Numba, a convolution's col2im is one compiled pass (the generic code's sums in its
+The layers' fast paths (convolution, pooling, batch normalisation) are
+:class:`arraynn.ops.numpy_layers.NumpyLayerOps`, which this class builds on. With Numba,
+a convolution's col2im is one compiled pass (the generic code's sums in its
 order), and max pooling one pass over the windows for the maximum and its offset and one
 for the gradient, the generic values (in the gradient a non-finite ``dy`` reaches only
 its window's maximum, where the generic ``dy * mask`` spreads NaN over the window, as
@@ -43,7 +45,7 @@ import numpy as np
 
 from ..nn import random
 from . import numba_kernels
-from .generic import Ops
+from .numpy_layers import NumpyLayerOps
 
 __all__ = ["NumpyOps"]
 
@@ -68,7 +70,7 @@ def _fused(p: Any, *others: Any, scalars: tuple[Any, ...]) -> Any:
     return numba_kernels.kernels()
 
 
-class NumpyOps(Ops):
+class NumpyOps(NumpyLayerOps):
     """NumPy's fast path, bit-for-bit equal to :class:`Ops` (convolutions and batch
     normalisation's sums: to rounding).
 
@@ -138,181 +140,6 @@ class NumpyOps(Ops):
         return buf
 
     # ---- dropout --------------------------------------------------------------------
-    # ---- sliding windows: a strided view copied once, and in-place strided sums ---------
-    def im2col(self, x: Any, win: Any) -> Any:
-        if not isinstance(x, np.ndarray):
-            return super().im2col(x, win)
-        return _numpy_im2col(x, win)
-
-    def col2im(self, cols: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
-        kernels = self._window_kernels(cols)
-        if kernels is None or cols.ndim != 3:
-            from .windows import col2im_inplace
-
-            return col2im_inplace(cols, shape, win, np)
-        oh, ow = win.output_hw(*shape[2:])
-        dx = np.zeros(shape, cols.dtype)
-        kernels.col2im(cols, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow, dx)
-        return dx
-
-    def conv2d(self, x: Any, W: Any, win: Any, chunk: int) -> tuple[Any, Any]:
-        """The generic convolution as one large matrix product: the columns of the whole
-        batch as one ``(c*kh*kw, n*oh*ow)`` matrix (the same copy of a sliding-window
-        view, in another order), times the kernels, then the ``(f, n, ...)`` result
-        permuted to ``(n, f, ...)`` (one small copy). One product of that size runs
-        nearer BLAS's peak than ``n`` products of one sample each, and the kernels'
-        gradient becomes one product too, with no ``(n, f, c*kh*kw)`` temporary to sum.
-        Each output sums the same terms as the generic code's, in BLAS's order. Kernels
-        of fewer than 16 numbers per filter (a first layer on one channel) keep the
-        generic per-sample products, which write the ``(n, f, ...)`` output directly: the
-        permutation would cost what the larger product saves there (2.4 against 3.7 ms
-        forward, 6.1 against 5.2 ms backward at ``--preset cnn``'s first layer, batch 128,
-        2 vCPUs of an AMD EPYC Zen 3; 19.5 against 16.9 and 50 against 25.5 ms at its
-        second)."""
-        if not (isinstance(x, np.ndarray) and isinstance(W, np.ndarray) and x.dtype == W.dtype
-                and x.dtype.char in "fd" and chunk >= x.shape[0] and x.shape[0] > 0
-                and W[0].size >= 16):
-            return super().conv2d(x, W, win, chunk)
-        n, f = x.shape[0], W.shape[0]
-        oh, ow = win.output_hw(*x.shape[2:])
-        cols = _numpy_im2col(x, win, by_row=True)
-        y = np.matmul(W.reshape(f, -1), cols).reshape(f, n, oh, ow)
-        return np.ascontiguousarray(y.transpose(1, 0, 2, 3)), ("by_row", cols, tuple(x.shape), win)
-
-    def conv2d_grads(self, W: Any, cache: Any, dy: Any, need_dx: bool = True) -> tuple[Any, Any]:
-        if not (isinstance(cache[0], str) and cache[0] == "by_row"):
-            return super().conv2d_grads(W, cache, dy, need_dx)
-        _, cols, shape, win = cache
-        n, f = shape[0], W.shape[0]
-        dy2 = np.ascontiguousarray(dy.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
-        dW = np.matmul(dy2, cols.T).reshape(W.shape)
-        if not need_dx:
-            return dW, None
-        W2t = np.ascontiguousarray(W.reshape(f, -1).T)
-        dcols = np.matmul(W2t, dy2).reshape(W2t.shape[0], n, -1)  # (c*kh*kw, n, oh*ow)
-        kernels = self._window_kernels(dcols)
-        if kernels is None:
-            from .windows import col2im_inplace
-
-            return dW, col2im_inplace(dcols.transpose(1, 0, 2), shape, win, np)
-        oh, ow = win.output_hw(*shape[2:])
-        dx = np.zeros(shape, dcols.dtype)
-        kernels.col2im(dcols, win.kh, win.kw, win.sh, win.sw, win.pad[0], win.pad[2], oh, ow, dx, True)
-        return dW, dx
-
-    @staticmethod
-    def _window_kernels(x: Any) -> Any:
-        """The compiled window kernels for the NumPy array ``x``, or ``None`` (no Numba,
-        switched off, or too small to pay for the call)."""
-        if not (isinstance(x, np.ndarray) and x.dtype.char in "fd" and x.size >= 4096):
-            return None
-        return numba_kernels.kernels()
-
-    def keep(self, value: Any, out: Any = None) -> Any:
-        if isinstance(out, np.ndarray) and out.shape == value.shape and out.dtype == value.dtype:
-            out[...] = value
-            return out
-        return value
-
-    def add_windows(self, parts: list[Any], shape: tuple[int, int, int, int], win: Any) -> Any:
-        from .windows import add_windows_inplace
-
-        return add_windows_inplace(parts, shape, win, np)
-
-    def max_pool(self, x: Any, win: Any) -> tuple[Any, Any]:
-        kernels = self._pool_kernels(x, win)
-        if kernels is None:
-            return super().max_pool(x, win)
-        n, c, h, w = x.shape
-        oh, ow = win.output_hw(h, w)
-        k = win.kh * win.kw
-        y = np.empty((n, c, oh, ow), x.dtype)
-        arg = np.empty((n, c, oh, ow), np.int8 if k <= 127 else np.int32)
-        kernels.max_pool(x, win.kh, win.kw, win.sh, win.sw, y, arg)
-        return y, arg
-
-    def max_pool_grad(self, dy: Any, arg: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
-        kernels = self._pool_kernels(dy, win)
-        if kernels is None or not isinstance(arg, np.ndarray):
-            return super().max_pool_grad(dy, arg, shape, win)
-        dx = np.zeros(shape, dy.dtype)
-        kernels.max_pool_grad(np.ascontiguousarray(dy), np.ascontiguousarray(arg), win.kh, win.kw,
-                              win.sh, win.sw, dx)
-        return dx
-
-    def _pool_kernels(self, x: Any, win: Any) -> Any:
-        """The compiled pooling kernels for NumPy images ``x`` under an unpadded window, or
-        ``None``."""
-        if x.ndim != 4 or any(win.pad):
-            return None
-        return self._window_kernels(x)
-
-    # ---- batch normalisation: one compiled pass per step of the generic code -----------
-    def _norm_kernels(self, *arrays: Any) -> Any:
-        """The compiled batch-normalisation kernels for C-contiguous NumPy rows or images
-        of one float dtype, or ``None``."""
-        x = arrays[0]
-        if not all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == x.dtype
-                   and a.shape == x.shape for a in arrays) or x.ndim not in (2, 4):
-            return None
-        return self._window_kernels(x)
-
-    @staticmethod
-    def _rows(x: np.ndarray) -> np.ndarray:
-        return x.reshape(x.shape[0], x.shape[1], -1)
-
-    def _channel_sums(self, kernels: Any, u: np.ndarray, v: np.ndarray, shift: Any) -> np.ndarray:
-        """Per channel ``sum(u - shift)`` and ``sum((u - shift) * (v - shift))`` in one
-        compiled pass, accumulated in float64, in ``u``'s dtype."""
-        c = u.shape[1]
-        out = np.empty(2 * c, np.float64)
-        kernels.channel_sums(self._rows(u), self._rows(v), np.asarray(shift), out[:c], out[c:])
-        return out.astype(u.dtype)
-
-    def batch_norm_sums(self, x: Any, shift: Any) -> Any:
-        """The generic sums in one pass, accumulated in float64 (so they differ from
-        the generic float32 sums by their rounding only)."""
-        kernels = self._norm_kernels(x)
-        if kernels is None:
-            return super().batch_norm_sums(x, shift)
-        return self._channel_sums(kernels, x, x, shift)
-
-    def batch_norm_apply(self, x: Any, shift: Any, mean: Any, inv: Any, gamma: Any,
-                         beta: Any) -> tuple[Any, Any]:
-        kernels = self._norm_kernels(x)
-        if kernels is None:
-            return super().batch_norm_apply(x, shift, mean, inv, gamma, beta)
-        y, xhat = np.empty_like(x), np.empty_like(x)
-        vectors = (np.asarray(v, x.dtype) for v in (shift, mean, inv, gamma, beta))
-        kernels.bn_apply(self._rows(x), *vectors, self._rows(y), self._rows(xhat))
-        return y, xhat
-
-    def batch_norm_infer(self, x: Any, mean: Any, scale: Any, beta: Any) -> Any:
-        kernels = self._norm_kernels(x)
-        if kernels is None:
-            return super().batch_norm_infer(x, mean, scale, beta)
-        y = np.empty_like(x)
-        vectors = (np.asarray(v, x.dtype) for v in (mean, scale, beta))
-        kernels.bn_affine(self._rows(x), *vectors, self._rows(y))
-        return y
-
-    def batch_norm_grad_sums(self, dy: Any, xhat: Any) -> Any:
-        kernels = self._norm_kernels(dy, xhat)
-        if kernels is None:
-            return super().batch_norm_grad_sums(dy, xhat)
-        return self._channel_sums(kernels, dy, xhat, np.zeros(dy.shape[1], np.float64))
-
-    def batch_norm_input_grad(self, dy: Any, xhat: Any, scale: Any, m: Any, sum_dy: Any,
-                              sum_dy_xhat: Any) -> Any:
-        kernels = self._norm_kernels(dy, xhat)
-        if kernels is None:
-            return super().batch_norm_input_grad(dy, xhat, scale, m, sum_dy, sum_dy_xhat)
-        dx = np.empty_like(dy)
-        s, u, v = (np.asarray(a, dy.dtype) for a in (scale, sum_dy, sum_dy_xhat))
-        kernels.bn_input_grad(self._rows(dy), self._rows(xhat), s, np.asarray(m, dy.dtype)[0], u, v,
-                              self._rows(dx))
-        return dx
-
     def dropout_mask(self, shape: tuple[int, ...], rate: float, seed: int, counter: Any,
                      stream: int, dtype: Any, device: Any = None, first: int = 0) -> Any:
         n = 1
@@ -395,6 +222,12 @@ class NumpyOps(Ops):
         return z
 
     # ---- gradients ------------------------------------------------------------------
+    def keep(self, value: Any, out: Any = None) -> Any:
+        if isinstance(out, np.ndarray) and out.shape == value.shape and out.dtype == value.dtype:
+            out[...] = value
+            return out
+        return value
+
     def weight_grad(self, a: Any, delta: Any, out: Any = None) -> Any:
         if out is None:
             return a.T @ delta
@@ -506,22 +339,6 @@ class NumpyOps(Ops):
 
 
 _C1, _C2 = np.uint32(random._C1), np.uint32(random._C2)
-
-
-def _numpy_im2col(x: np.ndarray, win: Any, by_row: bool = False) -> np.ndarray:
-    """The generic im2col's columns (n, c*kh*kw, oh*ow), or with ``by_row`` the same
-    numbers as one matrix (c*kh*kw, n*oh*ow), its column ``s * oh*ow + p``."""
-    from .windows import pad2d
-
-    n, c, h, w = x.shape
-    oh, ow = win.output_hw(h, w)
-    xp_ = pad2d(x, win.pad, np) if any(win.pad) else x
-    view = np.lib.stride_tricks.sliding_window_view(xp_, (win.kh, win.kw), axis=(2, 3))
-    view = view[:, :, :win.sh * (oh - 1) + 1:win.sh, :win.sw * (ow - 1) + 1:win.sw]  # (n, c, oh, ow, kh, kw)
-    k = c * win.kh * win.kw
-    if by_row:
-        return np.ascontiguousarray(view.transpose(1, 4, 5, 0, 2, 3)).reshape(k, n * oh * ow)
-    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, k, oh * ow)
 
 
 def _fmix(x: np.ndarray, t: np.ndarray) -> None:
