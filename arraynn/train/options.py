@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     """
     p = Parser(
         prog="python -m arraynn.train",
-        description="Train a multilayer perceptron on Fashion-MNIST with arraynn, on any Array API "
-                    "backend, and write its metrics, checkpoints, model, report and plots to a run "
+        description="Train a neural network (a multilayer perceptron, or any layer list with "
+                    "--layers, convolutions included) on Fashion-MNIST with arraynn, on any Array "
+                    "API backend, and write its metrics, checkpoints, model, report and plots to a run "
                     "directory.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
