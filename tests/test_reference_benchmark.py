@@ -32,6 +32,7 @@ def test_reference_and_preset_side_by_side(tmp_path):
     assert names == ["arraynn --preset best", "PyTorch reference"]
     for row in report["rows"]:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_seconds"] > 0
+        assert 0 < row["loop_seconds"] <= row["train_seconds"]
     assert report["rows"][1]["n_train"] == 300 and report["rows"][1]["epochs"] == 1
     assert "test accuracy" in proc.stdout and "training time" in proc.stdout
 
@@ -60,6 +61,7 @@ def test_cnn_reference_and_arraynn_side_by_side(tmp_path):
     assert names == ["arraynn --preset default", "PyTorch reference CNN"]
     for row in report["rows"]:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_seconds"] > 0
+        assert 0 < row["loop_seconds"] <= row["train_seconds"]
     arraynn_row, torch_row = report["rows"]
     assert "--layers" in arraynn_row["train_args"] and arraynn_row["epochs"] == 1
     assert arraynn_row["summary"]["config"]["layers"].startswith("conv4k3same")
