@@ -231,8 +231,10 @@ def test_the_cnn_preset_is_a_layers_spec_over_the_default_training():
 
     cnn = PRESETS["cnn"]
     assert format_layers(parse_layers(cnn["layers"])) == cnn["layers"]  # in the parser's own words
-    assert cnn["augment_flip"] and cnn["epochs"] > PRESETS["default"]["epochs"] and "cnn" in PRESET_HEADERS
+    assert cnn["augment_flip"] and cnn["epochs"] == 12 and cnn["learning_rate"] == 2e-3
+    assert "cnn" in PRESET_HEADERS
     differs = {k for k in cnn if cnn[k] != PRESETS["default"][k]}
-    assert differs == {"layers", "augment_flip", "epochs", "val_size"} and cnn["val_size"] == 0  # all 60,000
+    assert differs == {"layers", "augment_flip", "learning_rate", "epochs", "val_size"}
+    assert cnn["val_size"] == 0  # all 60,000
     cfg = resolve_config(_args("--preset", "cnn"))
     assert describe_config(cfg).startswith(f"784 -> {cnn['layers']} -> dense10 softmax output")
