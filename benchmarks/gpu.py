@@ -8,6 +8,10 @@ workload    network and training                                batches
             init, SGD lr 0.001 on summed gradients, L2 0.5      and --batches (shuffled)
 ``modern``  784-256-128-10 ReLU/softmax, biases, He init,       --batches (shuffled)
             Adam lr 1e-3
+``cnn``     PyTorch's usual small CNN on 1x28x28 images (two    --batches (shuffled)
+            3x3 convolutions of 32 and 64 filters with ReLU
+            and 2x2 max pooling, dense 128, dropout 0.3), He
+            init, Adam lr 1e-3; only with ``--workloads cnn``
 ==========  ==================================================  =========================
 
 The workloads, the data, the initial weights and the minibatches are those of
@@ -24,8 +28,11 @@ epoch as a user sees it, from the device being idle to the epoch's loss on the h
 (kernel compilation, allocator warm-up) are not timed; the table gives the median of
 ``--repeats`` epochs.
 
-The targets (the arraynn-cupy rows): at least 1.4x PyTorch eager's throughput at batch
-128 and at least 1.0x at batch 4096.
+The targets (the arraynn-cupy rows of the two dense workloads): at least 1.4x PyTorch
+eager's throughput at batch 128 and at least 1.0x at batch 4096. The ``cnn`` rows have
+no target: they report where arraynn's convolutions (CuPy's im2col/col2im kernels and
+cuBLAS) stand against PyTorch's (cuDNN), whose network is built from the same layers
+and initial weights (:func:`benchmarks.conv_step.torch_model`).
 
     python -m benchmarks.gpu --data-dir DIR --json gpu-bench.json      # on a GPU
     python -m benchmarks.gpu --backends numpy,torch --device cpu --quick   # smoke test
@@ -58,6 +65,7 @@ from .workloads import WORKLOADS, Workload, batch_bounds, initial_weights, load_
 SEED = 0
 N_CLASSES = 10  # Fashion-MNIST's (and the synthetic data's)
 TARGETS = {128: 1.4, 4096: 1.0}  # arraynn-cupy / torch-eager throughput, by batch size
+TARGET_WORKLOADS = ("seed", "modern")  # the workloads the targets are for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +175,8 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     torch.manual_seed(SEED)
+    if wl.layers:
+        return _train_torch_network(cfg, X, y, epochs, dev)
     sizes = wl.layer_sizes(X.shape[1], N_CLASSES)
     host = initial_weights(wl, sizes, SEED)
     layers: list[Any] = []
@@ -222,6 +232,47 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
     foreach = opt.defaults.get("foreach")
     return {"epoch_seconds": times, "final_loss": value, "tf32": False, "device": str(dev),
             "optimizer": f"{type(opt).__name__}(foreach={foreach})"}
+
+
+def _train_torch_network(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, dev: Any) -> dict[str, Any]:
+    """:func:`train_torch` for a workload of layers (``cnn``): its ``torch.nn`` network from
+    arraynn's initial weights, on images of the workload's ``input_shape``, summed
+    cross-entropy, ``torch.optim.Adam``, dropout on; cuDNN's convolutions without TF32."""
+    import torch
+    import torch.nn.functional as F
+
+    from .trainers import _torch_network
+
+    wl = cfg.workload
+    if wl.optimizer != "adam" or wl.output != "softmax" or wl.l2:
+        raise ValueError(f"the PyTorch trainer of networks of layers runs Adam on softmax without a "
+                         f"penalty, not the {wl.name!r} workload")
+    model = _torch_network(wl, N_CLASSES).to(dev)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
+    n = X.shape[0]
+    Xd = torch.from_numpy(X).to(dev).reshape(n, *tuple(wl.input_shape or ()))
+    yd = torch.from_numpy(y).to(dev)
+    bounds = cfg.bounds(n)
+    times, value = [], float("nan")
+    for epoch in range(epochs):
+        _sync_torch(dev)
+        start = time.perf_counter()
+        perm = torch.from_numpy(np.random.default_rng([SEED, epoch]).permutation(n)).to(dev)
+        total = torch.zeros((), device=dev)
+        for s, e in bounds:
+            idx = perm[s:e]
+            loss = F.cross_entropy(model(Xd.index_select(0, idx)), yd.index_select(0, idx), reduction="sum")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        value = total.item() / n  # the epoch's one device-to-host copy (synchronizes)
+        times.append(time.perf_counter() - start)
+    foreach = opt.defaults.get("foreach")
+    return {"epoch_seconds": times, "final_loss": value, "tf32": False, "device": str(dev),
+            "optimizer": f"{type(opt).__name__}(foreach={foreach})",
+            "cudnn": bool(dev.type == "cuda" and torch.backends.cudnn.is_available())}
 
 
 def _sync_torch(dev: Any) -> None:
@@ -369,7 +420,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for row in group:
             if peer is not None and row is not peer:
                 row["ratio_vs_torch"] = row["samples_per_second"] / peer["samples_per_second"]
-                target = TARGETS.get(cfg.batch_size) if row["implementation"] == "arraynn-cupy" else None
+                target = (TARGETS.get(cfg.batch_size) if row["implementation"] == "arraynn-cupy"
+                          and cfg.workload.name in TARGET_WORKLOADS else None)
                 if target is not None:
                     row["target"] = target
                     row["target_met"] = bool(row["ratio_vs_torch"] >= target)
@@ -426,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                          "peer); default cupy,jax,torch")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                     help="cuda (default) or cpu (for a smoke test with numpy/jax/torch)")
-    ap.add_argument("--workloads", default="seed,modern")
+    ap.add_argument("--workloads", default="seed,modern",
+                    help="comma-separated, of seed,modern,cnn (default seed,modern)")
     ap.add_argument("--batches", default="128,4096", help="batch sizes (default 128,4096)")
     ap.add_argument("--no-native", action="store_true",
                     help="skip the seed workload's 25 fixed minibatches")

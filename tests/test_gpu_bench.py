@@ -63,3 +63,22 @@ def test_jax_jit_and_eager_rows_and_the_targets(tmp_path):
                         "target": 1.4, "target_met": True}]}
     assert "| modern | 128 | arraynn-cupy | 100.0 | 10 | 1.50x | >= 1.4x | yes |" in gpu.table(report)
     assert gpu.TARGETS == {128: 1.4, 4096: 1.0}
+
+
+def test_the_cnn_workload_runs_arraynn_and_pytorchs_network_from_the_same_weights(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    rc = gpu.main(["--backends", "numpy,torch", "--device", "cpu", "--quick", "--workloads", "cnn",
+                   "--batches", "64", "--samples", "256", "--no-generic", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    names = {r["implementation"]: r for r in report["rows"]}
+    assert set(names) == {"arraynn-numpy", "torch-eager"} and not [r for r in names.values() if "error" in r]
+    assert {r["workload"] for r in names.values()} == {"cnn"}
+    assert names["arraynn-numpy"]["ratio_vs_torch"] > 0 and "target" not in names["arraynn-numpy"]
+    assert report["all_targets_met"] is None  # no target for the CNN
+    assert report["settings"]["workloads"]["cnn"]["layers"].startswith("conv32k3same")
+    # one network from the same initial weights on the same batches (only the dropout masks
+    # differ): after the same steps on random labels the losses are close
+    losses = [r["final_loss"] for r in names.values()]
+    assert all(0 < v < 10 for v in losses) and max(losses) - min(losses) < 0.25 * max(losses), losses
