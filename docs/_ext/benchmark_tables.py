@@ -138,8 +138,9 @@ def reference_table(doc: dict) -> list[str]:
     spread = ""
     torch_rows = [r for r in doc["rows"] if r.get("epoch_seconds")]
     if torch_rows:
-        e = torch_rows[0]["epoch_seconds"]
-        spread = (f" The reference's epochs ranged {min(e):.1f}-{max(e):.1f} s "
+        e = [t for r in torch_rows for t in r["epoch_seconds"]]
+        runs = f" in its {len(torch_rows)} runs" if len(torch_rows) > 1 else ""
+        spread = (f" The reference's epochs ranged {min(e):.1f}-{max(e):.1f} s{runs} "
                   f"(median {statistics.median(e):.2f} s).")
     return ([f"**CPU:** {doc['cpus']} vCPUs of an {doc['cpu']}.{spread}", ""]
             + _table(["run", "version", "epochs", "test accuracy", "training time", "per epoch",
