@@ -164,7 +164,10 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
     Summed losses (``reduction="sum"``) so the gradients are summed over the minibatch;
     the seed workload's sigmoid output as binary cross-entropy on logits against one-hot
     targets (gradient ``sigmoid(z) - y``) and L2 as SGD's ``weight_decay`` (adds
-    ``l2 * w`` to the summed gradient, as arraynn does).
+    ``l2 * w`` to the summed gradient, as arraynn does). A workload of layers (``cnn``)
+    is its ``torch.nn`` network from arraynn's initial weights
+    (:func:`benchmarks.trainers.torch_network`), on images of its ``input_shape``, with
+    cuDNN's convolutions on CUDA (TF32 off there too).
     """
     import torch
     import torch.nn.functional as F
@@ -176,28 +179,23 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
     torch.set_float32_matmul_precision("highest")
     torch.manual_seed(SEED)
     if wl.layers:
-        return _train_torch_network(cfg, X, y, epochs, dev)
-    sizes = wl.layer_sizes(X.shape[1], N_CLASSES)
-    host = initial_weights(wl, sizes, SEED)
-    layers: list[Any] = []
-    step = 2 if wl.bias else 1
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = torch.nn.Linear(fan_in, fan_out, bias=wl.bias)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(host[step * i].T.copy()))
-            if wl.bias:
-                lin.bias.zero_()
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU() if wl.activation == "relu" else torch.nn.Sigmoid())
-    model = torch.nn.Sequential(*layers).to(dev)
+        from .trainers import check_torch_network_workload, torch_network
+
+        check_torch_network_workload(wl)
+        model = torch_network(wl, N_CLASSES)
+    else:
+        model = _torch_mlp(wl, X.shape[1])
+    model = model.to(dev)
+    model.train()
     if wl.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=wl.learning_rate, weight_decay=wl.l2)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
-    Xd = torch.from_numpy(X).to(dev)
-    yd = torch.from_numpy(y).to(dev)
     n = X.shape[0]
+    Xd = torch.from_numpy(X).to(dev)
+    if wl.layers:
+        Xd = Xd.reshape(n, *tuple(wl.input_shape or ()))
+    yd = torch.from_numpy(y).to(dev)
     bounds = cfg.bounds(n)
     times, value = [], float("nan")
     for epoch in range(epochs):
@@ -230,49 +228,31 @@ def train_torch(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, device: 
         value = total.item() / n  # the epoch's one device-to-host copy (synchronizes)
         times.append(time.perf_counter() - start)
     foreach = opt.defaults.get("foreach")
-    return {"epoch_seconds": times, "final_loss": value, "tf32": False, "device": str(dev),
-            "optimizer": f"{type(opt).__name__}(foreach={foreach})"}
+    out = {"epoch_seconds": times, "final_loss": value, "tf32": False, "device": str(dev),
+           "optimizer": f"{type(opt).__name__}(foreach={foreach})"}
+    if wl.layers:
+        out["cudnn"] = bool(dev.type == "cuda" and torch.backends.cudnn.is_available())
+    return out
 
 
-def _train_torch_network(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int, dev: Any) -> dict[str, Any]:
-    """:func:`train_torch` for a workload of layers (``cnn``): its ``torch.nn`` network from
-    arraynn's initial weights, on images of the workload's ``input_shape``, summed
-    cross-entropy, ``torch.optim.Adam``, dropout on; cuDNN's convolutions without TF32."""
+def _torch_mlp(wl: Workload, n_features: int) -> Any:
+    """The dense network of ``wl`` in ``torch.nn``, from arraynn's initial weights, biases 0."""
     import torch
-    import torch.nn.functional as F
 
-    from .trainers import _torch_network
-
-    wl = cfg.workload
-    if wl.optimizer != "adam" or wl.output != "softmax" or wl.l2:
-        raise ValueError(f"the PyTorch trainer of networks of layers runs Adam on softmax without a "
-                         f"penalty, not the {wl.name!r} workload")
-    model = _torch_network(wl, N_CLASSES).to(dev)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
-    n = X.shape[0]
-    Xd = torch.from_numpy(X).to(dev).reshape(n, *tuple(wl.input_shape or ()))
-    yd = torch.from_numpy(y).to(dev)
-    bounds = cfg.bounds(n)
-    times, value = [], float("nan")
-    for epoch in range(epochs):
-        _sync_torch(dev)
-        start = time.perf_counter()
-        perm = torch.from_numpy(np.random.default_rng([SEED, epoch]).permutation(n)).to(dev)
-        total = torch.zeros((), device=dev)
-        for s, e in bounds:
-            idx = perm[s:e]
-            loss = F.cross_entropy(model(Xd.index_select(0, idx)), yd.index_select(0, idx), reduction="sum")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        value = total.item() / n  # the epoch's one device-to-host copy (synchronizes)
-        times.append(time.perf_counter() - start)
-    foreach = opt.defaults.get("foreach")
-    return {"epoch_seconds": times, "final_loss": value, "tf32": False, "device": str(dev),
-            "optimizer": f"{type(opt).__name__}(foreach={foreach})",
-            "cudnn": bool(dev.type == "cuda" and torch.backends.cudnn.is_available())}
+    sizes = wl.layer_sizes(n_features, N_CLASSES)
+    host = initial_weights(wl, sizes, SEED)
+    layers: list[Any] = []
+    step = 2 if wl.bias else 1
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = torch.nn.Linear(fan_in, fan_out, bias=wl.bias)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(host[step * i].T.copy()))
+            if wl.bias:
+                lin.bias.zero_()
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU() if wl.activation == "relu" else torch.nn.Sigmoid())
+    return torch.nn.Sequential(*layers)
 
 
 def _sync_torch(dev: Any) -> None:

@@ -197,7 +197,7 @@ def train_torch(wl: Workload, data: Data, epochs: int, threads: int | None = Non
     ``l2 * w`` to the summed gradient, as arraynn does). Adam is torch's default
     implementation. A workload of layers (``cnn``) is the same network in ``torch.nn``
     (``Conv2d``, ``MaxPool2d``, ``Linear``, ``Dropout``, ...) with arraynn's initial
-    weights (:func:`_torch_network`).
+    weights (:func:`torch_network`).
     """
     import torch
 
@@ -272,7 +272,7 @@ def _torch_epochs(model: Any, opt: Any, loss_fn: Any, X: Any, y: Any, bounds: li
     return times, total
 
 
-def _torch_network(wl: Workload, n_classes: int) -> Any:
+def torch_network(wl: Workload, n_classes: int) -> Any:
     """The network of a workload of layers in ``torch.nn``, from arraynn's initial weights."""
     from .conv_step import torch_model
 
@@ -280,16 +280,22 @@ def _torch_network(wl: Workload, n_classes: int) -> Any:
     return torch_model(net, flat)
 
 
+def check_torch_network_workload(wl: Workload) -> None:
+    """Stop unless the PyTorch trainers of networks of layers can run ``wl`` as arraynn
+    does: Adam on a softmax output, no penalty."""
+    if wl.optimizer != "adam" or wl.output != "softmax" or wl.l2:
+        raise ValueError(f"the PyTorch trainer of networks of layers runs Adam on softmax without a "
+                         f"penalty, not the {wl.name!r} workload")
+
+
 def _train_torch_network(wl: Workload, data: Data, epochs: int) -> dict[str, Any]:
     """:func:`train_torch` for a workload of layers: images of ``wl.input_shape``, summed
     cross-entropy, ``torch.optim.Adam``, dropout on while training and off to predict."""
     import torch
 
-    if wl.optimizer != "adam" or wl.output != "softmax" or wl.l2:
-        raise ValueError(f"the PyTorch trainer of networks of layers runs Adam on softmax without a "
-                         f"penalty, not the {wl.name!r} workload")
+    check_torch_network_workload(wl)
     shape = tuple(wl.input_shape or ())
-    model = _torch_network(wl, data.n_classes)
+    model = torch_network(wl, data.n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=wl.learning_rate)
     n = data.X_train.shape[0]
     X = torch.from_numpy(data.X_train).reshape(n, *shape)

@@ -106,8 +106,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Then, to train in PyTorch's time, 12 epochs: Adam 2e-3 93.38 %, 3e-3 93.44 %; 2e-3 with
     # a 256-unit dense layer 93.72 % (epochs a fifth longer), with dropout 0.2 93.78 % (this
     # preset); that with each BatchNorm after its pooling (a quarter of the normalisation's
-    # work, 6 % faster a step) 93.48 %, and in 10 epochs 93.10 %. Then, like "best", it trains on all
-    # 60,000 training images (no validation split, the epochs fixed). Measured with python -m
+    # work, 6 % faster a step) 93.48 %, and in 10 epochs 93.10 %. Then, like "best", it trains
+    # on all 60,000 training images (no validation split, the epochs fixed). Measured with python -m
     # benchmarks.reference --cnn --data-dir DIR --seeds 0,1,2 (same CPU, NumPy 2.4.6 with
     # OpenBLAS, Numba 0.68.1, torch 2.13.0): 93.72 / 93.37 / 93.46 % test accuracy (mean
     # 93.52 %) in 434.7 / 438.0 / 452.1 s of training (the epochs' steps alone 411.5 / 413.9 /
