@@ -5,6 +5,7 @@ array-api-strict. Importing arraynn imports no optional array library: a backend
 library is imported when the backend is first selected.
 """
 
+from ._memory import reuse_freed_memory
 from .backends import (
     BACKEND_NAMES,
     Backend,
@@ -78,6 +79,7 @@ __all__ = [
     "load_fashion_mnist",
     "make_preprocessor",
     "read_idx",
+    "reuse_freed_memory",
     "write_idx",
     "get_backend",
     "__version__",

@@ -53,7 +53,8 @@ peer's ``memory.method`` says which was used. Those processes run with glibc's
 ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` fixed at 128 KiB: otherwise
 glibc raises its mmap threshold after the first large frees and keeps freed arrays in its
 heap, and the RSS of a warm process no longer shows a step's temporaries. (The timed
-process keeps glibc's defaults.)
+process calls :func:`arraynn.reuse_freed_memory`, as ``python -m arraynn.train`` does, so
+no peer's step pays for page faults there.)
 
 ``--breakdown [PEERS]`` (default ``numpy``) also times each layer's ``forward`` and
 ``backward`` (called directly, as :meth:`arraynn.nn.Sequential.loss_and_grad` calls
@@ -743,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
         args.layers = QUICK_LAYERS if args.quick else DEFAULT_LAYERS
     if args.memory_of:
         return _memory_worker(args)
+    from arraynn import reuse_freed_memory
+
+    reuse_freed_memory()
     if min(args.batch_size, args.steps, args.repeats, args.threads) < 1 or args.warmup < 0:
         raise SystemExit("--batch-size, --steps, --repeats and --threads must be positive, --warmup >= 0")
     names = list(args.peers) if args.peers is not None else list(PEERS)

@@ -7,7 +7,9 @@
     python -m benchmarks.run --quick --workloads cnn --limit 64   # the CNN on 64 synthetic samples
 
 For each workload (see :mod:`benchmarks.workloads`) it times, each in a fresh
-process so that no thread pool or cache of one run disturbs another:
+process so that no thread pool or cache of one run disturbs another (and each keeping
+freed memory for reuse, :func:`arraynn.reuse_freed_memory`, as ``python -m arraynn.train``
+does):
 
 * arraynn on every requested backend, and on NumPy also with its fast paths off
   (the generic Array API kernels) and, where Numba is installed, without Numba's
@@ -143,6 +145,9 @@ def measure(task: dict[str, Any], data: Data) -> dict[str, Any]:
 
 
 def _worker(argv: list[str]) -> None:
+    from arraynn import reuse_freed_memory
+
+    reuse_freed_memory()  # as python -m arraynn.train does; every peer's worker alike
     task = json.loads(argv[0])
     data = Data.load(Path(argv[1]))
     result = measure(task, data)

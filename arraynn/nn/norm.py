@@ -90,6 +90,14 @@ class BatchNorm(Layer):
                 raise ValueError("BatchNorm at prediction needs the running statistics (stats=)")
             mean, var = stats
             return ops.batch_norm_infer(x, mean, gamma / xp.sqrt(var + self.epsilon), beta), None
+        shift, mean_s, var, inv, m = self._batch_statistics(ops, gamma, x, stats, reduce)
+        y, xhat = ops.batch_norm_apply(x, shift, mean_s, inv, gamma, beta)
+        return y, (xhat, inv, mean_s + shift, var, m, reduce, None)
+
+    def _batch_statistics(self, ops: Ops, gamma: Any, x: Any, stats: list[Any] | None,
+                          reduce: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """The training step's ``(shift, mean - shift, var, 1 / sqrt(var + epsilon), count)``."""
+        xp = ops.xp
         c = gamma.shape[0]
         shift = stats[0] if stats is not None else xp.zeros_like(gamma)
         count = xp.ones((1,), dtype=x.dtype, device=_device(x)) * (math.prod(x.shape) // c)
@@ -99,30 +107,48 @@ class BatchNorm(Layer):
         m = sums[2 * c:]
         mean_s = sums[:c] / m
         var = xp.maximum(sums[c:2 * c] / m - mean_s * mean_s, xp.zeros_like(mean_s))
-        inv = 1.0 / xp.sqrt(var + self.epsilon)
-        y, xhat = ops.batch_norm_apply(x, shift, mean_s, inv, gamma, beta)
-        return y, (xhat, inv, mean_s + shift, var, m, reduce)
+        return shift, mean_s, var, 1.0 / xp.sqrt(var + self.epsilon), m
+
+    def forward_max_pooled(self, ops: Ops, params: list[Any], x: Any, win: Any,
+                           stats: list[Any] | None = None, reduce: Any = None) -> tuple[Any, Any]:
+        """A training step's forward pass of this layer and the max pooling under ``win``
+        after it, as one (:meth:`arraynn.ops.Ops.batch_norm_max_pool`, where the ops
+        :meth:`~arraynn.ops.Ops.fuses_norm_pool`): the pooled output and this layer's
+        cache, which keeps the input instead of the normalised images; :meth:`backward`
+        then takes the pooled output's gradient and goes back through both."""
+        gamma, beta = params
+        shift, mean_s, var, inv, m = self._batch_statistics(ops, gamma, x, stats, reduce)
+        y, arg = ops.batch_norm_max_pool(x, shift, mean_s, inv, gamma, beta, win)
+        return y, (None, inv, mean_s + shift, var, m, reduce, (x, shift, mean_s, arg, win))
 
     def updated_state(self, ops: Ops, stats: list[Any], cache: Any) -> list[Any]:
         """The running statistics after a training step whose forward pass made ``cache``."""
         xp = ops.xp
-        _, _, mean, var, m, _ = cache
+        _, _, mean, var, m = cache[:5]
         unbiased = var * (m / xp.maximum(m - 1.0, xp.ones_like(m)))
         k = self.momentum
         return [k * stats[0] + (1.0 - k) * mean, k * stats[1] + (1.0 - k) * unbiased]
 
     def backward(self, ops: Ops, params: list[Any], cache: Any, dy: Any, grads: list[Any],
                  need_dx: bool = True, **step: Any) -> Any:
-        xhat, inv, _, _, m, reduce = cache
+        xhat, inv, _, _, m, reduce, pooled = cache
         c = params[0].shape[0]
-        sums = ops.batch_norm_grad_sums(dy, xhat)
+        if pooled is not None:  # dy is the gradient of forward_max_pooled's pooled output
+            x, shift, mean_s, arg, win = pooled
+            sums = ops.batch_norm_max_pool_grad_sums(dy, arg, x, shift, mean_s, inv, win)
+        else:
+            sums = ops.batch_norm_grad_sums(dy, xhat)
         g_beta, g_gamma = sums[:c], sums[c:]
         grads[0], grads[1] = ops.keep(g_gamma, grads[0]), ops.keep(g_beta, grads[1])
         if not need_dx:
             return None
         if reduce is not None:  # the global minibatch's sums
             sums = reduce(sums)
-        return ops.batch_norm_input_grad(dy, xhat, params[0] * inv / m, m, sums[:c], sums[c:])
+        scale = params[0] * inv / m
+        if pooled is not None:
+            return ops.batch_norm_max_pool_input_grad(dy, arg, x, shift, mean_s, inv, win, scale, m, sums[:c],
+                                                      sums[c:])
+        return ops.batch_norm_input_grad(dy, xhat, scale, m, sums[:c], sums[c:])
 
 
 def _device(x: Any) -> Any:

@@ -118,6 +118,14 @@ class Sequential:
         self.state_layout = ParamLayout(state_shapes)
         # whether a layer's input gradient is needed: some layer before it has parameters
         self._need_dx = [any(self.slots[j] for j in range(i)) for i in range(len(self.layers))]
+        # the BatchNorm layers on images that a MaxPool2D follows: a training step runs such
+        # a pair as one fused pass where the ops have one (Ops.fuses_norm_pool)
+        from .conv import MaxPool2D
+        from .norm import BatchNorm
+
+        self._norm_pool: dict[int, tuple[BatchNorm, Any]] = {
+            i: (bn, pool.window()) for i, (bn, pool) in enumerate(zip(self.layers, self.layers[1:]))
+            if isinstance(bn, BatchNorm) and isinstance(pool, MaxPool2D) and len(self.input_shapes[i]) == 3}
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r}, input_shape={self.input_shape}, output={self.output!r})"
@@ -224,10 +232,23 @@ class Sequential:
         a = X
         if len(self.input_shape) > 1 and X.ndim == 2:  # flat rows of images
             a = ops.xp.reshape(X, (X.shape[0], *self.input_shape))
+        pooled = False
         for i, layer in enumerate(self.layers):
+            if pooled:  # this MaxPool2D ran inside the BatchNorm before it
+                caches.append(_POOLED_BEFORE)
+                pooled = False
+                continue
+            layer_stats = None if stats is None or not stats[i] else stats[i]
+            norm, win = self._norm_pool.get(i, (None, None)) if training else (None, None)
+            if norm is not None and ops.fuses_norm_pool(a, win):
+                a, cache = norm.forward_max_pooled(ops, per_layer[i], a, win, stats=layer_stats,
+                                                   reduce=reduce)
+                caches.append(cache)
+                pooled = True
+                continue
             mask = None if masks is None else masks[i]
             a, cache = layer.forward(ops, per_layer[i], a, mask=mask, training=training, reduce=reduce,
-                                     stats=None if stats is None or not stats[i] else stats[i])
+                                     stats=layer_stats)
             caches.append(cache)
         return a, caches
 
@@ -292,6 +313,8 @@ class Sequential:
         out = None if grad_buffer is None else self.layout.views(grad_buffer, ops.xp)
         grads: list[Any] = [None] * len(views)
         for i in range(len(self.layers) - 1, -1, -1):
+            if caches[i] is _POOLED_BEFORE:
+                continue  # the BatchNorm before it goes back through both
             slots = self.slots[i]
             if not self._need_dx[i] and not slots:
                 break  # nothing before here has parameters
@@ -323,6 +346,10 @@ class Sequential:
     def one_hot(self, labels: Any, dtype: Any) -> Any:
         """One-hot rows of the logits' width for integer ``labels``."""
         return ops_of(labels).one_hot(labels, self.n_outputs, dtype)
+
+
+#: The cache of a MaxPool2D that its BatchNorm ran (:meth:`arraynn.nn.BatchNorm.forward_max_pooled`).
+_POOLED_BEFORE = object()
 
 
 def _not_a_layer(obj: Any) -> Layer:

@@ -385,6 +385,40 @@ class Ops:
         pc, nd = self._per_channel, dy.ndim
         return pc(scale, nd) * ((dy * pc(m, nd) - pc(sum_dy, nd)) - xhat * pc(sum_dy_xhat, nd))
 
+    # Batch normalisation straight into max pooling (BatchNorm then MaxPool2D in training):
+    # these three are the composition of the passes above, the reference for a backend
+    # that fuses them (:meth:`fuses_norm_pool`); the BatchNorm keeps its input then, not
+    # the normalised images, and recomputes those in the backward pass.
+    def fuses_norm_pool(self, x: Any, win: Any) -> bool:
+        """Whether this backend has a fused pass for batch normalisation of ``x`` followed
+        by max pooling under ``win`` (then :class:`arraynn.nn.Sequential` calls the three
+        ``batch_norm_max_pool*`` methods instead of the layers' own). Not here."""
+        return False
+
+    def batch_norm_max_pool(self, x: Any, shift: Any, mean: Any, inv: Any, gamma: Any, beta: Any,
+                            win: Any) -> tuple[Any, Any]:
+        """:meth:`max_pool` of :meth:`batch_norm_apply`'s ``y``: ``(pooled, arg)``."""
+        y, _ = self.batch_norm_apply(x, shift, mean, inv, gamma, beta)
+        return self.max_pool(y, win)
+
+    def _unpooled_and_xhat(self, dy: Any, arg: Any, x: Any, shift: Any, mean: Any, inv: Any,
+                           win: Any) -> tuple[Any, Any]:
+        pc, nd = self._per_channel, x.ndim
+        xhat = ((x - pc(shift, nd)) - pc(mean, nd)) * pc(inv, nd)
+        return self.max_pool_grad(dy, arg, tuple(x.shape), win), xhat
+
+    def batch_norm_max_pool_grad_sums(self, dy: Any, arg: Any, x: Any, shift: Any, mean: Any, inv: Any,
+                                      win: Any) -> Any:
+        """:meth:`batch_norm_grad_sums` of the pooled gradient ``dy`` taken back through
+        the pooling (:meth:`max_pool_grad`) and of the normalised ``x``."""
+        return self.batch_norm_grad_sums(*self._unpooled_and_xhat(dy, arg, x, shift, mean, inv, win))
+
+    def batch_norm_max_pool_input_grad(self, dy: Any, arg: Any, x: Any, shift: Any, mean: Any, inv: Any,
+                                       win: Any, scale: Any, m: Any, sum_dy: Any, sum_dy_xhat: Any) -> Any:
+        """:meth:`batch_norm_input_grad` of the same (the gradient with respect to ``x``)."""
+        full, xhat = self._unpooled_and_xhat(dy, arg, x, shift, mean, inv, win)
+        return self.batch_norm_input_grad(full, xhat, scale, m, sum_dy, sum_dy_xhat)
+
     # ---- output layer ---------------------------------------------------------------
     def probabilities(self, output: str, z: Any) -> Any:
         """The output layer's activation of the logits ``z``. ``z`` is not changed."""

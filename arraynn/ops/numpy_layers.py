@@ -112,16 +112,19 @@ class NumpyLayerOps(Ops):
         k = win.kh * win.kw
         y = np.empty((n, c, oh, ow), x.dtype)
         arg = np.empty((n, c, oh, ow), np.int8 if k <= 127 else np.int32)
-        kernels.max_pool(x, win.kh, win.kw, win.sh, win.sw, y, arg)
+        kernels.max_pool(x.reshape(-1), n * c, h, w, win.kh, win.kw, win.sh, win.sw, oh, ow, y.reshape(-1),
+                         arg.reshape(-1))
         return y, arg
 
     def max_pool_grad(self, dy: Any, arg: Any, shape: tuple[int, int, int, int], win: Any) -> Any:
         kernels = self._pool_kernels(dy, win)
         if kernels is None or not isinstance(arg, np.ndarray):
             return super().max_pool_grad(dy, arg, shape, win)
+        n, c, h, w = shape
+        oh, ow = win.output_hw(h, w)
         dx = np.zeros(shape, dy.dtype)
-        kernels.max_pool_grad(np.ascontiguousarray(dy), np.ascontiguousarray(arg), win.kh, win.kw,
-                              win.sh, win.sw, dx)
+        kernels.max_pool_grad(_flat(dy), _flat(arg), n * c, h, w, win.kh, win.kw, win.sh, win.sw, oh, ow,
+                              dx.reshape(-1))
         return dx
 
     def _pool_kernels(self, x: Any, win: Any) -> Any:
@@ -196,6 +199,72 @@ class NumpyLayerOps(Ops):
         kernels.bn_input_grad(self._rows(dy), self._rows(xhat), s, np.asarray(m, dy.dtype)[0], u, v,
                               self._rows(dx))
         return dx
+
+    # ---- batch normalisation straight into max pooling: three compiled passes ------------
+    #: Fuse BatchNorm followed by MaxPool2D in training steps where the kernels apply (the
+    #: tests switch it off to compare with the layers' own passes).
+    fuse_norm_pool = True
+
+    def fuses_norm_pool(self, x: Any, win: Any) -> bool:
+        """With Numba, for C-contiguous float images under unpadded windows side by side
+        (each image element in one window at most)."""
+        return (self.fuse_norm_pool and x.ndim == 4 and not any(win.pad) and win.sh >= win.kh
+                and win.sw >= win.kw and self._norm_kernels(x) is not None)
+
+    def batch_norm_max_pool(self, x: Any, shift: Any, mean: Any, inv: Any, gamma: Any, beta: Any,
+                            win: Any) -> tuple[Any, Any]:
+        if not self.fuses_norm_pool(x, win):
+            return super().batch_norm_max_pool(x, shift, mean, inv, gamma, beta, win)
+        n, c, h, w = x.shape
+        oh, ow = win.output_hw(h, w)
+        y = np.empty((n, c, oh, ow), x.dtype)
+        arg = np.empty((n, c, oh, ow), np.int8 if win.kh * win.kw <= 127 else np.int32)
+        numba_kernels.kernels().bn_max_pool(
+            x.reshape(-1), n * c, c, h, w, *_vectors(x.dtype, shift, mean, inv, gamma, beta),
+            *_pooling(win, h, w), y.reshape(-1), arg.reshape(-1), np.empty(h * w, x.dtype))
+        return y, arg
+
+    def _fused_grad(self, dy: Any, arg: Any, x: Any, win: Any) -> bool:
+        return (self.fuses_norm_pool(x, win) and isinstance(dy, np.ndarray) and dy.dtype == x.dtype
+                and isinstance(arg, np.ndarray))
+
+    def batch_norm_max_pool_grad_sums(self, dy: Any, arg: Any, x: Any, shift: Any, mean: Any, inv: Any,
+                                      win: Any) -> Any:
+        if not self._fused_grad(dy, arg, x, win):
+            return super().batch_norm_max_pool_grad_sums(dy, arg, x, shift, mean, inv, win)
+        n, c, h, w = x.shape
+        out = np.empty(2 * c, np.float64)
+        numba_kernels.kernels().bn_pool_grad_sums(
+            _flat(dy), _flat(arg), x.reshape(-1), n * c, c, h, w, *_vectors(x.dtype, shift, mean, inv),
+            *_pooling(win, h, w), out[:c], out[c:])
+        return out.astype(x.dtype)
+
+    def batch_norm_max_pool_input_grad(self, dy: Any, arg: Any, x: Any, shift: Any, mean: Any, inv: Any,
+                                       win: Any, scale: Any, m: Any, sum_dy: Any, sum_dy_xhat: Any) -> Any:
+        if not self._fused_grad(dy, arg, x, win):
+            return super().batch_norm_max_pool_input_grad(dy, arg, x, shift, mean, inv, win, scale, m, sum_dy,
+                                                          sum_dy_xhat)
+        n, c, h, w = x.shape
+        dx = np.empty_like(x)
+        numba_kernels.kernels().bn_pool_input_grad(
+            _flat(dy), _flat(arg), x.reshape(-1), n * c, c, h, w, *_vectors(x.dtype, shift, mean, inv),
+            *_pooling(win, h, w), *_vectors(x.dtype, scale), np.asarray(m, x.dtype)[0],
+            *_vectors(x.dtype, sum_dy, sum_dy_xhat), x.dtype.type(0), dx.reshape(-1))
+        return dx
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-order 1-D array (a view where it is contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def _vectors(dtype: Any, *vectors: Any) -> list[np.ndarray]:
+    return [np.asarray(v, dtype) for v in vectors]
+
+
+def _pooling(win: Any, h: int, w: int) -> tuple[int, ...]:
+    """A pooling window's arguments of the compiled passes: ``kh, kw, sh, sw, oh, ow``."""
+    return (win.kh, win.kw, win.sh, win.sw, *win.output_hw(h, w))
 
 
 def _numpy_im2col(x: np.ndarray, win: Any, by_row: bool = False) -> np.ndarray:

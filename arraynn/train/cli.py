@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import _cli
+from .._memory import reuse_freed_memory
 from .errors import error_line
 from .job import Run
 from .options import build_parser, check_distributed_args
@@ -21,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _cli.parse_args(build_parser(), argv, check_distributed_args)
     if isinstance(args, int):
         return args
+    reuse_freed_memory()  # a training step's arrays reuse the last step's memory (arraynn._memory)
     job = Run(args)
     try:
         code = _run_or_evaluate(job)

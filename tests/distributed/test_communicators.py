@@ -342,3 +342,34 @@ def test_ranks_of_threads_train_batchnorm_with_the_global_batch_statistics(backe
                  (model._state.opt["stats"], ref._state.opt["stats"])]
         for mine, want in pairs:
             np.testing.assert_allclose(be.to_numpy(mine), be.to_numpy(want), rtol=1e-9, atol=1e-12)
+
+
+def test_ranks_of_threads_train_batchnorm_fused_with_max_pooling_as_one_process(monkeypatch):
+    # NumPy runs BatchNorm + MaxPool2D as one fused pass (for arrays of 4,096 numbers and
+    # more): its sums go over the ranks too, so 3 ranks still train what one process trains
+    from arraynn import layers
+    from arraynn.ops import numba_kernels
+
+    kernels = numba_kernels.kernels()
+    if kernels is None:
+        pytest.skip("the fused passes need Numba")
+    calls = []
+    monkeypatch.setattr(kernels, "bn_pool_input_grad",
+                        lambda *a, f=kernels.bn_pool_input_grad: calls.append(1) or f(*a))
+    rng = np.random.default_rng(6)
+    y = np.arange(100) % 3
+    X = (rng.normal(size=(100, 144)) + y[:, None]).reshape(100, 1, 12, 12)
+    body = [layers.Conv2D(8, 3, padding="same", bias=False), layers.BatchNorm(), layers.MaxPool2D(2),
+            layers.ReLU(), layers.Flatten(), layers.Dense(5)]
+    params = dict(layers=body, epochs=2, batch_size=48, random_seed=2, optimizer="adam", learning_rate=0.02,
+                  output="softmax", backend="numpy", dtype="float64")
+    ref = NNClassifier(**params).fit(X, y)
+    assert calls  # the one process fused
+    calls.clear()
+    be = ref.backend_
+    for model in _fit_on_ranks(3, params, X, y):
+        pairs = [(model._state.params, ref._state.params),
+                 (model._state.opt["stats"], ref._state.opt["stats"])]
+        for mine, want in pairs:
+            np.testing.assert_allclose(be.to_numpy(mine), be.to_numpy(want), rtol=1e-9, atol=1e-12)
+    assert calls  # and so did the ranks

@@ -278,3 +278,91 @@ def test_numpys_compiled_batchnorm_matches_the_generic_array_api_code(shape, dty
     xs = np.asfortranarray(x)
     assert fast._norm_kernels(xs) is None
     np.testing.assert_array_equal(fast.batch_norm_infer(xs, mean, scale, beta), want_infer)
+
+
+# ---- BatchNorm straight into MaxPool2D: NumPy's fused passes ------------------------------
+POOLS = {"2x2": (2, None), "3x3 over 7x9": (3, None), "2x3 stride 3": ((2, 3), 3)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_numpys_fused_batchnorm_and_max_pooling_equal_the_generic_passes(pool, dtype):
+    # the composition of the layers' own passes is the reference: the pooled values, the
+    # arg-max positions and the input gradient bit for bit, the sums to rounding (float64
+    # accumulators in the fused pass, over the pooled gradient alone)
+    from arraynn.ops import Ops
+
+    size, stride = POOLS[pool]
+    win = layers.MaxPool2D(size, stride).window()
+    rng = np.random.default_rng(3)
+    shape = (30, 4, 7, 9)
+    c = shape[1]
+    x = (rng.normal(size=shape) * 2 + 1).astype(dtype)
+    x[0, 0, :2, :2] = 0.5  # ties: the first maximum wins
+    shift, mean, gamma, beta, scale, s1, s2 = (rng.normal(size=c).astype(dtype) for _ in range(7))
+    gamma[1] = -1.5  # a negative scale turns the maxima into minima of x
+    inv = np.abs(rng.normal(size=c)).astype(dtype) + 0.5
+    m = np.asarray([30 * 7 * 9], dtype)
+    generic, fast = Ops(np), ops_of(x)
+    assert fast.fuses_norm_pool(x, win) and not generic.fuses_norm_pool(x, win)
+    y, arg = fast.batch_norm_max_pool(x, shift, mean, inv, gamma, beta, win)
+    want_y, want_arg = generic.batch_norm_max_pool(x, shift, mean, inv, gamma, beta, win)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(arg, want_arg)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    sums = fast.batch_norm_max_pool_grad_sums(dy, arg, x, shift, mean, inv, win)
+    want_sums = generic.batch_norm_max_pool_grad_sums(dy, want_arg, x, shift, mean, inv, win)
+    assert sums.dtype == x.dtype and sums.shape == (2 * c,)
+    tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(sums, want_sums, rtol=tol, atol=tol * np.max(np.abs(want_sums)))
+    dx = fast.batch_norm_max_pool_input_grad(dy, arg, x, shift, mean, inv, win, scale, m, s1, s2)
+    want_dx = generic.batch_norm_max_pool_input_grad(dy, want_arg, x, shift, mean, inv, win, scale, m, s1, s2)
+    assert dx.dtype == x.dtype and dx.flags.c_contiguous
+    np.testing.assert_array_equal(dx, want_dx)
+
+
+def test_overlapping_pools_padded_views_and_small_images_are_not_fused():
+    ops = ops_of(np.zeros((30, 4, 7, 9), np.float32))
+    x = np.zeros((30, 4, 7, 9), np.float32)
+    assert not ops.fuses_norm_pool(x, layers.MaxPool2D(3, 2).window())  # windows overlap
+    assert not ops.fuses_norm_pool(x[:, :, :, ::2], layers.MaxPool2D(2).window())  # a strided view
+    assert not ops.fuses_norm_pool(x[:2], layers.MaxPool2D(2).window())  # too small to pay
+
+
+def _pooled_net():
+    return Sequential([layers.Conv2D(6, 3, padding="same", bias=False), layers.BatchNorm(),
+                       layers.MaxPool2D(2),
+                       layers.ReLU(), layers.Conv2D(5, 3, bias=False), layers.BatchNorm(0.8),
+                       layers.MaxPool2D(3), layers.Flatten(), layers.Dense(10)], input_shape=(2, 15, 15))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_training_step_with_the_fused_passes_equals_the_layers_own_passes(dtype, monkeypatch):
+    # Sequential runs each BatchNorm + MaxPool2D pair as one fused pass on NumPy: the loss,
+    # the gradient and the running statistics equal those of the layers run one by one (the
+    # unfused compiled passes), the gradient to the rounding of the fused sums
+    from arraynn.ops import numba_kernels
+    from arraynn.ops.numpy_layers import NumpyLayerOps
+
+    net = _pooled_net()
+    params = net.init_params(np, np.random.default_rng(0), "he").astype(dtype)
+    stats = net.init_state(np).astype(dtype)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2, 15, 15)).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 40)]
+    calls = []
+    kernels = numba_kernels.kernels()
+    monkeypatch.setattr(kernels, "bn_max_pool", lambda *a, f=kernels.bn_max_pool: calls.append(1) or f(*a))
+    fused = net.loss_grad_and_state(params, X, Y, l2=0.01, stats=stats)
+    assert len(calls) == 2  # both pairs fused
+    monkeypatch.setattr(NumpyLayerOps, "fuse_norm_pool", False)
+    unfused = net.loss_grad_and_state(params, X, Y, l2=0.01, stats=stats)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(fused[0], unfused[0])
+    np.testing.assert_array_equal(fused[2], unfused[2])  # the running statistics
+    tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(fused[1], unfused[1], rtol=tol, atol=tol * np.max(np.abs(unfused[1])))
+    # prediction is not fused (BatchNorm on the running statistics is one pass of its own)
+    monkeypatch.setattr(NumpyLayerOps, "fuse_norm_pool", True)
+    net.forward(params, X, stats)
+    assert len(calls) == 2
