@@ -17,6 +17,13 @@ data-parallel training the step passes ``reduce``, which sums an array over the 
 the forward pass reduces the sums once, the backward pass the two sums its input
 gradient needs (of ``dy`` and ``dy * xhat``) once, so N ranks normalise with the global
 minibatch's statistics and train what one process trains (to rounding).
+
+A BatchNorm on images followed by a :class:`~arraynn.nn.conv.MaxPool2D` runs, in a training
+step on a backend whose ops fuse the two (:meth:`arraynn.ops.Ops.fuses_norm_pool`: NumPy
+with Numba), as one pass (:meth:`BatchNorm.forward_max_pooled`, which
+:class:`arraynn.nn.Sequential` calls for the pair): its cache keeps the input instead of
+the normalised images, and its backward pass takes the pooled output's gradient back
+through both layers. The numbers are the two layers' (the gradient's sums to rounding).
 """
 
 from __future__ import annotations

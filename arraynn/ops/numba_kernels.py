@@ -22,17 +22,18 @@ training step's forward pass, one for the gradient's sums and one for the input'
 gradient in its backward pass, one pass at prediction (NumPy makes four to six
 ufunc passes each, with a temporary per operation, and sums over axes ``(0, 2, 3)``
 slowly: 10 against 2 ms per layer at the first BatchNorm of ``--preset cnn``, batch
-128). The updates flush
+128), and batch normalisation fused with the max pooling after it (three passes where
+the two layers make six, and no normalised images stored). The updates flush
 every value they write of subnormal numbers (:func:`arraynn.ops.generic.flush_subnormal`)
 in the same pass, for free.
 
 The loops compute the generic Array API code's operations (:mod:`arraynn.ops.generic`)
 in the same order and in the buffers' dtype (batch normalisation's sums excepted: they
-accumulate in float64, in four interleaved partial sums), with the scalars cast to that dtype
-first, as NumPy casts a Python float: no ``fastmath``, so LLVM neither contracts
-``a * b + c`` into one fused multiply-add nor reorders anything, and ``sqrt`` and the
-division are the CPU's correctly rounded instructions. The results equal the
-generic path's bit for bit (tested; the sums to rounding).
+accumulate in float64, in the order of LLVM's vectorized loop), with the scalars cast to
+that dtype first, as NumPy casts a Python float: no ``fastmath`` (but for those sums), so
+LLVM neither contracts ``a * b + c`` into one fused multiply-add nor reorders anything,
+and ``sqrt`` and the division are the CPU's correctly rounded instructions. The results
+equal the generic path's bit for bit (tested; the sums to rounding).
 
 The loops run on the calling thread (``parallel=False``): on a 2-core machine a second
 thread pool would fight OpenBLAS's, whose worker spins on the other core after every

@@ -10,7 +10,13 @@ on it) that the window and normalisation layers (:mod:`arraynn.nn.conv`,
 * a convolution as one matrix product over the whole batch (:meth:`NumpyLayerOps.conv2d`),
   equal to the generic per-sample products to rounding;
 * batch normalisation as compiled passes with Numba: the elementwise values bit for bit,
-  the per-channel sums accumulated in float64 (so to rounding).
+  the per-channel sums accumulated in float64 (so to rounding);
+* batch normalisation and the max pooling after it (windows side by side) fused into one
+  compiled pass forward and two backward (:meth:`NumpyLayerOps.fuses_norm_pool`): the
+  pooled values, the arg-max positions and the input gradient bit for bit with the two
+  layers' own passes, the gradient's sums over the pooled values alone (to rounding).
+  At ``--preset cnn``'s first BatchNorm, batch 128, the normalised images are 12.5 MiB
+  that are neither written nor read again.
 
 Arrays a compiled pass does not take (other types, small ones, strided views) go the
 generic way (:class:`arraynn.ops.generic.Ops`).
@@ -83,7 +89,10 @@ class NumpyLayerOps(Ops):
         _, cols, shape, win = cache
         n, f = shape[0], W.shape[0]
         dy2 = np.ascontiguousarray(dy.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
-        dW = np.matmul(dy2, cols.T).reshape(W.shape)
+        # (cols @ dy2.T).T rather than dy2 @ cols.T: the same sums, with OpenBLAS reading the
+        # long rows of both matrices as they lie (6.2 against 8.3 ms at --preset cnn's second
+        # convolution, batch 128, 2 vCPUs of an AMD EPYC Zen 3)
+        dW = np.matmul(cols, dy2.T).T.reshape(W.shape)
         if not need_dx:
             return dW, None
         W2t = np.ascontiguousarray(W.reshape(f, -1).T)

@@ -26,7 +26,7 @@ and its flags), :mod:`~arraynn.train.config` (the configuration the flags make),
 :mod:`~arraynn.train.cli` (:func:`main`).
 """
 
-from .cli import main
+from .cli import main, process_main
 from .options import PRESETS, build_parser
 
-__all__ = ["PRESETS", "build_parser", "main"]
+__all__ = ["PRESETS", "build_parser", "main", "process_main"]

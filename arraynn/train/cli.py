@@ -10,7 +10,16 @@ from .errors import error_line
 from .job import Run
 from .options import build_parser, check_distributed_args
 
-__all__ = ["main"]
+__all__ = ["main", "process_main"]
+
+
+def process_main() -> int:
+    """The command as a process runs it (``python -m arraynn.train``, the ``arraynn-train``
+    script): :func:`arraynn.reuse_freed_memory` first, so that a training step's arrays
+    reuse the last step's memory, then :func:`main`. (``main`` itself leaves the calling
+    process's allocator alone.)"""
+    reuse_freed_memory()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +31,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _cli.parse_args(build_parser(), argv, check_distributed_args)
     if isinstance(args, int):
         return args
-    reuse_freed_memory()  # a training step's arrays reuse the last step's memory (arraynn._memory)
     job = Run(args)
     try:
         code = _run_or_evaluate(job)
