@@ -58,8 +58,9 @@ no peer's step pays for page faults there.)
 
 ``--breakdown [PEERS]`` (default ``numpy``) also times each layer's ``forward`` and
 ``backward`` (called directly, as :meth:`arraynn.nn.Sequential.loss_and_grad` calls
-them), the masks, the loss head, the gradient packing and the update, median over
-``--steps`` steps.
+them, but one by one: a BatchNorm and the MaxPool2D after it show apart, where the
+training step fuses them on NumPy), the masks, the loss head, the gradient packing and
+the update, median over ``--steps`` steps.
 
 Like the other benchmarks, this command drops ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_L2_SIZE`` for itself (re-executing once, before NumPy is imported). It prints

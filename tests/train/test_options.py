@@ -231,7 +231,7 @@ def test_the_cnn_preset_is_a_layers_spec_over_the_default_training():
 
     cnn = PRESETS["cnn"]
     assert format_layers(parse_layers(cnn["layers"])) == cnn["layers"]  # in the parser's own words
-    assert cnn["augment_flip"] and cnn["epochs"] == 12 and cnn["learning_rate"] == 2e-3
+    assert cnn["augment_flip"] and cnn["epochs"] == 10 and cnn["learning_rate"] == 2e-3
     assert "cnn" in PRESET_HEADERS
     differs = {k for k in cnn if cnn[k] != PRESETS["default"][k]}
     assert differs == {"layers", "augment_flip", "learning_rate", "epochs", "val_size"}
