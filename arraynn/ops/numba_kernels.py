@@ -174,10 +174,11 @@ def _build() -> Any:
     # (a strictly greater value moves the arg-max, offsets in C order), and its adjoint,
     # offset by offset so that overlapping windows add up in the generic code's order.
     # Images, outputs and arg-max positions come as flat (C-order) arrays with their
-    # sizes: index arithmetic on one 1-D array, which LLVM vectorizes where it can, and no
-    # view made per image plane or row (each view costs reference counting, which was most
-    # of the time at 14x14 planes), and the running maximum as selects, not branches (which
-    # the data would mispredict). 2x2 windows side by side, --preset cnn's, by themselves.
+    # sizes, indexed by offsets computed once per plane and row (the fused passes below
+    # pool their scratch plane with the same loop). Products such as h * w are hoisted out
+    # of the loops: inside a loop's index they kept LLVM from vectorizing it (an
+    # elementwise pass over 128x64x14x14 numbers: 2.4 against 0.2 ms). 2x2 windows side by
+    # side, --preset cnn's, by themselves.
     @jit
     def _pool_plane(src, base, w, kh, kw, sh, sw, oh, ow, y, arg, obase):  # pragma: no cover - compiled
         for i in range(oh):
@@ -218,7 +219,7 @@ def _build() -> Any:
 
     @jit
     def max_pool(x, planes, h, w, kh, kw, sh, sw, oh, ow, y, arg):  # pragma: no cover - compiled
-        hw, ohw = h * w, oh * ow  # products hoisted: in the loop they stopped LLVM vectorizing
+        hw, ohw = h * w, oh * ow
         for q in range(planes):
             _pool_plane(x, q * hw, w, kh, kw, sh, sw, oh, ow, y, arg, q * ohw)
 

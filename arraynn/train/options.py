@@ -90,6 +90,11 @@ run directory (--out):
   A run killed at any moment continues with --resume; on NumPy the resumed run ends
   with exactly the weights of an uninterrupted one.
 
+memory:
+  On glibc (Linux) the command keeps freed arrays' memory for the next ones
+  (arraynn.reuse_freed_memory): a training step's arrays reuse the last step's pages
+  instead of faulting in new, zeroed ones. ARRAYNN_MALLOC=default keeps glibc's settings.
+
 exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 130 interrupted.
 """
 
