@@ -19,6 +19,10 @@ holds as ``state["stats"]``: :meth:`Sequential.train_step` reads it and puts the
 back, :meth:`Sequential.loss_grad_and_state` returns it, and prediction takes it as
 ``stats=``. Networks without such layers have an empty state and ignore it.
 
+Fused layers: in a training step, a BatchNorm on images and the MaxPool2D after it run as
+one pass where the backend's ops have one (:meth:`arraynn.ops.Ops.fuses_norm_pool`; see
+:mod:`arraynn.nn.norm`), with the numbers of the two layers run one by one.
+
 Dropout masks: a :class:`~arraynn.nn.layers.Dropout` placed after the ``j``-th layer
 with parameters (``j = 0``: on the inputs) draws from stream
 ``STREAMS["dropout"] + j - 1``, keyed by the seed and the optimizer's step counter, as
