@@ -8,7 +8,7 @@ returned to the kernel when the block is freed, and hands the top of its heap ba
 more than twice that threshold lies free there. Either way the next step's arrays are
 new pages: a page fault each, and the kernel zeroes every page first. At ``--preset
 cnn`` that was 1,300 to 3,400 page faults a step, and about a sixth of the step's time
-on 2 vCPUs of an AMD EPYC (Zen 3): 61-64 against 50-51 ms a step in alternating runs
+on 2 vCPUs of an AMD EPYC (Zen 4): 61-64 against 50-51 ms a step in alternating runs
 (``torch.nn``'s step of the same network faulted 5,500 times, 79 against 55 ms).
 
 :func:`reuse_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``

@@ -91,7 +91,7 @@ class NumpyLayerOps(Ops):
         dy2 = np.ascontiguousarray(dy.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
         # (cols @ dy2.T).T rather than dy2 @ cols.T: the same sums, with OpenBLAS reading the
         # long rows of both matrices as they lie (6.2 against 8.3 ms at --preset cnn's second
-        # convolution, batch 128, 2 vCPUs of an AMD EPYC Zen 3)
+        # convolution, batch 128, 2 vCPUs of an AMD EPYC Zen 4)
         dW = np.matmul(cols, dy2.T).T.reshape(W.shape)
         if not need_dx:
             return dW, None

@@ -107,21 +107,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # time, 12 epochs: Adam 2e-3 93.38 %, 3e-3 93.44 %; 2e-3 with a 256-unit dense layer
     # 93.72 % (epochs a fifth longer), with dropout 0.2 93.78 %; that with each BatchNorm after
     # its pooling (a quarter of the normalisation's work, 6 % faster a step) 93.48 %, and in 10
-    # epochs 93.10 %. With a step of about 50 rather than 73 ms (the fused passes, vectorized
-    # sums, no page faults), the 12-epoch recipe still trained 1.31x as long as PyTorch's
-    # reference (353.7 against 270.4 s, 93.76 % against 93.42 % test accuracy; results file
-    # reference-cnn-12-epochs.json), so 10 epochs: 93.62 % (this preset). Then, like "best",
-    # it trains on all 60,000 training images (no validation split, the epochs fixed).
-    # Measured with python -m benchmarks.reference --cnn --data-dir DIR --seeds 0,1,2 (same
-    # CPU, NumPy 2.4.6 with OpenBLAS, Numba 0.68.1, torch 2.13.0): 93.51 / 93.43 / 93.41 %
-    # test accuracy in 289.8 / 291.6 / 285.3 s of training (the epochs' steps alone 270.0 /
-    # 271.7 / 264.7 s), against PyTorch's usual small CNN's 93.42 / 93.51 / 93.26 % in
-    # 293.6 / 300.4 / 300.4 s in the same run (benchmarks/results/zen3-2026-12/
-    # reference-cnn.json): within its time on every seed, more accurate on two of three.
-    # (The 12-epoch recipe with the step before gave 93.72 / 93.37 / 93.46 % in 435-452 s
-    # against 360-438 s, reference-cnn-12-epochs-2026-12-07.json; the 24-epoch recipe with
-    # dropout 0.3 and Adam 1e-3 93.87 % in 967 s against the reference's 93.36 % in 448 s, and
-    # with 15 epochs 93.38 %.)
+    # epochs 93.10 %. On 2 vCPUs of an AMD EPYC Zen 4 (AVX-512), with a step of about 50
+    # rather than 73 ms (the fused passes, vectorized sums, no page faults), the 12-epoch
+    # recipe still trained 1.31x as long as PyTorch's reference (353.7 against 270.4 s, 93.76
+    # against 93.42 % test accuracy; benchmarks/results/zen4-2026-12/reference-cnn-12-
+    # epochs.json), so 10 epochs: 93.62 % there (this preset). Then, like "best", it trains on
+    # all 60,000 training images (no validation split, the epochs fixed). Measured with python
+    # -m benchmarks.reference --cnn --data-dir DIR --seeds 0,1,2 (that Zen 4, NumPy 2.4.6 with
+    # OpenBLAS, Numba 0.68.1, torch 2.13.0): 93.51 / 93.43 / 93.41 % test accuracy in 289.8 /
+    # 291.6 / 285.3 s of training (the epochs' steps alone 270.0 / 271.7 / 264.7 s), against
+    # PyTorch's usual small CNN's 93.42 / 93.51 / 93.26 % in 293.6 / 300.4 / 300.4 s in the
+    # same run (zen4-2026-12/reference-cnn.json): within its time on every seed, more
+    # accurate on two of three. (On the Zen 3, the 12-epoch recipe with the step before gave
+    # 93.72 / 93.37 / 93.46 % in 435-452 s against 360-438 s, zen3-2026-12/reference-cnn.json;
+    # the 24-epoch recipe with dropout 0.3 and Adam 1e-3 93.87 % in 967 s against the
+    # reference's 93.36 % in 448 s, and with 15 epochs 93.38 %.)
     "cnn": {
         **_DEFAULT,
         "layers": ("conv32k3samenobias,bn,maxpool2,relu,conv64k3samenobias,bn,maxpool2,relu,flatten,"
