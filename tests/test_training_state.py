@@ -119,7 +119,13 @@ def test_an_estimator_pickled_before_the_training_state_unpickles_and_predicts_t
     with open(FIXTURES / f"pickled-before-training-state-{name}.pkl", "rb") as f:
         clf = pickle.load(f)
     want = np.load(FIXTURES / "pickled-before-training-state-proba.npz")[name]
-    assert clf.predict_proba(X).tobytes() == want.tobytes()
+    got = clf.predict_proba(X)
+    # the fixture's probabilities were computed on another CPU, whose BLAS kernels round
+    # the matrix products' last bits differently (an AVX2 Zen 3 against an AVX-512 Zen 4:
+    # up to 3e-6 apart, relatively): the same model, to float32 rounding
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7)
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
     assert set(vars(clf)) == set(clf.get_params()) | {"_state"}
     if name == "es":
         assert clf.early_stopping and clf.validation_scores_ and clf.preprocessor_.name == "standardize"

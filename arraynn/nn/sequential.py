@@ -122,14 +122,23 @@ class Sequential:
         self.state_layout = ParamLayout(state_shapes)
         # whether a layer's input gradient is needed: some layer before it has parameters
         self._need_dx = [any(self.slots[j] for j in range(i)) for i in range(len(self.layers))]
-        # the BatchNorm layers on images that a MaxPool2D follows: a training step runs such
-        # a pair as one fused pass where the ops have one (Ops.fuses_norm_pool)
-        from .conv import MaxPool2D
-        from .norm import BatchNorm
 
-        self._norm_pool: dict[int, tuple[BatchNorm, Any]] = {
-            i: (bn, pool.window()) for i, (bn, pool) in enumerate(zip(self.layers, self.layers[1:]))
-            if isinstance(bn, BatchNorm) and isinstance(pool, MaxPool2D) and len(self.input_shapes[i]) == 3}
+    @property
+    def _norm_pool(self) -> dict[int, tuple[Any, Any]]:
+        """The BatchNorm layers on images that a MaxPool2D follows, by position, with the
+        pooling's window: a training step runs such a pair as one fused pass where the ops
+        have one (``Ops.fuses_norm_pool``). Found on first use, so that networks pickled
+        before there was such a pass have it too."""
+        pairs = self.__dict__.get("_norm_pool_pairs")
+        if pairs is None:
+            from .conv import MaxPool2D
+            from .norm import BatchNorm
+
+            pairs = self.__dict__["_norm_pool_pairs"] = {
+                i: (bn, pool.window()) for i, (bn, pool) in enumerate(zip(self.layers, self.layers[1:]))
+                if isinstance(bn, BatchNorm) and isinstance(pool, MaxPool2D)
+                and len(self.input_shapes[i]) == 3}
+        return pairs
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r}, input_shape={self.input_shape}, output={self.output!r})"
