@@ -42,8 +42,10 @@ import numpy as np
 
 from ..ops import OUTPUTS, ops_of
 from . import random
+from .conv import MaxPool2D
 from .initializers import draw_flat
 from .layers import Dropout, Layer, layer_from_config
+from .norm import BatchNorm
 
 __all__ = ["Sequential"]
 
@@ -122,23 +124,6 @@ class Sequential:
         self.state_layout = ParamLayout(state_shapes)
         # whether a layer's input gradient is needed: some layer before it has parameters
         self._need_dx = [any(self.slots[j] for j in range(i)) for i in range(len(self.layers))]
-
-    @property
-    def _norm_pool(self) -> dict[int, tuple[Any, Any]]:
-        """The BatchNorm layers on images that a MaxPool2D follows, by position, with the
-        pooling's window: a training step runs such a pair as one fused pass where the ops
-        have one (``Ops.fuses_norm_pool``). Found on first use, so that networks pickled
-        before there was such a pass have it too."""
-        pairs = self.__dict__.get("_norm_pool_pairs")
-        if pairs is None:
-            from .conv import MaxPool2D
-            from .norm import BatchNorm
-
-            pairs = self.__dict__["_norm_pool_pairs"] = {
-                i: (bn, pool.window()) for i, (bn, pool) in enumerate(zip(self.layers, self.layers[1:]))
-                if isinstance(bn, BatchNorm) and isinstance(pool, MaxPool2D)
-                and len(self.input_shapes[i]) == 3}
-        return pairs
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r}, input_shape={self.input_shape}, output={self.output!r})"
@@ -252,10 +237,11 @@ class Sequential:
                 pooled = False
                 continue
             layer_stats = None if stats is None or not stats[i] else stats[i]
-            norm, win = self._norm_pool.get(i, (None, None)) if training else (None, None)
-            if norm is not None and ops.fuses_norm_pool(a, win):
-                a, cache = norm.forward_max_pooled(ops, per_layer[i], a, win, stats=layer_stats,
-                                                   reduce=reduce)
+            pool = self.layers[i + 1] if training and i + 1 < len(self.layers) else None
+            if (isinstance(layer, BatchNorm) and isinstance(pool, MaxPool2D) and a.ndim == 4
+                    and ops.fuses_norm_pool(a, pool.window())):
+                a, cache = layer.forward_max_pooled(ops, per_layer[i], a, pool.window(), stats=layer_stats,
+                                                    reduce=reduce)
                 caches.append(cache)
                 pooled = True
                 continue
